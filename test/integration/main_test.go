@@ -1,0 +1,45 @@
+// Package integration holds black-box tests of the built berth binary, one
+// file per feature. TestMain builds the binary once; tests run it as root
+// against the real kernel.
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// berthBin is the path of the binary under test. BERTH_BIN overrides the
+// build (for testing an installed binary).
+var berthBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if p := os.Getenv("BERTH_BIN"); p != "" {
+		berthBin = p
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "berth-itest-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	berthBin = filepath.Join(dir, "berth")
+	cmd := exec.Command("go", "build", "-o", berthBin, "./cmd/berth")
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building berth:", err)
+		return 1
+	}
+	return m.Run()
+}
