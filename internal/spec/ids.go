@@ -1,0 +1,6 @@
+package spec
+
+import "os"
+
+func callerUID() int { return os.Getuid() }
+func callerGID() int { return os.Getgid() }
