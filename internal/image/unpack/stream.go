@@ -1,0 +1,241 @@
+package unpack
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	digest "github.com/opencontainers/go-digest"
+)
+
+// Layer is one compressed layer blob to apply.
+type Layer struct {
+	// Open returns the blob as stored (compressed or not).
+	Open func() (io.ReadCloser, error)
+	// MediaType picks the decompressor; unknown or empty types fall back to
+	// the magic bytes.
+	MediaType string
+	// Digest is the blob digest; when set the blob is verified.
+	Digest digest.Digest
+	// DiffID is the digest of the uncompressed tar; when set it is verified.
+	DiffID digest.Digest
+}
+
+var (
+	gzipMagic = []byte{0x1f, 0x8b, 0x08}
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// Compression names a layer compression.
+type Compression string
+
+const (
+	None Compression = "none"
+	Gzip Compression = "gzip"
+	Zstd Compression = "zstd"
+)
+
+// detect picks the compression from the media type, then from the magic
+// bytes: some registries label zstd layers as gzip and vice versa, and the
+// bytes never lie.
+func detect(mediaType string, head []byte) Compression {
+	switch {
+	case bytes.HasPrefix(head, gzipMagic):
+		return Gzip
+	case bytes.HasPrefix(head, zstdMagic):
+		return Zstd
+	}
+	switch {
+	case strings.HasSuffix(mediaType, "+gzip"), strings.HasSuffix(mediaType, ".tar.gzip"):
+		return Gzip
+	case strings.HasSuffix(mediaType, "+zstd"), strings.HasSuffix(mediaType, ".tar.zstd"):
+		return Zstd
+	}
+	return None
+}
+
+// zstd decoder bounds: a frame declaring a larger window is refused before
+// any allocation (a zstd bomb), instead of reserving gigabytes.
+const (
+	zstdMaxWindow = 1 << 27
+	zstdMaxMemory = 1 << 30
+)
+
+// Decompress wraps r in the decompressor its media type or magic bytes call
+// for. The returned closer releases decoder resources, not r.
+func Decompress(r io.Reader, mediaType string) (io.ReadCloser, Compression, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	head, err := br.Peek(4)
+	if err != nil && err != io.EOF {
+		return nil, None, err
+	}
+	c := detect(mediaType, head)
+	switch c {
+	case Gzip:
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, c, fmt.Errorf("gzip: %w", err)
+		}
+		return zr, c, nil
+	case Zstd:
+		zr, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderMaxMemory(zstdMaxMemory), zstd.WithDecoderConcurrency(2))
+		if err != nil {
+			return nil, c, fmt.Errorf("zstd: %w", err)
+		}
+		return zr.IOReadCloser(), c, nil
+	}
+	return io.NopCloser(br), c, nil
+}
+
+// ErrTooLarge is returned when a layer exceeds the byte or entry limits.
+var ErrTooLarge = errors.New("layer exceeds unpack limits")
+
+const chunkSize = 1 << 20
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+// pipe carries one layer's uncompressed bytes from its decoder goroutine to
+// the applier through a bounded queue of chunks, so decoding (and hashing)
+// runs ahead of, and in parallel with, the file system work.
+type pipe struct {
+	ch   chan *[]byte
+	done chan struct{} // closed when the producer has finished
+	err  error         // producer's result, valid after done
+	cur  *[]byte
+	off  int
+	stop chan struct{}
+	once sync.Once
+}
+
+func newPipe(depth int) *pipe {
+	return &pipe{ch: make(chan *[]byte, depth), done: make(chan struct{}), stop: make(chan struct{})}
+}
+
+func (p *pipe) Read(b []byte) (int, error) {
+	for p.cur == nil {
+		c, ok := <-p.ch
+		if !ok {
+			<-p.done
+			if p.err != nil {
+				return 0, p.err
+			}
+			return 0, io.EOF
+		}
+		if len(*c) == 0 {
+			chunkPool.Put(c)
+			continue
+		}
+		p.cur, p.off = c, 0
+	}
+	n := copy(b, (*p.cur)[p.off:])
+	p.off += n
+	if p.off == len(*p.cur) {
+		full := (*p.cur)[:cap(*p.cur)]
+		chunkPool.Put(&full)
+		p.cur = nil
+	}
+	return n, nil
+}
+
+// Close tells the producer to give up (on an apply error).
+func (p *pipe) Close() { p.once.Do(func() { close(p.stop) }) }
+
+// produce decodes one layer into p, verifying Digest and DiffID and bounding
+// the uncompressed size by limit. The verification error, if any, is what the
+// applier reads after the tar end, so a layer is never reported applied
+// unless every byte matched.
+func (l *Layer) produce(ctx context.Context, p *pipe, limit int64) {
+	defer close(p.done)
+	defer close(p.ch)
+	p.err = func() error {
+		if l.Digest != "" {
+			if err := l.Digest.Validate(); err != nil {
+				return fmt.Errorf("layer digest %q: %w", l.Digest, err)
+			}
+		}
+		if l.DiffID != "" {
+			if err := l.DiffID.Validate(); err != nil {
+				return fmt.Errorf("layer diff id %q: %w", l.DiffID, err)
+			}
+		}
+		blob, err := l.Open()
+		if err != nil {
+			return err
+		}
+		defer blob.Close()
+		var src io.Reader = blob
+		var blobHash hash.Hash
+		if l.Digest != "" && l.Digest.Algorithm() == digest.SHA256 {
+			blobHash = sha256.New()
+			src = io.TeeReader(blob, blobHash)
+		}
+		dr, _, err := Decompress(src, l.MediaType)
+		if err != nil {
+			return err
+		}
+		defer dr.Close()
+		var diffHash hash.Hash
+		if l.DiffID != "" && l.DiffID.Algorithm() == digest.SHA256 {
+			diffHash = sha256.New()
+		}
+		var total int64
+		for {
+			bp := chunkPool.Get().(*[]byte)
+			b := (*bp)[:chunkSize]
+			n, rerr := io.ReadFull(dr, b)
+			if n > 0 {
+				total += int64(n)
+				if total > limit {
+					chunkPool.Put(bp)
+					return fmt.Errorf("%w: more than %d uncompressed bytes", ErrTooLarge, limit)
+				}
+				if diffHash != nil {
+					diffHash.Write(b[:n])
+				}
+				*bp = b[:n]
+				select {
+				case p.ch <- bp:
+				case <-p.stop:
+					chunkPool.Put(bp)
+					return errors.New("unpack aborted")
+				case <-ctx.Done():
+					chunkPool.Put(bp)
+					return ctx.Err()
+				}
+			} else {
+				chunkPool.Put(bp)
+			}
+			if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+				break
+			}
+			if rerr != nil {
+				return fmt.Errorf("decompressing layer: %w", rerr)
+			}
+		}
+		if blobHash != nil {
+			// Trailing bytes after the compressed stream are part of the blob
+			// and must match its digest too.
+			if _, err := io.Copy(io.Discard, src); err != nil {
+				return fmt.Errorf("reading layer: %w", err)
+			}
+			if got := digest.NewDigest(digest.SHA256, blobHash); got != l.Digest {
+				return fmt.Errorf("layer digest mismatch: blob is %s, expected %s", got, l.Digest)
+			}
+		}
+		if diffHash != nil {
+			if got := digest.NewDigest(digest.SHA256, diffHash); got != l.DiffID {
+				return fmt.Errorf("layer diff id mismatch: uncompressed tar is %s, expected %s", got, l.DiffID)
+			}
+		}
+		return nil
+	}()
+}

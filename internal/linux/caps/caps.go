@@ -1,0 +1,144 @@
+// Package caps maps capability names to numbers and applies the five OCI
+// capability sets to the calling thread. Everything here acts on the current
+// OS thread only: callers lock the thread and execve from it.
+package caps
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+var names = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+	"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+	"CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+	"CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+	"CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+	"CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+	"CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+}
+
+// Names returns every capability name berth knows, in number order.
+func Names() []string { return append([]string(nil), names...) }
+
+// Last returns the highest capability the running kernel knows.
+func Last() int {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			return n
+		}
+	}
+	return len(names) - 1
+}
+
+// Parse returns the number of a capability name ("CAP_NET_RAW"; case-insensitive,
+// the CAP_ prefix optional).
+func Parse(name string) (int, bool) {
+	n := strings.ToUpper(name)
+	if !strings.HasPrefix(n, "CAP_") {
+		n = "CAP_" + n
+	}
+	for i, c := range names {
+		if c == n {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// Set is a bit set of capabilities.
+type Set uint64
+
+func (s Set) Has(c int) bool { return s&(1<<uint(c)) != 0 }
+
+// Sets is the parsed form of the OCI capabilities; Unknown lists names that
+// are not capabilities of this kernel (runc ignores them with a warning).
+type Sets struct {
+	Bounding, Effective, Inheritable, Permitted, Ambient Set
+	Unknown                                              []string
+}
+
+// FromSpec parses the five sets.
+func FromSpec(c *specs.LinuxCapabilities) Sets {
+	var s Sets
+	if c == nil {
+		return s
+	}
+	last := Last()
+	seen := map[string]bool{}
+	conv := func(list []string) Set {
+		var out Set
+		for _, n := range list {
+			i, ok := Parse(n)
+			if !ok || i > last {
+				if !seen[n] {
+					seen[n] = true
+					s.Unknown = append(s.Unknown, n)
+				}
+				continue
+			}
+			out |= 1 << uint(i)
+		}
+		return out
+	}
+	s.Bounding = conv(c.Bounding)
+	s.Effective = conv(c.Effective)
+	s.Inheritable = conv(c.Inheritable)
+	s.Permitted = conv(c.Permitted)
+	s.Ambient = conv(c.Ambient)
+	return s
+}
+
+// DropBounding removes every capability not in s.Bounding from the thread's
+// bounding set. Needs CAP_SETPCAP, so it runs before Apply.
+func (s Sets) DropBounding() error {
+	last := Last()
+	for c := 0; c <= last; c++ {
+		if s.Bounding.Has(c) {
+			continue
+		}
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+			if err == unix.EINVAL { // the kernel does not know this one
+				continue
+			}
+			return fmt.Errorf("drop bounding capability %s: %w", names[c], err)
+		}
+	}
+	return nil
+}
+
+// Apply sets effective, permitted and inheritable exactly as configured (so a
+// capability the config did not ask for is never inheritable), then raises the
+// ambient ones.
+func (s Sets) Apply() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	for i := 0; i < 2; i++ {
+		data[i].Effective = uint32(uint64(s.Effective) >> (32 * i))
+		data[i].Permitted = uint32(uint64(s.Permitted) >> (32 * i))
+		data[i].Inheritable = uint32(uint64(s.Inheritable) >> (32 * i))
+	}
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capset: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
+		return fmt.Errorf("clear ambient capabilities: %w", err)
+	}
+	last := Last()
+	for c := 0; c <= last; c++ {
+		if !s.Ambient.Has(c) {
+			continue
+		}
+		// Raising ambient needs the cap in permitted and inheritable; runc
+		// ignores failures here, and so do we.
+		_ = unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0)
+	}
+	return nil
+}

@@ -1,0 +1,400 @@
+package rootfs
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Config is what the rootfs steps need to know.
+type Config struct {
+	Rootfs  string // absolute host path of the rootfs
+	Spec    *specs.Spec
+	UserNS  bool // mknod is impossible: bind-mount device nodes instead
+	CgroupNS bool
+	// CgroupPaths maps a v1 controller (or "" for the unified hierarchy) to
+	// the container's cgroup directory on the host.
+	CgroupPaths map[string]string
+}
+
+func fdPath(f *os.File) string { return "/proc/thread-self/fd/" + strconv.Itoa(int(f.Fd())) }
+
+// PrepareRoot sets the propagation of / and makes the rootfs a mount point
+// of its own (bind on itself), as pivot_root requires.
+func PrepareRoot(c *Config) error {
+	flag := uintptr(unix.MS_SLAVE | unix.MS_REC)
+	if c.Spec.Linux != nil && c.Spec.Linux.RootfsPropagation != "" {
+		f, ok := propOpts[c.Spec.Linux.RootfsPropagation]
+		if !ok {
+			return fmt.Errorf("invalid rootfsPropagation %q", c.Spec.Linux.RootfsPropagation)
+		}
+		flag = f
+	}
+	if err := unix.Mount("", "/", "", flag, ""); err != nil {
+		return &os.PathError{Op: "make / " + propName(flag), Path: "/", Err: err}
+	}
+	// pivot_root fails if the new root's parent mount is shared; make the
+	// mount holding the rootfs private (only in our namespace).
+	if err := makeParentPrivate(c.Rootfs); err != nil {
+		return err
+	}
+	if err := unix.Mount(c.Rootfs, c.Rootfs, "bind", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return &os.PathError{Op: "bind mount rootfs", Path: c.Rootfs, Err: err}
+	}
+	return nil
+}
+
+func propName(f uintptr) string {
+	for n, v := range propOpts {
+		if v == f {
+			return n
+		}
+	}
+	return "propagation"
+}
+
+// makeParentPrivate finds the mount point containing path and makes it
+// private if it is shared.
+func makeParentPrivate(path string) error {
+	mi, err := readMountinfo()
+	if err != nil {
+		return err
+	}
+	best := ""
+	shared := false
+	for _, m := range mi {
+		if (path == m.point || strings.HasPrefix(path, strings.TrimSuffix(m.point, "/")+"/")) && len(m.point) >= len(best) {
+			best, shared = m.point, strings.Contains(m.optional, "shared:")
+		}
+	}
+	if best != "" && shared {
+		if err := unix.Mount("", best, "", unix.MS_PRIVATE, ""); err != nil {
+			return &os.PathError{Op: "make parent mount private", Path: best, Err: err}
+		}
+	}
+	return nil
+}
+
+type mountinfo struct {
+	root, point, fstype, source, optional string
+}
+
+func readMountinfo() ([]mountinfo, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []mountinfo
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 64*1024), 1024*1024)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		sep := -1
+		for i, f := range fields {
+			if f == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 6 || len(fields) < sep+3 {
+			continue
+		}
+		out = append(out, mountinfo{
+			root: unescape(fields[3]), point: unescape(fields[4]),
+			optional: strings.Join(fields[6:sep], " "),
+			fstype:   fields[sep+1], source: fields[sep+2],
+		})
+	}
+	return out, s.Err()
+}
+
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// openRoot opens the rootfs directory as the anchor of in-root resolution.
+func openRoot(rootfs string) (*os.File, error) {
+	return os.OpenFile(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+}
+
+// ensureTarget resolves dest inside root, creating it (a directory, or an
+// empty file when isFile) when missing, and returns an O_PATH handle.
+func ensureTarget(root *os.File, dest string, isFile bool) (*os.File, error) {
+	if h, err := pathrs.OpenatInRoot(root, dest); err == nil {
+		return h, nil
+	}
+	if !isFile {
+		return pathrs.MkdirAllHandle(root, dest, 0o755)
+	}
+	dir, base := filepath.Split(filepath.Clean("/" + dest))
+	d, err := pathrs.MkdirAllHandle(root, dir, 0o755)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	fd, err := unix.Openat(int(d.Fd()), base, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_WRONLY, 0o644)
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return nil, &os.PathError{Op: "create mount target", Path: dest, Err: err}
+	}
+	if err == nil {
+		unix.Close(fd)
+	}
+	return pathrs.OpenatInRoot(root, dest)
+}
+
+// MountAll performs the config's mounts in order.
+func MountAll(c *Config) error {
+	root, err := openRoot(c.Rootfs)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	for _, m := range c.Spec.Mounts {
+		if err := mountOne(c, root, m); err != nil {
+			return fmt.Errorf("error mounting %q to rootfs at %q: %w", m.Source, m.Destination, err)
+		}
+	}
+	return nil
+}
+
+func isBind(m specs.Mount) bool {
+	if m.Type == "bind" {
+		return true
+	}
+	for _, o := range m.Options {
+		if o == "bind" || o == "rbind" {
+			return true
+		}
+	}
+	return false
+}
+
+func mountOne(c *Config, root *os.File, m specs.Mount) error {
+	if !filepath.IsAbs(m.Destination) {
+		// runc accepts relative destinations (as relative to /) with a warning.
+		m.Destination = "/" + m.Destination
+	}
+	p := ParseOptions(m.Options)
+	if m.Type == "cgroup" || m.Type == "cgroup2" {
+		return mountCgroup(c, root, m, p)
+	}
+	bind := isBind(m)
+	isFile := false
+	if bind {
+		st, err := os.Stat(m.Source)
+		if err != nil {
+			return err
+		}
+		isFile = !st.IsDir()
+	}
+	target, err := ensureTarget(root, m.Destination, isFile)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	tp := fdPath(target)
+	if bind {
+		flags := uintptr(unix.MS_BIND) | (p.Flags & unix.MS_REC)
+		if err := unix.Mount(m.Source, tp, "", flags, ""); err != nil {
+			return err
+		}
+		// Bind mounts ignore most flags on the first call: remount to apply.
+		extra := p.Flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT)
+		if extra != 0 {
+			// Re-open: the target fd now names the covered dir, not the mount.
+			t2, err := pathrs.OpenatInRoot(root, m.Destination)
+			if err != nil {
+				return err
+			}
+			defer t2.Close()
+			if err := remountBind(fdPath(t2), extra); err != nil {
+				return err
+			}
+		}
+	} else {
+		src := m.Source
+		if src == "" {
+			src = m.Type
+		}
+		if m.Type == "proc" || m.Type == "sysfs" {
+			// The kernel refuses these over a symlink or a non-directory;
+			// ensureTarget already resolved in-root.
+			var st unix.Stat_t
+			if err := unix.Fstat(int(target.Fd()), &st); err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+				return fmt.Errorf("%s must be mounted on a directory", m.Destination)
+			}
+		}
+		if err := unix.Mount(src, tp, m.Type, p.Flags&^unix.MS_REMOUNT, p.Data); err != nil {
+			if m.Type == "mqueue" && errors.Is(err, unix.EPERM) && c.UserNS {
+				// No ipc namespace of our own: bind the host's instead, like runc.
+				return unix.Mount("/dev/mqueue", tp, "", unix.MS_BIND|unix.MS_REC, "")
+			}
+			return err
+		}
+		if p.TmpCopyUp && m.Type == "tmpfs" {
+			// Not supported yet: say so instead of silently hiding content.
+			return fmt.Errorf("mount option tmpcopyup is not supported")
+		}
+	}
+	if len(p.Propagation) > 0 || p.RecAttrSet != 0 || p.RecAttrClr != 0 {
+		t2, err := pathrs.OpenatInRoot(root, m.Destination)
+		if err != nil {
+			return err
+		}
+		defer t2.Close()
+		for _, pf := range p.Propagation {
+			if err := unix.Mount("", fdPath(t2), "", pf, ""); err != nil {
+				return &os.PathError{Op: "set propagation", Path: m.Destination, Err: err}
+			}
+		}
+		if p.RecAttrSet != 0 || p.RecAttrClr != 0 {
+			attr := &unix.MountAttr{Attr_set: p.RecAttrSet, Attr_clr: p.RecAttrClr}
+			if err := unix.MountSetattr(int(t2.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
+				return &os.PathError{Op: "mount_setattr", Path: m.Destination, Err: err}
+			}
+		}
+	}
+	return nil
+}
+
+// remountBind applies flags to a bind mount, keeping the locked flags
+// (nodev, nosuid, noexec, atime) that an unprivileged remount may not clear.
+func remountBind(path string, flags uintptr) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err == nil {
+		locked := uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME)
+		flags |= locked
+	}
+	if err := unix.Mount("", path, "", unix.MS_BIND|unix.MS_REMOUNT|flags, ""); err != nil {
+		return &os.PathError{Op: "remount", Path: path, Err: err}
+	}
+	return nil
+}
+
+// mountCgroup gives the container its cgroup view. With a cgroup namespace
+// on a unified host it mounts cgroup2; otherwise it builds /sys/fs/cgroup
+// from bind mounts of the container's own cgroup directories (a tmpfs with one
+// directory per v1 hierarchy), as runc does.
+func mountCgroup(c *Config, root *os.File, m specs.Mount, p Parsed) error {
+	target, err := ensureTarget(root, m.Destination, false)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	ro := p.Flags&unix.MS_RDONLY != 0
+	base := p.Flags &^ (unix.MS_RDONLY | unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT)
+	if _, unified := c.CgroupPaths[""]; unified && len(c.CgroupPaths) == 1 {
+		if c.CgroupNS {
+			return unix.Mount("cgroup2", fdPath(target), "cgroup2", p.Flags&^(unix.MS_BIND|unix.MS_REC), "")
+		}
+		if err := unix.Mount(c.CgroupPaths[""], fdPath(target), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return err
+		}
+		if ro {
+			t2, err := pathrs.OpenatInRoot(root, m.Destination)
+			if err != nil {
+				return err
+			}
+			defer t2.Close()
+			return remountBind(fdPath(t2), unix.MS_RDONLY|base)
+		}
+		return nil
+	}
+	if err := unix.Mount("tmpfs", fdPath(target), "tmpfs", base, "mode=755"); err != nil {
+		return err
+	}
+	mi, err := readMountinfo()
+	if err != nil {
+		return err
+	}
+	for _, h := range mi {
+		if (h.fstype != "cgroup" && h.fstype != "cgroup2") || !strings.HasPrefix(h.point, "/sys/fs/cgroup/") {
+			continue
+		}
+		name := strings.TrimPrefix(h.point, "/sys/fs/cgroup/")
+		if strings.Contains(name, "/") {
+			continue
+		}
+		src := ""
+		for ctrl, path := range c.CgroupPaths {
+			if ctrl == "" && h.fstype == "cgroup2" || ctrl != "" && strings.HasPrefix(path, h.point+"/") && hasController(name, ctrl) {
+				src = path
+				break
+			}
+		}
+		if src == "" {
+			// A hierarchy the container has no cgroup in (e.g. a named one):
+			// bind its root read-only would leak host state, so skip it.
+			continue
+		}
+		dst := filepath.Join(m.Destination, name)
+		t, err := ensureTarget(root, dst, false)
+		if err != nil {
+			return err
+		}
+		err = unix.Mount(src, fdPath(t), "", unix.MS_BIND|unix.MS_REC, "")
+		t.Close()
+		if err != nil {
+			return &os.PathError{Op: "bind cgroup", Path: dst, Err: err}
+		}
+		t2, err := pathrs.OpenatInRoot(root, dst)
+		if err != nil {
+			return err
+		}
+		err = remountBind(fdPath(t2), base|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC|map[bool]uintptr{true: unix.MS_RDONLY}[ro])
+		t2.Close()
+		if err != nil {
+			return err
+		}
+		// cpu -> cpu,cpuacct style aliases, as on the host.
+		if strings.Contains(name, ",") {
+			for _, alias := range strings.Split(name, ",") {
+				if d, err := pathrs.OpenatInRoot(root, m.Destination); err == nil {
+					_ = unix.Symlinkat(name, int(d.Fd()), alias)
+					d.Close()
+				}
+			}
+		}
+	}
+	if ro {
+		t2, err := pathrs.OpenatInRoot(root, m.Destination)
+		if err != nil {
+			return err
+		}
+		defer t2.Close()
+		return remountBind(fdPath(t2), unix.MS_RDONLY|base)
+	}
+	return nil
+}
+
+func hasController(hierarchy, ctrl string) bool {
+	for _, c := range strings.Split(hierarchy, ",") {
+		if c == ctrl || "name="+c == ctrl {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,289 @@
+package network
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Sentinel errors; callers test them with errors.Is.
+var (
+	ErrNotExist = errors.New("network does not exist")
+	ErrExist    = errors.New("network already exists")
+	ErrInUse    = errors.New("network has connected endpoints")
+	ErrInvalid  = errors.New("invalid argument")
+)
+
+// Network is the persisted definition of one bridge network.
+type Network struct {
+	Name    string       `json:"name"`
+	Bridge  string       `json:"bridge"`
+	Subnet  netip.Prefix `json:"subnet"`
+	Gateway netip.Addr   `json:"gateway"`
+	// Subnet6/Gateway6 are zero unless the network has IPv6.
+	Subnet6  netip.Prefix `json:"subnet6,omitzero"`
+	Gateway6 netip.Addr   `json:"gateway6,omitzero"`
+	NAT      bool         `json:"nat"`
+	// BridgeExisted records that the bridge was there before the network, so
+	// rm leaves it in place (the user's bridge, not ours).
+	BridgeExisted bool      `json:"bridgeExisted,omitempty"`
+	Created       time.Time `json:"created"`
+}
+
+// PortMapping is one published port: hostIP:hostPort -> containerPort.
+type PortMapping struct {
+	HostIP        netip.Addr `json:"hostIP,omitzero"` // zero: every local address
+	HostPort      uint16     `json:"hostPort"`
+	ContainerPort uint16     `json:"containerPort"`
+	Protocol      string     `json:"protocol"` // "tcp" or "udp"
+}
+
+func (p PortMapping) String() string {
+	h := ""
+	if p.HostIP.IsValid() {
+		h = p.HostIP.String() + ":"
+	}
+	return fmt.Sprintf("%s%d:%d/%s", h, p.HostPort, p.ContainerPort, p.Protocol)
+}
+
+// Endpoint is one connection of a network namespace to a network; it is also
+// the IPAM lease of its addresses.
+type Endpoint struct {
+	// ID is the stable key of the endpoint: "container:<id>" or the netns path,
+	// plus "#<ifname>" when the interface is not eth0.
+	ID        string `json:"id"`
+	Network   string `json:"network"`
+	Container string `json:"container,omitempty"`
+	Netns     string `json:"netns"`
+	// NetnsDev/NetnsIno identify the namespace itself, so a path that now
+	// names a different namespace (pid reuse, a recreated netns) is stale.
+	NetnsDev uint64 `json:"netnsDev"`
+	NetnsIno uint64 `json:"netnsIno"`
+	// OwnNetns: connect created the named netns and disconnect removes it.
+	OwnNetns bool          `json:"ownNetns,omitempty"`
+	Ifname   string        `json:"ifname"`
+	HostVeth string        `json:"hostVeth"`
+	MAC      string        `json:"mac"`
+	IPv4     netip.Prefix  `json:"ipv4"`
+	IPv6     netip.Prefix  `json:"ipv6,omitzero"`
+	Gateway  netip.Addr    `json:"gateway"`
+	Gateway6 netip.Addr    `json:"gateway6,omitzero"`
+	Ports    []PortMapping `json:"ports,omitempty"`
+	Created  time.Time     `json:"created"`
+}
+
+// leaseFile is NAME/endpoints.json.
+type leaseFile struct {
+	// BootID is the kernel boot id the leases were written under. After a
+	// reboot every netns and veth is gone, so leases from another boot are
+	// dropped instead of leaking addresses forever (the host-local IPAM leak).
+	BootID    string               `json:"bootID"`
+	Last4     netip.Addr           `json:"last4,omitzero"`
+	Last6     netip.Addr           `json:"last6,omitzero"`
+	Endpoints map[string]*Endpoint `json:"endpoints"`
+}
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
+
+// ValidateName checks a network name: it becomes a directory name and part of
+// nftables comments, so it is restricted to a safe alphabet.
+func ValidateName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%w: network name %q: want 1-64 characters [a-zA-Z0-9_.-], starting with a letter or digit", ErrInvalid, name)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to path via a temp file in the same directory,
+// fsync and rename, so readers never see a half-written file.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) (retErr error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// lock is an flock held on a file; Unlock releases and closes it.
+type lock struct{ f *os.File }
+
+func lockFile(path string) (*lock, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, &os.PathError{Op: "flock", Path: path, Err: err}
+	}
+	return &lock{f: f}, nil
+}
+
+func (l *lock) Unlock() {
+	if l != nil && l.f != nil {
+		l.f.Close() // closing the last fd releases the flock
+		l.f = nil
+	}
+}
+
+func (m *Manager) netDir(name string) string { return filepath.Join(m.stateDir, name) }
+
+func (m *Manager) ensureStateDir() error {
+	return os.MkdirAll(m.stateDir, 0o700)
+}
+
+func (m *Manager) lockGlobal() (*lock, error) {
+	if err := m.ensureStateDir(); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	return lockFile(filepath.Join(m.stateDir, ".lock"))
+}
+
+func (m *Manager) lockNetwork(name string) (*lock, error) {
+	return lockFile(filepath.Join(m.netDir(name), "lock"))
+}
+
+func (m *Manager) loadNetwork(name string) (*Network, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(filepath.Join(m.netDir(name), "network.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotExist, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var n Network
+	if err := json.Unmarshal(data, &n); err != nil {
+		return nil, fmt.Errorf("network %s: corrupt network.json: %w", name, err)
+	}
+	return &n, nil
+}
+
+func (m *Manager) saveNetwork(n *Network) error {
+	if err := os.MkdirAll(m.netDir(n.Name), 0o700); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(n, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(m.netDir(n.Name), "network.json"), append(data, '\n'), 0o600)
+}
+
+// listNetworks returns every persisted network, sorted by name.
+func (m *Manager) listNetworks() ([]*Network, error) {
+	ents, err := os.ReadDir(m.stateDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*Network
+	for _, e := range ents {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		n, err := m.loadNetwork(e.Name())
+		if errors.Is(err, ErrNotExist) || errors.Is(err, ErrInvalid) {
+			continue // a directory without a definition is not a network
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// loadLeases reads NAME/endpoints.json; the caller holds the network lock.
+// Leases written under another boot are discarded (see leaseFile.BootID).
+func (m *Manager) loadLeases(name string) (*leaseFile, error) {
+	lf := &leaseFile{BootID: bootID(), Endpoints: map[string]*Endpoint{}}
+	data, err := os.ReadFile(filepath.Join(m.netDir(name), "endpoints.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return lf, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var disk leaseFile
+	if err := json.Unmarshal(data, &disk); err != nil {
+		return nil, fmt.Errorf("network %s: corrupt endpoints.json: %w", name, err)
+	}
+	if disk.BootID != lf.BootID {
+		return lf, nil
+	}
+	if disk.Endpoints == nil {
+		disk.Endpoints = map[string]*Endpoint{}
+	}
+	return &disk, nil
+}
+
+func (m *Manager) saveLeases(name string, lf *leaseFile) error {
+	path := filepath.Join(m.netDir(name), "endpoints.json")
+	if len(lf.Endpoints) == 0 {
+		// No leases means no file: state after the last disconnect equals the
+		// state before the first connect.
+		err := os.Remove(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = nil
+		}
+		return err
+	}
+	data, err := json.MarshalIndent(lf, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, append(data, '\n'), 0o600)
+}
+
+var cachedBootID string
+
+// bootID is the kernel's per-boot random id; empty if unreadable (then leases
+// are simply never considered stale by boot).
+func bootID() string {
+	if cachedBootID == "" {
+		b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+		cachedBootID = strings.TrimSpace(string(b))
+	}
+	return cachedBootID
+}

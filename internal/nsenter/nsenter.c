@@ -1,0 +1,87 @@
+// Joins namespaces that Go cannot join once its runtime has started threads.
+//
+// setns(2) into a user namespace requires a single-threaded caller, and into a
+// mount namespace a caller that does not share its fs_struct (every Go thread
+// does). This constructor runs in `berth init` before the Go runtime starts, so
+// the process is still single-threaded. The parent passes open namespace fds
+// and what to unshare afterwards through the environment:
+//
+//   _BERTH_SETNS="fd:nstype,fd:nstype,..."  joined in order (user first)
+//   _BERTH_UNSHARE="flags"                  unshare(2) after joining (new
+//                                           namespaces owned by a joined userns)
+//   _BERTH_INITPIPE="fd"                    where a failure is reported
+//
+// Namespaces that any thread may join (net, ipc, uts, pid, cgroup) are joined by
+// the parent on a locked OS thread before the clone instead; see internal/spawn.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void berth_fail(const char *what, int err)
+{
+	char buf[512];
+	const char *p = getenv("_BERTH_INITPIPE");
+	int fd = p ? atoi(p) : 2;
+	int n = snprintf(buf, sizeof(buf), "{\"type\":\"error\",\"error\":\"%s: %s\"}\n", what, strerror(err));
+	if (n > 0)
+		(void)!write(fd, buf, (size_t)n);
+	_exit(1);
+}
+
+static const char *berth_nsname(int t)
+{
+	switch (t) {
+	case CLONE_NEWUSER: return "user";
+	case CLONE_NEWNS: return "mnt";
+	case CLONE_NEWTIME: return "time";
+	case CLONE_NEWNET: return "net";
+	case CLONE_NEWIPC: return "ipc";
+	case CLONE_NEWUTS: return "uts";
+	case CLONE_NEWPID: return "pid";
+	case CLONE_NEWCGROUP: return "cgroup";
+	}
+	return "unknown";
+}
+
+__attribute__((constructor)) static void berth_nsenter(void)
+{
+	const char *s = getenv("_BERTH_SETNS");
+	const char *u = getenv("_BERTH_UNSHARE");
+	char what[64];
+
+	if (s && *s) {
+		while (*s) {
+			char *end;
+			long fd = strtol(s, &end, 10);
+			long t;
+			if (*end != ':')
+				berth_fail("malformed _BERTH_SETNS", EINVAL);
+			t = strtol(end + 1, &end, 10);
+			if (setns((int)fd, (int)t) < 0) {
+				snprintf(what, sizeof(what), "setns %s", berth_nsname((int)t));
+				berth_fail(what, errno);
+			}
+			close((int)fd);
+			if (t == CLONE_NEWUSER) {
+				// Become the namespace's root, as a process created in it would be.
+				if (setresgid(0, 0, 0) < 0)
+					berth_fail("setresgid in joined user namespace", errno);
+				if (setresuid(0, 0, 0) < 0)
+					berth_fail("setresuid in joined user namespace", errno);
+			}
+			if (*end == ',')
+				end++;
+			s = end;
+		}
+	}
+	if (u && *u) {
+		if (unshare(atoi(u)) < 0)
+			berth_fail("unshare", errno);
+	}
+	unsetenv("_BERTH_SETNS");
+	unsetenv("_BERTH_UNSHARE");
+}

@@ -1,0 +1,294 @@
+// Package state keeps a container's persistent record, <root>/<id>/state.json,
+// and derives its status from live facts each time it is loaded.
+//
+// Layout of <root>/<id>/ (the container's state dir, mode 0711):
+//
+//	state.json  0600, written by temp file + rename, first written when init is ready
+//	exec.fifo   0622, exists only between create and start (its presence means "created")
+package state
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Errors whose text matches runc's: clients (containerd, podman) match them.
+var (
+	ErrNotExist   = errors.New("container does not exist")
+	ErrExist      = errors.New("container with given ID already exists")
+	ErrInvalidID  = errors.New("invalid container ID format")
+	ErrNotRunning = errors.New("container not running")
+	ErrNotPaused  = errors.New("container not paused")
+)
+
+// Status is a container status as `state` reports it.
+type Status string
+
+const (
+	Creating Status = "creating" // only ever seen by hooks
+	Created  Status = "created"
+	Running  Status = "running"
+	Paused   Status = "paused"
+	Stopped  Status = "stopped"
+)
+
+const (
+	stateFile = "state.json"
+	// FifoName is the create/start barrier: init blocks opening it for writing
+	// until `start` opens it for reading.
+	FifoName = "exec.fifo"
+)
+
+// State is berth's private record of one container. It is not runc's
+// state.json format (no client reads that file); `state` prints Public().
+type State struct {
+	ID             string            `json:"id"`
+	InitPid        int               `json:"init_process_pid"`
+	InitStart      uint64            `json:"init_process_start"`
+	Created        time.Time         `json:"created"`
+	Bundle         string            `json:"bundle"`
+	Rootfs         string            `json:"rootfs"`
+	Config         *specs.Spec       `json:"config"`
+	CgroupPaths    map[string]string `json:"cgroup_paths,omitempty"`
+	NamespacePaths map[string]string `json:"namespace_paths,omitempty"`
+	Rootless       bool              `json:"rootless"`
+	// OwnPidNS is true when the container has a private pid namespace: then
+	// killing init kills everything; otherwise kill/delete sweep the cgroup.
+	OwnPidNS bool `json:"own_pid_ns"`
+
+	dir string
+}
+
+var idRe = regexp.MustCompile(`^[\w+.-]+$`)
+
+// ValidateID enforces runc's container ID rule.
+func ValidateID(id string) error {
+	if id == "" || id == "." || id == ".." || !idRe.MatchString(id) || len(id) > 1024 {
+		return ErrInvalidID
+	}
+	return nil
+}
+
+// Dir returns the state dir of id under root.
+func Dir(root, id string) string { return filepath.Join(root, id) }
+
+// New makes the state dir of a new container (and root when missing).
+func New(root, id string) (*State, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, err
+	}
+	dir := Dir(root, id)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, ErrExist
+		}
+		return nil, err
+	}
+	// Mkdir honours the umask; runc's dir is exactly 0711.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, err
+	}
+	return &State{ID: id, dir: dir}, nil
+}
+
+// Load reads the state of id. A dir without state.json (a create that died
+// half-way) reads as ErrNotExist, as in runc.
+func Load(root, id string) (*State, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	dir := Dir(root, id)
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, ErrNotExist
+		}
+		return nil, err
+	}
+	s := &State{}
+	if err := json.Unmarshal(b, s); err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	s.dir = dir
+	return s, nil
+}
+
+// Dir is the container's state dir.
+func (s *State) Dir() string { return s.dir }
+
+// Save writes state.json atomically (temp file + rename, mode 0600).
+func (s *State) Save() error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(s.dir, stateFile), b, 0o600)
+}
+
+// WriteFileAtomic writes data to a temp file beside path and renames it into
+// place, so readers see the old content or the new, never a part.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir, base := filepath.Split(path)
+	f, err := os.CreateTemp(dir, "."+base+"-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// Status derives the status from live facts, in runc's order: frozen means
+// paused; no live init with the recorded start time means stopped (this also
+// catches PID reuse and zombies); a present exec.fifo means created.
+func (s *State) Status() Status {
+	if s.InitPid <= 0 {
+		return Stopped
+	}
+	start, zombie, err := ProcStart(s.InitPid)
+	if err != nil || zombie || start != s.InitStart {
+		return Stopped
+	}
+	if s.frozen() {
+		return Paused
+	}
+	if _, err := os.Lstat(filepath.Join(s.dir, FifoName)); err == nil {
+		return Created
+	}
+	return Running
+}
+
+func (s *State) frozen() bool {
+	if p, ok := s.CgroupPaths["freezer"]; ok {
+		b, err := os.ReadFile(filepath.Join(p, "freezer.state"))
+		return err == nil && strings.TrimSpace(string(b)) != "THAWED"
+	}
+	if p, ok := s.CgroupPaths[""]; ok {
+		b, err := os.ReadFile(filepath.Join(p, "cgroup.freeze"))
+		return err == nil && strings.TrimSpace(string(b)) == "1"
+	}
+	return false
+}
+
+// ProcStart returns a process's start time (clock ticks since boot, field 22
+// of /proc/PID/stat) and whether it is a zombie.
+func ProcStart(pid int) (start uint64, zombie bool, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false, err
+	}
+	// The command name may contain spaces and parentheses: parse after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, false, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	start, err = strconv.ParseUint(f[19], 10, 64)
+	return start, f[0] == "Z" || f[0] == "X", err
+}
+
+// Lock takes the per-container lock (flock on the state dir), serialising
+// operations on one id. Release with the returned func.
+func Lock(dir string) (func(), error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, ErrNotExist
+		}
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "flock", Path: dir, Err: err}
+	}
+	return func() { unix.Close(fd) }, nil
+}
+
+// Public is the `state` document; field order is part of the contract.
+type Public struct {
+	OCIVersion  string            `json:"ociVersion"`
+	ID          string            `json:"id"`
+	Pid         int               `json:"pid"`
+	Status      string            `json:"status"`
+	Bundle      string            `json:"bundle"`
+	Rootfs      string            `json:"rootfs"`
+	Created     time.Time         `json:"created"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Owner       string            `json:"owner"`
+}
+
+// Public returns what `state` and `list` print; pid is 0 once stopped.
+func (s *State) Public() Public {
+	st := s.Status()
+	p := Public{
+		OCIVersion: specs.Version, ID: s.ID, Pid: s.InitPid, Status: string(st),
+		Bundle: s.Bundle, Rootfs: s.Rootfs, Created: s.Created.UTC(),
+	}
+	if s.Config != nil {
+		p.OCIVersion = s.Config.Version
+		p.Annotations = s.Config.Annotations
+	}
+	if st == Stopped {
+		p.Pid = 0
+	}
+	return p
+}
+
+// OCIState is the state handed to hooks on stdin.
+func (s *State) OCIState(st Status) specs.State {
+	o := specs.State{Version: specs.Version, ID: s.ID, Status: specs.ContainerState(st), Pid: s.InitPid, Bundle: s.Bundle}
+	if s.Config != nil {
+		o.Annotations = s.Config.Annotations
+	}
+	if st == Stopped {
+		o.Pid = 0
+	}
+	return o
+}
+
+// List returns the ids of every container dir under root.
+func List(root string) ([]string, error) {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, e := range ents {
+		if e.IsDir() && ValidateID(e.Name()) == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids, nil
+}
