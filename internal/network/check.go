@@ -1,0 +1,279 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Problem is one inconsistency found by Check.
+type Problem struct {
+	// Kind is one of: stale-lease, missing-veth, leaked-veth, leaked-rule,
+	// missing-rules, missing-bridge, leaked-netns.
+	Kind    string `json:"kind"`
+	Network string `json:"network,omitempty"`
+	Detail  string `json:"detail"`
+	// Fixed is set by Prune when it repaired the problem.
+	Fixed bool `json:"fixed,omitempty"`
+}
+
+func (p Problem) String() string {
+	s := p.Kind
+	if p.Network != "" {
+		s += " network=" + p.Network
+	}
+	s += ": " + p.Detail
+	if p.Fixed {
+		s += " (fixed)"
+	}
+	return s
+}
+
+// Report is the result of Check or Prune.
+type Report struct {
+	Problems []Problem `json:"problems"`
+	// Removed lists networks Prune removed because nothing was connected.
+	Removed []string `json:"removed,omitempty"`
+}
+
+// Check reports leaked veths, rules, leases and netns files without changing
+// anything.
+func (m *Manager) Check(ctx context.Context) (*Report, error) { return m.scan(false, false) }
+
+// Prune repairs what Check reports: stale leases are released, leaked rules,
+// veths and netns files removed, missing bridges and rules recreated. With
+// unused it also removes networks that have no endpoint.
+func (m *Manager) Prune(ctx context.Context, unused bool) (*Report, error) {
+	return m.scan(true, unused)
+}
+
+func (m *Manager) scan(fix, unused bool) (*Report, error) {
+	g, err := m.lockGlobal()
+	if err != nil {
+		return nil, err
+	}
+	defer func() { g.Unlock() }() // g is re-taken below when pruning networks
+	h, err := hostHandle()
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	fw, err := newFirewall()
+	if err != nil {
+		return nil, err
+	}
+	nets, err := m.listNetworks()
+	if err != nil {
+		return nil, err
+	}
+	links, err := retryDump(h.LinkList)
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	linkByName := map[string]netlink.Link{}
+	for _, l := range links {
+		linkByName[l.Attrs().Name] = l
+	}
+	tags, err := fw.listTags()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	rep := &Report{Problems: []Problem{}}
+	add := func(p Problem, repair func() error) error {
+		if fix && repair != nil {
+			if err := repair(); err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			p.Fixed = true
+		}
+		rep.Problems = append(rep.Problems, p)
+		return nil
+	}
+
+	knownVeth := map[string]bool{}
+	knownEp := map[string]bool{} // "net/id"
+	knownNet := map[string]bool{}
+	referencedNetns := map[string]bool{}
+	for _, n := range nets {
+		knownNet[n.Name] = true
+		l, err := m.lockNetwork(n.Name)
+		if err != nil {
+			return nil, err
+		}
+		err = func() error {
+			defer l.Unlock()
+			lf, err := m.loadLeases(n.Name)
+			if err != nil {
+				return err
+			}
+			changed := false
+			for id, e := range lf.Endpoints {
+				switch {
+				case endpointStale(e):
+					e := e
+					if err := add(Problem{Kind: "stale-lease", Network: n.Name,
+						Detail: fmt.Sprintf("%s (%s) holds %s but its netns %s is gone", id, e.HostVeth, e.IPv4.Addr(), e.Netns)},
+						func() error { return m.teardown(h, fw, e, true) }); err != nil {
+						return err
+					}
+					if fix {
+						delete(lf.Endpoints, id)
+						changed = true
+						continue
+					}
+				case linkByName[e.HostVeth] == nil:
+					e := e
+					if err := add(Problem{Kind: "missing-veth", Network: n.Name,
+						Detail: fmt.Sprintf("%s holds %s but its veth %s is gone", id, e.IPv4.Addr(), e.HostVeth)},
+						func() error { return m.teardown(h, fw, e, false) }); err != nil {
+						return err
+					}
+					if fix {
+						delete(lf.Endpoints, id)
+						changed = true
+						continue
+					}
+				}
+				knownVeth[e.HostVeth] = true
+				knownEp[n.Name+"/"+id] = true
+				referencedNetns[e.Netns] = true
+			}
+			if changed {
+				return m.saveLeases(n.Name, lf)
+			}
+			return nil
+		}()
+		if err != nil {
+			return nil, err
+		}
+		n := n
+		if br := linkByName[n.Bridge]; br == nil {
+			if err := add(Problem{Kind: "missing-bridge", Network: n.Name, Detail: "bridge " + n.Bridge + " does not exist"},
+				func() error { _, _, err := ensureBridge(h, n); return err }); err != nil {
+				return nil, err
+			}
+		}
+		has := false
+		for _, t := range tags[chForward] {
+			if t == netTag(n.Name) {
+				has = true
+			}
+		}
+		if !has {
+			if err := add(Problem{Kind: "missing-rules", Network: n.Name, Detail: "no forward/NAT rules in table inet " + tableName},
+				func() error { return m.ensureFirewall(n) }); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	// Rules whose owner is gone.
+	var leakedTags []string
+	for ch, ts := range tags {
+		for _, t := range ts {
+			net, id, ok := tagNet(t)
+			if t == tagBase {
+				continue
+			}
+			if !ok || !knownNet[net] || (id != "" && !knownEp[net+"/"+id]) {
+				leakedTags = append(leakedTags, t)
+				if err := add(Problem{Kind: "leaked-rule", Network: net, Detail: fmt.Sprintf("chain %s: %q", ch, t)}, nil); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if fix && len(leakedTags) > 0 {
+		leaked := map[string]bool{}
+		for _, t := range leakedTags {
+			leaked[t] = true
+		}
+		if _, err := fw.delTagged(allChains, func(t string) bool { return leaked[t] }); err != nil {
+			return nil, err
+		}
+		if err := fw.c.Flush(); err != nil {
+			return nil, fmt.Errorf("nftables: remove leaked rules: %w", err)
+		}
+		for i := range rep.Problems {
+			if rep.Problems[i].Kind == "leaked-rule" {
+				rep.Problems[i].Fixed = true
+			}
+		}
+	}
+	if len(nets) == 0 && fix {
+		if ok, _ := fw.tableExists(); ok {
+			fw.c.DelTable(fw.table)
+			if err := fw.c.Flush(); err != nil {
+				return nil, fmt.Errorf("nftables: remove empty table: %w", err)
+			}
+		}
+	}
+
+	for _, l := range links {
+		name := l.Attrs().Name
+		if l.Type() == "veth" && isBerthVeth(name) && !knownVeth[name] {
+			if err := add(Problem{Kind: "leaked-veth", Detail: name},
+				func() error { return delLink(h, name) }); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	marked, err := m.markedNetns()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range marked {
+		if referencedNetns[p] {
+			continue
+		}
+		p := p
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			if fix {
+				m.unmarkNetns(p)
+			}
+			continue
+		}
+		if err := add(Problem{Kind: "leaked-netns", Detail: p + " was created by connect and has no endpoint"},
+			func() error {
+				if err := deleteNamedNetns(p); err != nil {
+					return err
+				}
+				m.unmarkNetns(p)
+				return nil
+			}); err != nil {
+			return nil, err
+		}
+	}
+
+	if fix && unused {
+		for _, n := range nets {
+			info, err := m.info(n)
+			if err != nil {
+				return nil, err
+			}
+			if len(info.Endpoints) > 0 {
+				continue
+			}
+			g.Unlock() // Remove takes the global lock itself.
+			err = m.Remove(context.Background(), n.Name, false)
+			if g, err = relock(m, err); err != nil {
+				return nil, err
+			}
+			rep.Removed = append(rep.Removed, n.Name)
+		}
+	}
+	sort.SliceStable(rep.Problems, func(i, j int) bool { return rep.Problems[i].Kind < rep.Problems[j].Kind })
+	return rep, nil
+}
+
+func relock(m *Manager, prev error) (*lock, error) {
+	if prev != nil {
+		return nil, prev
+	}
+	return m.lockGlobal()
+}

@@ -1,0 +1,250 @@
+package network
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// vethPrefix starts every host-side veth berth creates; check uses it to
+// find leaked ones.
+const vethPrefix = "bv"
+
+// vethName is the host end's name: derived from the network and endpoint, so
+// a repeated connect or a disconnect after lost state finds the same link.
+func vethName(net, id string) string {
+	sum := sha256.Sum256([]byte(net + "\x00" + id))
+	return vethPrefix + hex.EncodeToString(sum[:5])
+}
+
+func isBerthVeth(name string) bool {
+	if len(name) != len(vethPrefix)+10 || !strings.HasPrefix(name, vethPrefix) {
+		return false
+	}
+	_, err := hex.DecodeString(name[len(vethPrefix):])
+	return err == nil
+}
+
+func validIfname(s string) error {
+	if s == "" || len(s) >= unix.IFNAMSIZ || s == "." || s == ".." || strings.ContainsAny(s, "/: \t\n\x00") {
+		return fmt.Errorf("%w: interface name %q: want 1-15 characters without '/', ':' or spaces", ErrInvalid, s)
+	}
+	return nil
+}
+
+func isNotFound(err error) bool {
+	var lnf netlink.LinkNotFoundError
+	return errors.As(err, &lnf) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT)
+}
+
+// retryDump retries a netlink dump interrupted by a concurrent change: since
+// netlink v1.3 such dumps return ErrDumpInterrupted with partial results.
+func retryDump[T any](f func() (T, error)) (T, error) {
+	var v T
+	var err error
+	for i := 0; i < 5; i++ {
+		v, err = f()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return v, err
+		}
+	}
+	return v, err
+}
+
+func hostHandle() (*netlink.Handle, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	return h, nil
+}
+
+// writeSysctl sets a /proc/sys value unless it already has it (a write to
+// ip_forward resets other per-device settings, so only write on change).
+// /proc/sys/net follows the calling thread's netns.
+func writeSysctl(name, value string) error {
+	p := filepath.Join("/proc/sys", strings.ReplaceAll(name, ".", "/"))
+	if cur, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(cur)) == value {
+		return nil
+	}
+	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("sysctl %s=%s: %w", name, value, err)
+	}
+	return nil
+}
+
+func randomMAC() net.HardwareAddr {
+	mac := make(net.HardwareAddr, 6)
+	_, _ = rand.Read(mac)
+	mac[0] = mac[0]&0xfe | 0x02 // unicast, locally administered
+	return mac
+}
+
+// ensureBridge makes the bridge exist, carry the gateway addresses and be up,
+// with forwarding on. created says whether it had to be created.
+func ensureBridge(h *netlink.Handle, n *Network) (br netlink.Link, created bool, err error) {
+	br, err = h.LinkByName(n.Bridge)
+	if err != nil && !isNotFound(err) {
+		return nil, false, fmt.Errorf("bridge %s: %w", n.Bridge, err)
+	}
+	if br != nil && br.Type() != "bridge" {
+		return nil, false, fmt.Errorf("%s exists and is a %s, not a bridge", n.Bridge, br.Type())
+	}
+	if br == nil {
+		// A fixed MAC: otherwise the bridge takes the lowest MAC of its
+		// ports and changes it as containers come and go, leaving stale
+		// gateway entries in the containers' ARP caches.
+		nb := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, HardwareAddr: randomMAC()}}
+		if err := h.LinkAdd(nb); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, false, fmt.Errorf("create bridge %s: %w", n.Bridge, err)
+		}
+		created = true
+		if br, err = h.LinkByName(n.Bridge); err != nil {
+			return nil, created, fmt.Errorf("bridge %s: %w", n.Bridge, err)
+		}
+	}
+	if n.Subnet6.IsValid() {
+		// The gateway must not autoconfigure from router advertisements of
+		// its own containers.
+		if err := writeSysctl("net.ipv6.conf."+n.Bridge+".accept_ra", "0"); err != nil {
+			return br, created, err
+		}
+	}
+	addrs := []*netlink.Addr{{IPNet: prefixNet(netip.PrefixFrom(n.Gateway, n.Subnet.Bits()))}}
+	if n.Subnet6.IsValid() {
+		addrs = append(addrs, &netlink.Addr{IPNet: prefixNet(netip.PrefixFrom(n.Gateway6, n.Subnet6.Bits())), Flags: unix.IFA_F_NODAD})
+	}
+	for _, a := range addrs {
+		if err := h.AddrReplace(br, a); err != nil {
+			return br, created, fmt.Errorf("address %s on %s: %w", a.IPNet, n.Bridge, err)
+		}
+	}
+	if err := h.LinkSetUp(br); err != nil {
+		return br, created, fmt.Errorf("bridge %s up: %w", n.Bridge, err)
+	}
+	// route_localnet lets 127.0.0.1:hostPort be DNATed out through the
+	// bridge (the portmap plugin's approach).
+	if err := writeSysctl("net.ipv4.conf."+n.Bridge+".route_localnet", "1"); err != nil {
+		return br, created, err
+	}
+	if err := writeSysctl("net.ipv4.ip_forward", "1"); err != nil {
+		return br, created, err
+	}
+	if n.Subnet6.IsValid() {
+		if err := writeSysctl("net.ipv6.conf.all.forwarding", "1"); err != nil {
+			return br, created, err
+		}
+	}
+	return br, created, nil
+}
+
+func prefixNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// addVeth creates the pair with the peer born inside the container netns
+// (no move, no rename), the host end up and on the bridge, then configures
+// the container side through a netlink socket opened in that netns.
+func addVeth(h *netlink.Handle, br netlink.Link, nsFd int, ep *Endpoint, mac net.HardwareAddr) error {
+	mtu := br.Attrs().MTU
+	veth := &netlink.Veth{
+		LinkAttrs: netlink.LinkAttrs{
+			Name:        ep.HostVeth,
+			MTU:         mtu,
+			MasterIndex: br.Attrs().Index,
+			Flags:       net.FlagUp,
+		},
+		PeerName:         ep.Ifname,
+		PeerNamespace:    netlink.NsFd(nsFd),
+		PeerHardwareAddr: mac,
+		PeerMTU:          uint32(mtu),
+	}
+	if err := h.LinkAdd(veth); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("create veth %s/%s: an interface named %s or %s already exists: %w", ep.HostVeth, ep.Ifname, ep.HostVeth, ep.Ifname, err)
+		}
+		return fmt.Errorf("create veth %s: %w", ep.HostVeth, err)
+	}
+	hc, err := netlink.NewHandleAt(netns.NsHandle(nsFd), unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", ep.Netns, err)
+	}
+	defer hc.Close()
+	// Loopback is always ifindex 1 in a network namespace.
+	if err := hc.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1}}); err != nil {
+		return fmt.Errorf("lo up in %s: %w", ep.Netns, err)
+	}
+	peer, err := hc.LinkByName(ep.Ifname)
+	if err != nil {
+		return fmt.Errorf("%s in %s: %w", ep.Ifname, ep.Netns, err)
+	}
+	if err := hc.AddrAdd(peer, &netlink.Addr{IPNet: prefixNet(ep.IPv4)}); err != nil {
+		return fmt.Errorf("address %s on %s: %w", ep.IPv4, ep.Ifname, err)
+	}
+	if ep.IPv6.IsValid() {
+		if err := hc.AddrAdd(peer, &netlink.Addr{IPNet: prefixNet(ep.IPv6), Flags: unix.IFA_F_NODAD}); err != nil {
+			return fmt.Errorf("address %s on %s: %w", ep.IPv6, ep.Ifname, err)
+		}
+	}
+	if err := hc.LinkSetUp(peer); err != nil {
+		return fmt.Errorf("%s up: %w", ep.Ifname, err)
+	}
+	if err := hc.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: ep.Gateway.AsSlice()}); err != nil {
+		return fmt.Errorf("default route via %s: %w", ep.Gateway, err)
+	}
+	if ep.IPv6.IsValid() {
+		if err := hc.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: ep.Gateway6.AsSlice()}); err != nil {
+			return fmt.Errorf("default route via %s: %w", ep.Gateway6, err)
+		}
+	}
+	return nil
+}
+
+// delLink deletes a link by name; a missing link is success (the netns was
+// deleted and took the pair with it).
+func delLink(h *netlink.Handle, name string) error {
+	l, err := h.LinkByName(name)
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("link %s: %w", name, err)
+	}
+	if err := h.LinkDel(l); err != nil && !isNotFound(err) {
+		return fmt.Errorf("delete link %s: %w", name, err)
+	}
+	return nil
+}
+
+// hostPrefixes lists the IPv4 prefixes already routed in this netns, which a
+// default subnet must not overlap (a container subnet shadowing the uplink's
+// would cut the host off).
+func hostPrefixes(h *netlink.Handle) ([]netip.Prefix, error) {
+	routes, err := retryDump(func() ([]netlink.Route, error) { return h.RouteList(nil, netlink.FAMILY_V4) })
+	if err != nil {
+		return nil, fmt.Errorf("list routes: %w", err)
+	}
+	var out []netip.Prefix
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		a, ok := netip.AddrFromSlice(r.Dst.IP)
+		ones, _ := r.Dst.Mask.Size()
+		if ok && ones > 0 {
+			out = append(out, netip.PrefixFrom(a.Unmap(), ones))
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,854 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Defaults; the environment variables exist so tests and benchmarks can
+// isolate their state from the host's.
+const (
+	DefaultStateDir  = "/var/lib/berth/networks"
+	EnvStateDir      = "BERTH_NETWORK_DIR"
+	EnvNetnsDir      = "BERTH_NETNS_DIR"
+	DefaultIfname    = "eth0"
+	DefaultRuntimeRt = "/run/berth"
+)
+
+// Manager performs network operations on the host netns of the calling
+// process, keeping state under its state dir.
+type Manager struct {
+	stateDir    string
+	netnsDir    string
+	runtimeRoot string
+}
+
+// Option configures a Manager.
+type Option func(*Manager)
+
+// WithStateDir sets where definitions and leases live (default $BERTH_NETWORK_DIR,
+// else /var/lib/berth/networks).
+func WithStateDir(d string) Option { return func(m *Manager) { m.stateDir = d } }
+
+// WithNetnsDir sets where named netns are pinned (default $BERTH_NETNS_DIR,
+// else /var/run/netns, the directory `ip netns` uses).
+func WithNetnsDir(d string) Option { return func(m *Manager) { m.netnsDir = d } }
+
+// WithRuntimeRoot sets the runtime state root used to resolve container ids
+// (default /run/berth).
+func WithRuntimeRoot(d string) Option { return func(m *Manager) { m.runtimeRoot = d } }
+
+// New returns a Manager.
+func New(opts ...Option) *Manager {
+	m := &Manager{stateDir: DefaultStateDir, netnsDir: DefaultNetnsDir, runtimeRoot: DefaultRuntimeRt}
+	if d := os.Getenv(EnvStateDir); d != "" {
+		m.stateDir = d
+	}
+	if d := os.Getenv(EnvNetnsDir); d != "" {
+		m.netnsDir = d
+	}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
+}
+
+// CreateOptions are the parameters of Create; empty strings mean defaults.
+type CreateOptions struct {
+	Name     string
+	Subnet   string // default: a free private /24
+	Gateway  string // default: the subnet's first address
+	Bridge   string // default: berthN, the first free N
+	Subnet6  string // IPv6 subnet; empty: no IPv6
+	Gateway6 string
+	NoNAT    bool
+}
+
+// Create creates the network and its bridge, addresses and firewall rules. It
+// is idempotent: creating an existing network with compatible options repairs
+// and returns it; conflicting options are an error.
+func (m *Manager) Create(ctx context.Context, o CreateOptions) (_ *Network, retErr error) {
+	if err := ValidateName(o.Name); err != nil {
+		return nil, err
+	}
+	g, err := m.lockGlobal()
+	if err != nil {
+		return nil, err
+	}
+	defer g.Unlock()
+	h, err := hostHandle()
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+
+	if n, err := m.loadNetwork(o.Name); err == nil {
+		if err := compatible(n, o); err != nil {
+			return nil, err
+		}
+		if _, _, err := ensureBridge(h, n); err != nil {
+			return nil, err
+		}
+		if err := m.ensureFirewall(n); err != nil {
+			return nil, err
+		}
+		return n, nil
+	} else if !errors.Is(err, ErrNotExist) {
+		return nil, err
+	}
+
+	nets, err := m.listNetworks()
+	if err != nil {
+		return nil, err
+	}
+	n := &Network{Name: o.Name, NAT: !o.NoNAT, Created: time.Now().UTC()}
+	if o.Subnet != "" {
+		if n.Subnet, err = parseSubnet(o.Subnet, false); err != nil {
+			return nil, err
+		}
+		for _, other := range nets {
+			if other.Subnet.Overlaps(n.Subnet) {
+				return nil, fmt.Errorf("%w: subnet %s overlaps network %s (%s)", ErrInvalid, n.Subnet, other.Name, other.Subnet)
+			}
+		}
+	} else {
+		taken, err := hostPrefixes(h)
+		if err != nil {
+			return nil, err
+		}
+		for _, other := range nets {
+			taken = append(taken, other.Subnet)
+		}
+		if n.Subnet, err = pickSubnet(taken); err != nil {
+			return nil, err
+		}
+	}
+	if n.Gateway, err = pickGateway(n.Subnet, o.Gateway); err != nil {
+		return nil, err
+	}
+	if o.Subnet6 != "" {
+		if n.Subnet6, err = parseSubnet(o.Subnet6, true); err != nil {
+			return nil, err
+		}
+		for _, other := range nets {
+			if other.Subnet6.IsValid() && other.Subnet6.Overlaps(n.Subnet6) {
+				return nil, fmt.Errorf("%w: subnet %s overlaps network %s (%s)", ErrInvalid, n.Subnet6, other.Name, other.Subnet6)
+			}
+		}
+		if n.Gateway6, err = pickGateway(n.Subnet6, o.Gateway6); err != nil {
+			return nil, err
+		}
+	} else if o.Gateway6 != "" {
+		return nil, fmt.Errorf("%w: --gateway6 needs an IPv6 subnet", ErrInvalid)
+	}
+	if n.Bridge, err = pickBridge(h, o.Bridge, nets); err != nil {
+		return nil, err
+	}
+	if l, err := h.LinkByName(n.Bridge); err == nil && l.Type() == "bridge" {
+		n.BridgeExisted = true
+	}
+
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		// Roll back in teardown order: rules, then the bridge.
+		if err := m.removeFirewall(n.Name, len(nets) == 0); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+		if !n.BridgeExisted {
+			if err := delLink(h, n.Bridge); err != nil {
+				retErr = errors.Join(retErr, err)
+			}
+		}
+		os.RemoveAll(m.netDir(n.Name))
+	}()
+	if _, _, err := ensureBridge(h, n); err != nil {
+		return nil, err
+	}
+	if err := m.ensureFirewall(n); err != nil {
+		return nil, err
+	}
+	if err := m.saveNetwork(n); err != nil {
+		return nil, fmt.Errorf("save network %s: %w", n.Name, err)
+	}
+	return n, nil
+}
+
+// compatible checks that create options do not contradict an existing network.
+func compatible(n *Network, o CreateOptions) error {
+	conflict := func(what, want, have string) error {
+		return fmt.Errorf("%w: %s exists with %s %s (asked for %s)", ErrExist, n.Name, what, have, want)
+	}
+	if o.Subnet != "" && o.Subnet != n.Subnet.String() {
+		return conflict("subnet", o.Subnet, n.Subnet.String())
+	}
+	if o.Gateway != "" && o.Gateway != n.Gateway.String() {
+		return conflict("gateway", o.Gateway, n.Gateway.String())
+	}
+	if o.Bridge != "" && o.Bridge != n.Bridge {
+		return conflict("bridge", o.Bridge, n.Bridge)
+	}
+	if o.Subnet6 != "" && o.Subnet6 != n.Subnet6.String() {
+		return conflict("IPv6 subnet", o.Subnet6, n.Subnet6.String())
+	}
+	if o.NoNAT == n.NAT {
+		return conflict("nat", strconv.FormatBool(!o.NoNAT), strconv.FormatBool(n.NAT))
+	}
+	return nil
+}
+
+func pickGateway(subnet netip.Prefix, s string) (netip.Addr, error) {
+	if s == "" {
+		return firstHost(subnet), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return a, fmt.Errorf("%w: gateway %q is not an IP address", ErrInvalid, s)
+	}
+	if !subnet.Contains(a) || a == subnet.Masked().Addr() || (a.Is4() && a == lastAddr(subnet)) {
+		return a, fmt.Errorf("%w: gateway %s is not a host address in %s", ErrInvalid, a, subnet)
+	}
+	return a, nil
+}
+
+func pickBridge(h *netlink.Handle, want string, nets []*Network) (string, error) {
+	used := map[string]string{}
+	for _, n := range nets {
+		used[n.Bridge] = n.Name
+	}
+	if want != "" {
+		if err := validIfname(want); err != nil {
+			return "", err
+		}
+		if other, ok := used[want]; ok {
+			return "", fmt.Errorf("%w: bridge %s is used by network %s", ErrInvalid, want, other)
+		}
+		if l, err := h.LinkByName(want); err == nil && l.Type() != "bridge" {
+			return "", fmt.Errorf("%w: %s exists and is a %s, not a bridge", ErrInvalid, want, l.Type())
+		}
+		return want, nil
+	}
+	for i := 0; i < 10000; i++ {
+		name := "berth" + strconv.Itoa(i)
+		if _, ok := used[name]; ok {
+			continue
+		}
+		if _, err := h.LinkByName(name); isNotFound(err) {
+			return name, nil
+		}
+	}
+	return "", errors.New("no free bridge name berth0..berth9999: pass --bridge")
+}
+
+// ensureFirewall (re)writes the table, base chains and this network's rules in
+// one transaction. The caller holds the global lock.
+func (m *Manager) ensureFirewall(n *Network) error {
+	fw, err := newFirewall()
+	if err != nil {
+		return err
+	}
+	if err := fw.ensureBase(); err != nil {
+		return err
+	}
+	if _, err := fw.delTagged([]string{chPostrouting, chForward}, func(t string) bool { return t == netTag(n.Name) }); err != nil {
+		return err
+	}
+	fw.netRules(n)
+	if err := fw.c.Flush(); err != nil {
+		return fmt.Errorf("nftables: rules for network %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// firewallHealthy reports whether n's rules are in place (after a reboot or
+// an `nft flush ruleset` they are not, and connect repairs them).
+func firewallHealthy(n *Network) bool {
+	fw, err := newFirewall()
+	if err != nil {
+		return false
+	}
+	rules, err := fw.c.GetRules(fw.table, fw.chain(chForward))
+	if err != nil {
+		return false
+	}
+	for _, r := range rules {
+		if ruleTag(r) == netTag(n.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// removeFirewall deletes every rule of network name (its own and its
+// endpoints'); dropTable removes berth's table when no network is left.
+func (m *Manager) removeFirewall(name string, dropTable bool) error {
+	fw, err := newFirewall()
+	if err != nil {
+		return err
+	}
+	ok, err := fw.tableExists()
+	if err != nil || !ok {
+		return err
+	}
+	if dropTable {
+		fw.c.DelTable(fw.table)
+	} else if _, err := fw.delTagged(allChains, func(t string) bool {
+		n, _, ok := tagNet(t)
+		return ok && n == name
+	}); err != nil {
+		return err
+	}
+	if err := fw.c.Flush(); err != nil {
+		return fmt.Errorf("nftables: remove rules of %s: %w", name, err)
+	}
+	return nil
+}
+
+// ConnectOptions say which namespace to connect and how.
+type ConnectOptions struct {
+	// Netns is a netns name (in the netns dir) or a path; Container is a
+	// container id. With only Container, the netns is found through the
+	// runtime's state; with both, Netns is used and the endpoint is keyed by
+	// the container id.
+	Netns     string
+	Container string
+	// CreateNetns creates the named netns if missing; disconnect then
+	// removes it.
+	CreateNetns bool
+	Ifname      string // default eth0
+	IP          string // requested IPv4 address; default: the next free one
+	IP6         string
+	MAC         string
+	Ports       []PortMapping
+}
+
+// endpointID is the stable key of the target.
+func (m *Manager) endpointID(o *ConnectOptions) (id, nsPath string, err error) {
+	if o.Ifname == "" {
+		o.Ifname = DefaultIfname
+	}
+	if err := validIfname(o.Ifname); err != nil {
+		return "", "", err
+	}
+	if o.Netns != "" {
+		if nsPath, err = m.resolveNetns(o.Netns); err != nil {
+			return "", "", err
+		}
+		if o.CreateNetns && filepath.Dir(nsPath) != filepath.Clean(m.netnsDir) {
+			return "", "", fmt.Errorf("%w: --create-netns creates named netns in %s, not %s", ErrInvalid, m.netnsDir, nsPath)
+		}
+	}
+	switch {
+	case o.Container != "":
+		// Keyed by container even when the netns path is given (the
+		// runtime passes /proc/PID/ns/net), so disconnect works by id
+		// after the process is gone.
+		if strings.ContainsAny(o.Container, "/\x00") || o.Container == "." || o.Container == ".." {
+			return "", "", fmt.Errorf("%w: container id %q", ErrInvalid, o.Container)
+		}
+		if o.CreateNetns {
+			return "", "", fmt.Errorf("%w: --create-netns needs --netns NAME", ErrInvalid)
+		}
+		id = "container:" + o.Container
+	case o.Netns != "":
+		id = nsPath
+	default:
+		return "", "", fmt.Errorf("%w: no netns or container given", ErrInvalid)
+	}
+	if o.Ifname != DefaultIfname {
+		id += "#" + o.Ifname
+	}
+	return id, nsPath, nil
+}
+
+// Connect attaches a network namespace to the network and returns its
+// endpoint. Connecting an already connected, live endpoint returns it
+// unchanged.
+func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_ *Endpoint, retErr error) {
+	id, nsPath, err := m.endpointID(&o)
+	if err != nil {
+		return nil, err
+	}
+	n, err := m.loadNetwork(name)
+	if err != nil {
+		return nil, err
+	}
+	if nsPath == "" {
+		if nsPath, err = containerNetns(m.runtimeRoot, o.Container); err != nil {
+			return nil, err
+		}
+	}
+	var reqIP, reqIP6 netip.Addr
+	if o.IP != "" {
+		if reqIP, err = netip.ParseAddr(o.IP); err != nil || !usable(n.Subnet, n.Gateway, reqIP) {
+			return nil, fmt.Errorf("%w: ip %q is not a free host address in %s", ErrInvalid, o.IP, n.Subnet)
+		}
+	}
+	if o.IP6 != "" {
+		if reqIP6, err = netip.ParseAddr(o.IP6); err != nil || !n.Subnet6.IsValid() || !usable(n.Subnet6, n.Gateway6, reqIP6) {
+			return nil, fmt.Errorf("%w: ip6 %q is not a host address in the network's IPv6 subnet", ErrInvalid, o.IP6)
+		}
+	}
+	var mac net.HardwareAddr
+	if o.MAC != "" {
+		if mac, err = parseMAC(o.MAC); err != nil {
+			return nil, err
+		}
+	}
+	for i, p := range o.Ports {
+		for _, q := range o.Ports[:i] {
+			if portsConflict(p, q) {
+				return nil, fmt.Errorf("%w: ports %s and %s claim the same host port", ErrInvalid, p, q)
+			}
+		}
+	}
+
+	h, err := hostHandle()
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+
+	// Lock order is global, then network. The global lock is needed to
+	// reserve host ports across networks and to repair a network whose
+	// bridge or rules vanished (reboot, flushed ruleset).
+	br, brErr := h.LinkByName(n.Bridge)
+	healthy := brErr == nil && br.Attrs().Flags&net.FlagUp != 0 && firewallHealthy(n)
+	if !healthy || len(o.Ports) > 0 {
+		g, err := m.lockGlobal()
+		if err != nil {
+			return nil, err
+		}
+		defer g.Unlock()
+		if !healthy {
+			if br, _, err = ensureBridge(h, n); err != nil {
+				return nil, err
+			}
+			if err := m.ensureFirewall(n); err != nil {
+				return nil, err
+			}
+		}
+		if err := m.checkPorts(name, id, o.Ports); err != nil {
+			return nil, err
+		}
+	}
+
+	created := false
+	if o.CreateNetns {
+		if err := m.markNetns(nsPath); err != nil {
+			return nil, err
+		}
+		if created, err = createNamedNetns(nsPath); err != nil {
+			m.unmarkNetns(nsPath)
+			return nil, fmt.Errorf("create netns %s: %w", nsPath, err)
+		}
+		if !created {
+			// Not ours: it existed before, so disconnect must keep it.
+			m.unmarkNetns(nsPath)
+		}
+	}
+	defer func() {
+		if retErr != nil && created {
+			if err := deleteNamedNetns(nsPath); err != nil {
+				retErr = errors.Join(retErr, err)
+			}
+			m.unmarkNetns(nsPath)
+		}
+	}()
+	nsf, nsid, err := openNetns(nsPath)
+	if err != nil {
+		return nil, fmt.Errorf("netns: %w", err)
+	}
+	defer nsf.Close()
+
+	l, err := m.lockNetwork(name)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Unlock()
+	lf, err := m.loadLeases(name)
+	if err != nil {
+		return nil, err
+	}
+	fw, err := newFirewall()
+	if err != nil {
+		return nil, err
+	}
+	if old, ok := lf.Endpoints[id]; ok {
+		if old.NetnsDev == nsid.dev && old.NetnsIno == nsid.ino {
+			if _, err := h.LinkByName(old.HostVeth); err == nil {
+				return old, nil
+			}
+		}
+		// The namespace was replaced or the link vanished: the old lease
+		// is stale, take it down before connecting anew.
+		if err := m.teardown(h, fw, old, false); err != nil {
+			return nil, err
+		}
+		delete(lf.Endpoints, id)
+	}
+	if err := m.gcStale(h, fw, lf); err != nil {
+		return nil, err
+	}
+
+	used := map[netip.Addr]bool{}
+	for _, e := range lf.Endpoints {
+		used[e.IPv4.Addr()] = true
+		if e.IPv6.IsValid() {
+			used[e.IPv6.Addr()] = true
+		}
+	}
+	ep := &Endpoint{
+		ID: id, Network: name, Container: o.Container, Netns: nsPath,
+		NetnsDev: nsid.dev, NetnsIno: nsid.ino, OwnNetns: created,
+		Ifname: o.Ifname, HostVeth: vethName(name, id),
+		Gateway: n.Gateway, Gateway6: n.Gateway6, Ports: o.Ports, Created: time.Now().UTC(),
+	}
+	ip := reqIP
+	if ip.IsValid() {
+		if used[ip] {
+			return nil, fmt.Errorf("%w: ip %s is already leased in network %s", ErrInvalid, ip, name)
+		}
+	} else if ip, err = allocate(n.Subnet, n.Gateway, lf.Last4, used); err != nil {
+		return nil, fmt.Errorf("network %s: %w", name, err)
+	}
+	ep.IPv4 = netip.PrefixFrom(ip, n.Subnet.Bits())
+	if n.Subnet6.IsValid() {
+		ip6 := reqIP6
+		if ip6.IsValid() {
+			if used[ip6] {
+				return nil, fmt.Errorf("%w: ip6 %s is already leased in network %s", ErrInvalid, ip6, name)
+			}
+		} else if ip6, err = allocate(n.Subnet6, n.Gateway6, lf.Last6, used); err != nil {
+			return nil, fmt.Errorf("network %s: %w", name, err)
+		}
+		ep.IPv6 = netip.PrefixFrom(ip6, n.Subnet6.Bits())
+	}
+	if mac == nil {
+		mac = macFor(ip)
+	}
+	ep.MAC = mac.String()
+
+	// A link left by a crash under the same name would make LinkAdd fail.
+	if err := delLink(h, ep.HostVeth); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			if err := m.teardown(h, fw, ep, false); err != nil {
+				retErr = errors.Join(retErr, err)
+			}
+		}
+	}()
+	if err := addVeth(h, br, int(nsf.Fd()), ep, mac); err != nil {
+		return nil, err
+	}
+	if len(ep.Ports) > 0 {
+		fw.portRules(name, id, ip, ep.Ports)
+		if err := fw.c.Flush(); err != nil {
+			return nil, fmt.Errorf("nftables: publish ports: %w", err)
+		}
+	}
+	lf.Endpoints[id] = ep
+	if ip.Is4() && !reqIP.IsValid() {
+		lf.Last4 = ip
+	}
+	if ep.IPv6.IsValid() && !reqIP6.IsValid() {
+		lf.Last6 = ep.IPv6.Addr()
+	}
+	if err := m.saveLeases(name, lf); err != nil {
+		delete(lf.Endpoints, id)
+		return nil, fmt.Errorf("save leases: %w", err)
+	}
+	return ep, nil
+}
+
+// checkPorts refuses host ports another endpoint already publishes, in any
+// network (a second DNAT rule would silently lose to the first). The caller
+// holds the global lock, which every port change takes.
+func (m *Manager) checkPorts(self, id string, ports []PortMapping) error {
+	if len(ports) == 0 {
+		return nil
+	}
+	nets, err := m.listNetworks()
+	if err != nil {
+		return err
+	}
+	for _, n := range nets {
+		lf, err := m.loadLeases(n.Name)
+		if err != nil {
+			return err
+		}
+		for _, e := range lf.Endpoints {
+			if n.Name == self && e.ID == id {
+				continue
+			}
+			for _, p := range ports {
+				for _, q := range e.Ports {
+					if portsConflict(p, q) {
+						return fmt.Errorf("%w: host port %s is already published by %s in network %s", ErrInvalid, p, e.ID, n.Name)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// teardown removes an endpoint's firewall rules, then its link, then (if
+// berth created it and dropNetns) its netns. Every step tolerates a
+// namespace or link that is already gone.
+func (m *Manager) teardown(h *netlink.Handle, fw *firewall, ep *Endpoint, dropNetns bool) error {
+	var errs []error
+	if len(ep.Ports) > 0 {
+		if _, err := fw.delTagged([]string{chHostports}, func(t string) bool { return t == epTag(ep.Network, ep.ID) }); err != nil {
+			errs = append(errs, err)
+		} else if err := fw.c.Flush(); err != nil {
+			errs = append(errs, fmt.Errorf("nftables: unpublish ports of %s: %w", ep.ID, err))
+		}
+	}
+	if err := delLink(h, ep.HostVeth); err != nil {
+		errs = append(errs, err)
+	}
+	if dropNetns && ep.OwnNetns {
+		if err := deleteNamedNetns(ep.Netns); err != nil {
+			errs = append(errs, err)
+		} else {
+			m.unmarkNetns(ep.Netns)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// endpointStale reports whether the endpoint's namespace is gone or replaced.
+func endpointStale(e *Endpoint) bool {
+	id, err := statNetns(e.Netns)
+	return err != nil || id.dev != e.NetnsDev || id.ino != e.NetnsIno
+}
+
+// gcStale drops leases whose namespace no longer exists, so a container that
+// died without a disconnect does not hold its address (or port) for ever.
+func (m *Manager) gcStale(h *netlink.Handle, fw *firewall, lf *leaseFile) error {
+	for id, e := range lf.Endpoints {
+		if endpointStale(e) {
+			if err := m.teardown(h, fw, e, true); err != nil {
+				return fmt.Errorf("clean stale endpoint %s: %w", id, err)
+			}
+			delete(lf.Endpoints, id)
+		}
+	}
+	return nil
+}
+
+// Disconnect detaches the target from the network. Disconnecting something
+// not connected succeeds, and still removes a link or rules left by a crash.
+func (m *Manager) Disconnect(ctx context.Context, name string, o ConnectOptions) error {
+	id, _, err := m.endpointID(&o)
+	if err != nil {
+		return err
+	}
+	if _, err := m.loadNetwork(name); err != nil {
+		return err
+	}
+	h, err := hostHandle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	fw, err := newFirewall()
+	if err != nil {
+		return err
+	}
+	l, err := m.lockNetwork(name)
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	lf, err := m.loadLeases(name)
+	if err != nil {
+		return err
+	}
+	ep, ok := lf.Endpoints[id]
+	if !ok {
+		return delLink(h, vethName(name, id))
+	}
+	if err := m.teardown(h, fw, ep, true); err != nil {
+		return err
+	}
+	delete(lf.Endpoints, id)
+	return m.saveLeases(name, lf)
+}
+
+// Remove deletes a network: rules, then endpoints' links, then the bridge,
+// then its state. It refuses while endpoints are connected unless force.
+func (m *Manager) Remove(ctx context.Context, name string, force bool) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	g, err := m.lockGlobal()
+	if err != nil {
+		return err
+	}
+	defer g.Unlock()
+	n, err := m.loadNetwork(name)
+	if err != nil {
+		return err
+	}
+	l, err := m.lockNetwork(name)
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	lf, err := m.loadLeases(name)
+	if err != nil {
+		return err
+	}
+	live := 0
+	for _, e := range lf.Endpoints {
+		if !endpointStale(e) {
+			live++
+		}
+	}
+	if live > 0 && !force {
+		return fmt.Errorf("%w: %s has %d endpoint(s); disconnect them or use --force", ErrInUse, name, live)
+	}
+	nets, err := m.listNetworks()
+	if err != nil {
+		return err
+	}
+	// Firewall first, so no DNAT rule points at an address that is about to
+	// be reused or leak out through the default route.
+	if err := m.removeFirewall(name, len(nets) <= 1); err != nil {
+		return err
+	}
+	h, err := hostHandle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	fw, err := newFirewall()
+	if err != nil {
+		return err
+	}
+	for id, e := range lf.Endpoints {
+		e.Ports = nil // already removed with the network's rules
+		if err := m.teardown(h, fw, e, true); err != nil {
+			return err
+		}
+		delete(lf.Endpoints, id)
+	}
+	if err := m.saveLeases(name, lf); err != nil {
+		return err
+	}
+	if !n.BridgeExisted {
+		if err := delLink(h, n.Bridge); err != nil {
+			return err
+		}
+	}
+	l.Unlock()
+	return os.RemoveAll(m.netDir(name))
+}
+
+// NetworkInfo is a network with its endpoints, for ls and inspect.
+type NetworkInfo struct {
+	Network
+	Endpoints []*Endpoint `json:"endpoints"`
+}
+
+// List returns every network with its endpoints.
+func (m *Manager) List(ctx context.Context) ([]*NetworkInfo, error) {
+	nets, err := m.listNetworks()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*NetworkInfo, 0, len(nets))
+	for _, n := range nets {
+		info, err := m.info(n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// Inspect returns one network with its endpoints.
+func (m *Manager) Inspect(ctx context.Context, name string) (*NetworkInfo, error) {
+	n, err := m.loadNetwork(name)
+	if err != nil {
+		return nil, err
+	}
+	return m.info(n)
+}
+
+func (m *Manager) info(n *Network) (*NetworkInfo, error) {
+	// Leases are replaced by rename, so reading without the lock sees a
+	// whole file.
+	lf, err := m.loadLeases(n.Name)
+	if err != nil {
+		return nil, err
+	}
+	info := &NetworkInfo{Network: *n, Endpoints: []*Endpoint{}}
+	for _, e := range lf.Endpoints {
+		info.Endpoints = append(info.Endpoints, e)
+	}
+	sortEndpoints(info.Endpoints)
+	return info, nil
+}
+
+func sortEndpoints(eps []*Endpoint) {
+	for i := 1; i < len(eps); i++ {
+		for j := i; j > 0 && eps[j].IPv4.Addr().Less(eps[j-1].IPv4.Addr()); j-- {
+			eps[j], eps[j-1] = eps[j-1], eps[j]
+		}
+	}
+}
+
+// Netns markers record the named namespaces connect created, so check can
+// tell a leaked one (a crash between creating it and saving the lease) from
+// the user's own.
+func (m *Manager) markerPath(nsPath string) string {
+	return filepath.Join(m.stateDir, ".netns", strings.ReplaceAll(strings.TrimPrefix(nsPath, "/"), "/", "%"))
+}
+
+func (m *Manager) markNetns(nsPath string) error {
+	p := m.markerPath(nsPath)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(p, []byte(nsPath+"\n"), 0o600)
+}
+
+func (m *Manager) unmarkNetns(nsPath string) {
+	_ = os.Remove(m.markerPath(nsPath))
+}
+
+func (m *Manager) markedNetns() ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(m.stateDir, ".netns"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(m.stateDir, ".netns", e.Name()))
+		if err == nil {
+			out = append(out, strings.TrimSpace(string(b)))
+		}
+	}
+	return out, nil
+}
