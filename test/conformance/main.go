@@ -1,0 +1,312 @@
+// Command conformance runs opencontainers/runtime-tools' validation suite
+// against an OCI runtime and compares the result with a checked-in list of
+// assertions that are allowed to fail (test/conformance/expected-failures.txt).
+//
+// It fails on any failure that is not listed and on any listed failure that
+// now passes, so the list can only shrink. scripts/conformance.sh is the
+// entry point; see bench/README.md and the flags below.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type options struct {
+	runtime string
+	expect  string
+	update  bool
+	cache   string
+	filter  string
+	timeout time.Duration
+	logs    string
+}
+
+func defaultCache() string {
+	base := os.Getenv("XDG_CACHE_HOME")
+	if base == "" {
+		base = "/var/cache"
+	}
+	return filepath.Join(base, "berth-conformance")
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("conformance", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.runtime, "runtime", "", "OCI runtime binary to validate (required)")
+	fs.StringVar(&o.expect, "expect", "test/conformance/expected-failures.txt", "expectations file: assertions allowed to fail, with reasons")
+	fs.BoolVar(&o.update, "update", false, "rewrite the expectations file from this run (new entries get reason "+unexplained+" and must be explained before a run passes)")
+	fs.StringVar(&o.cache, "cache", defaultCache(), "where the built suite is cached between runs")
+	fs.StringVar(&o.filter, "run", "", "only run tests whose name matches this regular expression")
+	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "time limit for one validation executable")
+	fs.StringVar(&o.logs, "logs", "", "directory for each test's TAP and stderr (default <cache>/last-run)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: conformance -runtime PATH [-expect FILE] [-update] [-run REGEX]\n\n"+
+			"Runs runtime-tools %s validation against PATH and compares with FILE.\n"+
+			"Example: go run ./test/conformance -runtime $PWD/bin/berth\n\n", suiteVersion)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q (the runtime is given with -runtime)", fs.Args())
+	}
+	if o.runtime == "" {
+		return o, errors.New("-runtime is required")
+	}
+	if o.timeout <= 0 {
+		return o, fmt.Errorf("-timeout %s must be positive", o.timeout)
+	}
+	if o.logs == "" {
+		o.logs = filepath.Join(o.cache, "last-run")
+	}
+	return o, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "conformance:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code, err := conform(ctx, o, stdout, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "conformance:", err)
+		return 2
+	}
+	return code
+}
+
+func conform(ctx context.Context, o options, stdout, stderr io.Writer) (int, error) {
+	if os.Geteuid() != 0 {
+		return 0, errors.New("must run as root: the suite creates containers")
+	}
+	for _, tool := range []string{"go", "tar"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return 0, fmt.Errorf("%s is needed: %w", tool, err)
+		}
+	}
+	rt, err := exec.LookPath(o.runtime)
+	if err != nil {
+		return 0, fmt.Errorf("runtime: %w", err)
+	}
+	if rt, err = filepath.Abs(rt); err != nil {
+		return 0, err
+	}
+	var re *regexp.Regexp
+	if o.filter != "" {
+		if re, err = regexp.Compile(o.filter); err != nil {
+			return 0, fmt.Errorf("-run: %w", err)
+		}
+	}
+	exp, err := LoadExpectations(o.expect)
+	if err != nil {
+		return 0, err
+	}
+
+	start := time.Now()
+	suite, err := PrepareSuite(ctx, o.cache, stderr)
+	if err != nil {
+		return 0, fmt.Errorf("prepare suite: %w", err)
+	}
+	buildTime := time.Since(start)
+	for _, x := range exp.Entries {
+		if _, ok := suite.Tests[x.Key.Test]; !ok {
+			return 0, fmt.Errorf("%s line %d: no test named %q in the suite", o.expect, x.Line, x.Key.Test)
+		}
+	}
+	var names []string
+	for _, n := range suite.Names() {
+		if re == nil || re.MatchString(n) {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return 0, fmt.Errorf("-run %q matches no test", o.filter)
+	}
+	if err := os.RemoveAll(o.logs); err != nil {
+		return 0, err
+	}
+	if err := os.MkdirAll(o.logs, 0o755); err != nil {
+		return 0, err
+	}
+
+	sb, err := NewSandbox(rt)
+	if err != nil {
+		return 0, fmt.Errorf("sandbox: %w", err)
+	}
+	defer func() {
+		if err := sb.Clean(); err != nil {
+			fmt.Fprintln(stderr, "conformance: warning: final cleanup:", err)
+		}
+		if err := sb.Close(); err != nil {
+			fmt.Fprintln(stderr, "conformance: warning:", err)
+		}
+	}()
+
+	fmt.Fprintf(stdout, "conformance: runtime-tools %s against %s (%d tests, expectations %s)\n", suiteVersion, rt, len(names), o.expect)
+	want := exp.ByKey()
+	var results []TestResult
+	runStart := time.Now()
+	for i, name := range names {
+		t0 := time.Now()
+		res, err := sb.RunTest(ctx, suite, name, o.logs, o.timeout)
+		if cerr := sb.Clean(); cerr != nil {
+			fmt.Fprintf(stderr, "conformance: warning: cleanup after %s: %v\n", name, cerr)
+		}
+		if err != nil {
+			return 0, err
+		}
+		results = append(results, res)
+		var ok, bad, xfail, skip int
+		for _, oc := range res.Outcomes() {
+			switch {
+			case oc.Failed:
+				if _, listed := want[oc.Key]; listed {
+					xfail++
+				} else {
+					bad++
+				}
+			case oc.Skip:
+				skip++
+			case !oc.Todo:
+				ok++
+			}
+		}
+		mark := ""
+		if bad > 0 {
+			mark = "  <-- unexpected"
+		}
+		fmt.Fprintf(stdout, "[%2d/%d] %-32s %4d ok %3d fail %3d xfail %3d skip %6.1fs%s\n",
+			i+1, len(names), name, ok, bad, xfail, skip, time.Since(t0).Seconds(), mark)
+	}
+	runTime := time.Since(runStart)
+
+	v := Compare(results, exp)
+	report(stdout, results, v)
+	fmt.Fprintf(stdout, "\nsummary: %d tests run in %s (suite build/cache check %s); assertions: %d passed, %d failed unexpectedly, %d expected failures, %d skipped",
+		len(results), runTime.Round(time.Second), buildTime.Round(100*time.Millisecond), v.Passed, v.Failed, v.ExpectedFailed, v.Skipped)
+	if v.Todo > 0 {
+		fmt.Fprintf(stdout, ", %d todo", v.Todo)
+	}
+	fmt.Fprintln(stdout)
+	fmt.Fprintf(stdout, "cleanup: %d leftover containers force-deleted, %d leaked mounts detached, %d test cgroups removed\n",
+		sb.LeftContainers, sb.LeftMounts, sb.LeftCgroups)
+	fmt.Fprintf(stdout, "logs: %s\n", o.logs)
+
+	if o.update {
+		up := Update(results, exp)
+		if err := WriteFileAtomic(o.expect, up.Format()); err != nil {
+			return 0, fmt.Errorf("update %s: %w", o.expect, err)
+		}
+		n := 0
+		for _, x := range up.Entries {
+			if x.Reason == unexplained {
+				n++
+			}
+		}
+		fmt.Fprintf(stdout, "updated %s: %d entries", o.expect, len(up.Entries))
+		if n > 0 {
+			fmt.Fprintf(stdout, ", %d marked %s: replace each with the reason before committing", n, unexplained)
+		}
+		fmt.Fprintln(stdout)
+		return 0, nil
+	}
+	if !v.OK() {
+		fmt.Fprintln(stdout, "FAIL: the run does not match the expectations (see above); fix the runtime, or explain the change in", o.expect)
+		return 1, nil
+	}
+	fmt.Fprintln(stdout, "PASS")
+	return 0, nil
+}
+
+// report prints what differs from the expectations, with the diagnostics
+// needed to act on it from a CI log alone.
+func report(w io.Writer, results []TestResult, v Verdict) {
+	byTest := map[string]TestResult{}
+	for _, r := range results {
+		byTest[r.Name] = r
+	}
+	if len(v.Unexpected) > 0 {
+		fmt.Fprintf(w, "\nUNEXPECTED FAILURES (%d):\n", len(v.Unexpected))
+		for _, o := range v.Unexpected {
+			fmt.Fprintf(w, "  %s\n", o.Key)
+			r := byTest[o.Key.Test]
+			if o.Key.Desc == incompleteDesc {
+				for _, p := range r.Problems {
+					fmt.Fprintf(w, "      %s\n", p)
+				}
+				continue
+			}
+			if d := diagFor(r, o.Key); d != "" {
+				fmt.Fprint(w, indentClip(d, "    ", 15, 300))
+			}
+		}
+	}
+	if len(v.NowPassing) > 0 {
+		fmt.Fprintf(w, "\nLISTED FAILURES THAT NO LONGER FAIL (%d): remove them from the list\n", len(v.NowPassing))
+		for _, x := range v.NowPassing {
+			fmt.Fprintf(w, "  line %d: %s\n", x.Line, x.Key)
+		}
+	}
+	if len(v.Unexplain) > 0 {
+		fmt.Fprintf(w, "\nLISTED WITHOUT A REASON (%d): replace %s with why it fails\n", len(v.Unexplain), unexplained)
+		for _, x := range v.Unexplain {
+			fmt.Fprintf(w, "  line %d: %s\n", x.Line, x.Key)
+		}
+	}
+}
+
+// indentClip indents text and clips it to maxLines lines of maxCols bytes:
+// some diagnostics embed runtimetest's whole TAP output (hundreds of lines),
+// and the complete text is in the logs directory anyway.
+func indentClip(text, indent string, maxLines, maxCols int) string {
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	var b strings.Builder
+	for i, l := range lines {
+		if i == maxLines {
+			fmt.Fprintf(&b, "%s... (%d more lines in the logs)\n", indent, len(lines)-maxLines)
+			break
+		}
+		if len(l) > maxCols {
+			l = l[:maxCols] + "..."
+		}
+		b.WriteString(indent + l + "\n")
+	}
+	return b.String()
+}
+
+// diagFor finds the YAML diagnostic of the assertion with key k.
+func diagFor(r TestResult, k Key) string {
+	seen := map[string]int{}
+	for _, a := range r.TAP.Assertions {
+		d := normalizeDesc(a.Desc)
+		seen[d]++
+		if d == k.Desc && seen[d] == k.Occur {
+			return a.Diag
+		}
+	}
+	return ""
+}
