@@ -6,8 +6,15 @@ import (
 	"os"
 
 	"berth/internal/cli"
+	"berth/internal/initproc"
+	_ "berth/internal/nsenter" // joins user/mnt/time namespaces before Go starts
 )
 
 func main() {
+	// The hidden init entry point goes straight to the container setup,
+	// without the CLI.
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		initproc.Main()
+	}
 	os.Exit(cli.Main(os.Args))
 }

@@ -16,9 +16,9 @@ import (
 
 // Config is what the rootfs steps need to know.
 type Config struct {
-	Rootfs  string // absolute host path of the rootfs
-	Spec    *specs.Spec
-	UserNS  bool // mknod is impossible: bind-mount device nodes instead
+	Rootfs   string // absolute host path of the rootfs
+	Spec     *specs.Spec
+	UserNS   bool // mknod is impossible: bind-mount device nodes instead
 	CgroupNS bool
 	// CgroupPaths maps a v1 controller (or "" for the unified hierarchy) to
 	// the container's cgroup directory on the host.

@@ -1,0 +1,102 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"berth/internal/hooks"
+	"berth/internal/state"
+)
+
+// Delete removes a container. A stopped one is destroyed; a created one is
+// killed first (runc's behaviour, which clients rely on); a running or paused
+// one only with force. A state dir without state.json (a create that died
+// half-way) is removed; a missing container is an error unless force.
+func (r *Runtime) Delete(id string, force bool) error {
+	if err := state.ValidateID(id); err != nil {
+		return err
+	}
+	c, err := r.Load(id)
+	if err != nil {
+		if errors.Is(err, state.ErrNotExist) {
+			dir := state.Dir(r.Root, id)
+			if _, serr := os.Stat(dir); serr == nil {
+				// Half-created: take its lock so a create still running is not cut short.
+				if unlock, lerr := state.Lock(dir); lerr == nil {
+					defer unlock()
+				}
+				if _, lerr := state.Load(r.Root, id); errors.Is(lerr, state.ErrNotExist) {
+					if rerr := removeDir(dir); rerr != nil {
+						return rerr
+					}
+				}
+			}
+			if force {
+				return nil
+			}
+		}
+		return err
+	}
+	defer c.Release()
+	switch st := c.Status(); st {
+	case state.Stopped:
+	case state.Created:
+		if err := c.kill(); err != nil {
+			return err
+		}
+	case state.Running, state.Paused:
+		if !force {
+			return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, st)
+		}
+		if err := c.kill(); err != nil {
+			return err
+		}
+	}
+	return r.destroy(c)
+}
+
+// kill SIGKILLs the container (thawing it first so the signal is delivered)
+// and waits for init to go, up to runc's 10 s.
+func (c *Container) kill() error {
+	if cg, err := c.cgroup(); err == nil && cg != nil {
+		if frozen, _ := cg.Frozen(); frozen {
+			_ = cg.Thaw()
+		}
+	}
+	if err := c.signal(unix.SIGKILL, !c.OwnPidNS); err != nil && !errors.Is(err, state.ErrNotRunning) {
+		return err
+	}
+	if !c.waitStopped(10 * time.Second) {
+		return errors.New("container init still running after SIGKILL")
+	}
+	return nil
+}
+
+// destroy removes what the container holds: remaining processes (without a
+// pid namespace of its own), the cgroup, the state dir; then poststop hooks.
+func (r *Runtime) destroy(c *Container) error {
+	var errs []error
+	if cg, err := c.cgroup(); err != nil {
+		errs = append(errs, err)
+	} else if cg != nil {
+		if !c.OwnPidNS {
+			_ = cg.Kill(unix.SIGKILL)
+		}
+		if err := cg.Destroy(); err != nil {
+			errs = append(errs, fmt.Errorf("remove cgroup: %w", err))
+		}
+	}
+	if err := removeDir(c.Dir()); err != nil {
+		errs = append(errs, err)
+	}
+	if h := c.Config.Hooks; h != nil && len(h.Poststop) > 0 {
+		if err := hooks.RunAll("poststop", h.Poststop, c.OCIState(state.Stopped)); err != nil {
+			r.warn("%v", err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,195 @@
+package runtime
+
+import (
+	"errors"
+	"io"
+	"os"
+	"os/signal"
+
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
+
+	"berth/internal/hooks"
+	"berth/internal/linux/console"
+	"berth/internal/state"
+)
+
+// RunOptions are run's flags.
+type RunOptions struct {
+	CreateOptions
+	Detach      bool
+	Keep        bool
+	NoSubreaper bool
+}
+
+// Run creates and starts a container. Detached, it returns once the process
+// runs. In the foreground it is the container's subreaper, forwards signals,
+// relays the terminal, waits, destroys the container (unless Keep) and
+// returns the exit status (128+signal when killed).
+func (r *Runtime) Run(id string, o RunOptions) (int, error) {
+	if o.Detach {
+		cr, err := r.create(id, o.CreateOptions)
+		if err != nil {
+			return 1, err
+		}
+		defer cr.c.Release()
+		cr.proc.Cmd.Process.Release()
+		if err := r.startLocked(cr.c); err != nil {
+			return 1, err
+		}
+		return 0, nil
+	}
+	if !o.NoSubreaper {
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			return 1, os.NewSyscallError("prctl(PR_SET_CHILD_SUBREAPER)", err)
+		}
+	}
+	sigc := make(chan os.Signal, 128)
+	signal.Notify(sigc)
+	defer signal.Stop(sigc)
+
+	var consoleParent *os.File
+	if o.ConsoleSocket == "" {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return 1, os.NewSyscallError("socketpair", err)
+		}
+		consoleParent = os.NewFile(uintptr(fds[0]), "console-parent")
+		defer consoleParent.Close()
+		child := os.NewFile(uintptr(fds[1]), "console-child")
+		defer child.Close()
+		o.consoleConn = child
+	}
+	cr, err := r.create(id, o.CreateOptions)
+	if err != nil {
+		return 1, err
+	}
+	c := cr.c
+	pid := cr.proc.Pid
+	var restore func()
+	var master *os.File
+	if c.Config.Process.Terminal && consoleParent != nil {
+		master, err = console.RecvMaster(consoleParent)
+		if err != nil {
+			c.Release()
+			r.teardown(id)
+			return 1, err
+		}
+		defer master.Close()
+		restore = relayTerminal(master)
+	}
+	if err := r.startLocked(c); err != nil {
+		c.Release()
+		r.teardown(id)
+		return 1, err
+	}
+	c.Release()
+
+	status := -1
+	for status < 0 {
+		sig := <-sigc
+		switch sig {
+		case unix.SIGCHLD:
+			status = reap(pid)
+		case unix.SIGWINCH:
+			if master != nil {
+				resize(master)
+			}
+		case unix.SIGURG:
+			// Go's preemption signal; never forwarded.
+		default:
+			_ = unix.Kill(pid, sig.(unix.Signal))
+		}
+	}
+	if restore != nil {
+		restore()
+	}
+	if !o.Keep {
+		if err := r.teardown(id); err != nil {
+			return status, err
+		}
+	}
+	return status, nil
+}
+
+// startLocked is Start on a container whose lock the caller holds.
+func (r *Runtime) startLocked(c *Container) error {
+	if err := c.release(); err != nil {
+		return err
+	}
+	if h := c.Config.Hooks; h != nil && len(h.Poststart) > 0 {
+		if err := hooks.RunAll("poststart", h.Poststart, c.OCIState(state.Running)); err != nil {
+			r.warn("%v", err)
+		}
+	}
+	return nil
+}
+
+// teardown kills what is left of a container and destroys it.
+func (r *Runtime) teardown(id string) error {
+	c, err := r.Load(id)
+	if err != nil {
+		if errors.Is(err, state.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	defer c.Release()
+	if c.Status() != state.Stopped {
+		_ = c.kill()
+	}
+	return r.destroy(c)
+}
+
+// reap collects every exited child (we may be a subreaper for orphans) and
+// returns init's status once it is among them, else -1.
+func reap(initPid int) int {
+	status := -1
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if err != nil || pid <= 0 {
+			return status
+		}
+		if pid == initPid {
+			switch {
+			case ws.Exited():
+				status = ws.ExitStatus()
+			case ws.Signaled():
+				status = 128 + int(ws.Signal())
+			default:
+				status = 255
+			}
+		}
+	}
+}
+
+// relayTerminal copies between our stdio and the pty master, putting our
+// terminal (if stdin is one) in raw mode; the returned func restores it.
+func relayTerminal(master *os.File) func() {
+	var oldState *term.State
+	if term.IsTerminal(int(os.Stdin.Fd())) {
+		if st, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
+			oldState = st
+		}
+		resize(master)
+	}
+	go io.Copy(master, os.Stdin)
+	done := make(chan struct{})
+	go func() {
+		io.Copy(os.Stdout, master)
+		close(done)
+	}()
+	return func() {
+		<-done
+		if oldState != nil {
+			term.Restore(int(os.Stdin.Fd()), oldState)
+		}
+	}
+}
+
+func resize(master *os.File) {
+	if ws, err := unix.IoctlGetWinsize(int(os.Stdin.Fd()), unix.TIOCGWINSZ); err == nil {
+		_ = unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, ws)
+	}
+}

@@ -1,0 +1,132 @@
+// Package runtime implements the container lifecycle, one file per
+// operation. Each operation is guard, act, persist: take the container's
+// lock, check its status, do the one thing, save the state.
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"berth/internal/linux/cgroups"
+	"berth/internal/state"
+)
+
+// Runtime is one state root (--root) and the options every command shares.
+type Runtime struct {
+	Root string
+	// Warn receives non-fatal problems (the CLI logs them at warning level).
+	Warn func(string)
+	// Debug receives debug messages.
+	Debug func(string)
+}
+
+func (r *Runtime) warn(format string, a ...any) {
+	if r.Warn != nil {
+		r.Warn(fmt.Sprintf(format, a...))
+	}
+}
+
+// Container is a loaded container under its lock.
+type Container struct {
+	*state.State
+	unlock func()
+}
+
+// Release drops the container's lock.
+func (c *Container) Release() {
+	if c.unlock != nil {
+		c.unlock()
+		c.unlock = nil
+	}
+}
+
+// Load locks and loads id.
+func (r *Runtime) Load(id string) (*Container, error) {
+	if err := state.ValidateID(id); err != nil {
+		return nil, err
+	}
+	unlock, err := state.Lock(state.Dir(r.Root, id))
+	if err != nil {
+		return nil, err
+	}
+	st, err := state.Load(r.Root, id)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	return &Container{State: st, unlock: unlock}, nil
+}
+
+// StatusError is the guard failure of a lifecycle operation.
+type StatusError struct{ msg string }
+
+func (e *StatusError) Error() string { return e.msg }
+
+func (c *Container) cgroup() (cgroups.Manager, error) {
+	if len(c.CgroupPaths) == 0 {
+		return nil, nil
+	}
+	return cgroups.Load(c.CgroupPaths)
+}
+
+// signal sends sig to init, or to every process of the cgroup when all is
+// set (or SIGKILL on a container without its own pid namespace, where init's
+// death would not take the rest with it).
+func (c *Container) signal(sig unix.Signal, all bool) error {
+	if all || (sig == unix.SIGKILL && !c.OwnPidNS) {
+		if cg, err := c.cgroup(); err == nil && cg != nil {
+			if err := cg.Kill(sig); err != nil {
+				return fmt.Errorf("signal cgroup: %w", err)
+			}
+			if !all {
+				return nil
+			}
+		}
+	}
+	if err := c.signalInit(sig); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return state.ErrNotRunning
+		}
+		return err
+	}
+	return nil
+}
+
+// signalInit signals init through a pidfd checked against the recorded start
+// time, so a recycled pid is never signalled.
+func (c *Container) signalInit(sig unix.Signal) error {
+	pfd, err := unix.PidfdOpen(c.InitPid, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	if st, zombie, err := state.ProcStart(c.InitPid); err != nil || zombie || st != c.InitStart {
+		return unix.ESRCH
+	}
+	return unix.PidfdSendSignal(pfd, sig, nil, 0)
+}
+
+// waitStopped polls until init is gone (runc: every 100 ms, 100 times).
+func (c *Container) waitStopped(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if c.Status() == state.Stopped {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func removeDir(dir string) error {
+	if err := os.RemoveAll(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,165 @@
+// Package spawn is the parent side of starting a container's init or exec
+// process: clone flags, id maps, namespace joins, cgroup fd and fd donation.
+//
+// Namespaces are joined in two places, because Go cannot setns(2) into a user
+// or mount namespace once its runtime runs threads:
+//   - net, ipc, uts, pid and cgroup are joined by the parent on a locked OS
+//     thread right before the clone; the child inherits them (pid as
+//     pid_for_children). The thread is never unlocked, so it dies with its
+//     goroutine instead of going back to the scheduler in foreign namespaces.
+//   - user, mnt and time are joined by the nsenter constructor in the child,
+//     before its Go runtime starts (see internal/nsenter).
+package spawn
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"berth/internal/ipc"
+	"berth/internal/linux/nsutil"
+)
+
+// Options describe one child.
+type Options struct {
+	// Exe is the runtime binary to re-exec (default /proc/self/exe).
+	Exe        string
+	Cloneflags uintptr
+	UIDMaps    []syscall.SysProcIDMap
+	GIDMaps    []syscall.SysProcIDMap
+	// Join lists namespaces to enter, by path.
+	Join []nsutil.Namespace
+	// UnshareAfterJoin are new namespaces to create after joining a user
+	// namespace (so the joined user namespace owns them).
+	UnshareAfterJoin      uintptr
+	Stdin, Stdout, Stderr *os.File
+	// Keep are donated at fds 3, 4, ... in order (LISTEN_FDS, --preserve-fds).
+	Keep []*os.File
+	// Extra are donated after Keep; ExtraFd reports where each landed.
+	Extra []*os.File
+	// CgroupFD, when >= 0, places the child into that v2 cgroup at clone time.
+	CgroupFD int
+	Setpgid  bool
+}
+
+// Process is a started child and the parent's end of its protocol socket.
+type Process struct {
+	Cmd  *exec.Cmd
+	Conn *ipc.Conn
+	Pid  int
+}
+
+// ExtraFd returns the child's fd number for o.Extra[i].
+func (o *Options) ExtraFd(i int) int { return 3 + len(o.Keep) + 1 + i }
+
+// Start starts `berth init` (the child validates received messages with seq).
+func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socketpair", err)
+	}
+	parent := os.NewFile(uintptr(fds[0]), "init-pipe-parent")
+	child := os.NewFile(uintptr(fds[1]), "init-pipe-child")
+	defer child.Close()
+
+	exe := o.Exe
+	if exe == "" {
+		exe = "/proc/self/exe"
+	}
+	cmd := &exec.Cmd{Path: exe, Args: []string{"berth", "init"}}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
+	cmd.ExtraFiles = append(append(append([]*os.File(nil), o.Keep...), child), o.Extra...)
+	pipeFd := 3 + len(o.Keep)
+	env := []string{"_BERTH_INITPIPE=" + strconv.Itoa(pipeFd)}
+
+	var early, late []nsutil.Namespace
+	for _, n := range o.Join {
+		if n.Type.JoinedByConstructor() {
+			early = append(early, n)
+		} else {
+			late = append(late, n)
+		}
+	}
+	var nsFiles []*os.File
+	defer func() {
+		for _, f := range nsFiles {
+			f.Close()
+		}
+	}()
+	if len(early) > 0 {
+		// user first: it grants the capabilities the other joins need.
+		var parts []string
+		for _, n := range nsutil.SortForJoin(early) {
+			f, err := os.Open(n.Path)
+			if err != nil {
+				parent.Close()
+				return nil, fmt.Errorf("open %s namespace: %w", n.Type, err)
+			}
+			nsFiles = append(nsFiles, f)
+			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+			parts = append(parts, fmt.Sprintf("%d:%d", 2+len(cmd.ExtraFiles), n.Type.CloneFlag()))
+		}
+		env = append(env, "_BERTH_SETNS="+strings.Join(parts, ","))
+	}
+	if o.UnshareAfterJoin != 0 {
+		env = append(env, "_BERTH_UNSHARE="+strconv.FormatUint(uint64(o.UnshareAfterJoin), 10))
+	}
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  o.Cloneflags,
+		UidMappings: o.UIDMaps,
+		GidMappings: o.GIDMaps,
+		// Root may let the container call setgroups; runc denies it only rootless.
+		GidMappingsEnableSetgroups: os.Geteuid() == 0,
+		Setpgid:                    o.Setpgid,
+	}
+	if o.CgroupFD >= 0 {
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = o.CgroupFD
+	}
+
+	if err := startOnThread(cmd, late); err != nil {
+		parent.Close()
+		return nil, err
+	}
+	return &Process{Cmd: cmd, Conn: ipc.NewConn(parent, seq), Pid: cmd.Process.Pid}, nil
+}
+
+// startOnThread starts cmd from a fresh locked OS thread that has first
+// joined the given namespaces.
+func startOnThread(cmd *exec.Cmd, join []nsutil.Namespace) error {
+	if len(join) == 0 {
+		return cmd.Start()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: this thread's namespaces are no longer the
+		// process's, so it must exit with the goroutine.
+		for _, n := range nsutil.SortForJoin(join) {
+			fd, err := unix.Open(n.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				errc <- fmt.Errorf("open %s namespace %s: %w", n.Type, n.Path, err)
+				return
+			}
+			err = unix.Setns(fd, int(n.Type.CloneFlag()))
+			unix.Close(fd)
+			if err != nil {
+				errc <- fmt.Errorf("join %s namespace %s: %w", n.Type, n.Path, err)
+				return
+			}
+		}
+		errc <- cmd.Start()
+	}()
+	return <-errc
+}
+
+// ErrInitDied is returned when the child exits without reporting.
+var ErrInitDied = errors.New("init process exited unexpectedly")
