@@ -1,0 +1,153 @@
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// mkdirAll creates dir and its missing parents, returning the directories it
+// created (top first) so callers can prepare each one (cpuset) before use.
+func mkdirAll(dir string) ([]string, error) {
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		missing = append(missing, d)
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
+	var made []string
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := os.Mkdir(missing[i], 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return made, fmt.Errorf("create cgroup: %w", err)
+		}
+		made = append(made, missing[i])
+	}
+	return made, nil
+}
+
+// removeTree removes dir and every sub-cgroup, deepest first. A cgroup
+// directory can only be rmdir'ed once it has no processes and no children;
+// its control files vanish with it (they cannot be unlinked). Processes that
+// are still exiting keep a cgroup busy for a moment, so EBUSY is retried
+// until deadline.
+func removeTree(dir string, deadline time.Time) error {
+	var dirs []string
+	err := filepath.WalkDir(dir, func(p string, de os.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if de.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("remove cgroup: %w", err)
+	}
+	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+	for _, d := range dirs {
+		delay := time.Millisecond
+		for {
+			err := unix.Rmdir(d)
+			if err == nil || err == unix.ENOENT {
+				break
+			}
+			if err == unix.ENOTEMPTY && isRegularTree(d) {
+				// A fake cgroupfs (tests) holds real files.
+				err = os.RemoveAll(d)
+				if err == nil {
+					break
+				}
+			}
+			if (err == unix.EBUSY || err == unix.EAGAIN) && time.Now().Before(deadline) {
+				time.Sleep(delay)
+				if delay < 50*time.Millisecond {
+					delay *= 2
+				}
+				continue
+			}
+			return fmt.Errorf("remove cgroup %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// isRegularTree reports whether d is on a regular filesystem, not cgroupfs.
+func isRegularTree(d string) bool {
+	var st unix.Statfs_t
+	if unix.Statfs(d, &st) != nil {
+		return false
+	}
+	return st.Type != unix.CGROUP_SUPER_MAGIC && st.Type != unix.CGROUP2_SUPER_MAGIC
+}
+
+// waitEmpty polls until the cgroup tree at dir has no processes or deadline.
+func waitEmpty(dir string, deadline time.Time) error {
+	delay := time.Millisecond
+	for {
+		pids, err := readPids(dir, true)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cgroup %s is not empty: %d processes still in it", dir, len(pids))
+		}
+		time.Sleep(delay)
+		if delay < 50*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// signalAll sends sig to every pid; processes that exited meanwhile are fine.
+func signalAll(pids []int, sig unix.Signal) error {
+	var errs []error
+	for _, pid := range pids {
+		if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
+			errs = append(errs, fmt.Errorf("signal %d: %w", pid, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// destroyTimeout bounds how long Destroy waits for exiting processes.
+const destroyTimeout = 10 * time.Second
+
+// freezeTimeout bounds how long Freeze waits for every task to stop.
+const freezeTimeout = 10 * time.Second
+
+func itoa(v int64) string  { return strconv.FormatInt(v, 10) }
+func utoa(v uint64) string { return strconv.FormatUint(v, 10) }
+func ptrU64(p *uint64) uint64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+func ptrI64(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
