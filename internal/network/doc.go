@@ -16,7 +16,7 @@
 //
 //	.lock                 global lock: create/rm, port reservations, firewall repair
 //	NAME/network.json     the definition (atomic temp file + rename)
-//	NAME/lock             per-network lock: lease changes
+//	NAME/.lock            per-network lock: lease changes
 //	NAME/endpoints.json   the leases: one endpoint per address, with its boot id
 //	.netns/NSNAME         marker for a named netns that connect created
 package network

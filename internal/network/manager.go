@@ -450,7 +450,7 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 		if err := m.markNetns(nsPath); err != nil {
 			return nil, err
 		}
-		if created, err = createNamedNetns(nsPath); err != nil {
+		if created, err = createNamedNetns(nsPath, filepath.Join(m.stateDir, ".netns.lock")); err != nil {
 			m.unmarkNetns(nsPath)
 			return nil, fmt.Errorf("create netns %s: %w", nsPath, err)
 		}

@@ -77,12 +77,27 @@ func openNetns(path string) (*os.File, nsID, error) {
 
 // ensureSharedDir makes dir a shared mount point, as `ip netns add` does, so
 // a netns bind mount made here propagates into mount namespaces created
-// later (containers, `ip netns exec`) and unmounts propagate too.
-func ensureSharedDir(dir string) error {
+// later (containers, `ip netns exec`) and unmounts propagate too. lockPath
+// serialises the first bind mount: two concurrent connects must not stack
+// two bind mounts of dir onto itself.
+func ensureSharedDir(dir, lockPath string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	// Fast path: already a mount point (remounting shared is a no-op then).
 	err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EINVAL) {
+		return &os.PathError{Op: "make shared", Path: dir, Err: err}
+	}
+	l, err := lockFile(lockPath)
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	err = unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
 	if errors.Is(err, unix.EINVAL) {
 		// Not a mount point yet: bind it onto itself first.
 		if err := unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
@@ -96,13 +111,13 @@ func ensureSharedDir(dir string) error {
 	return nil
 }
 
-// CreateNamedNetns creates a network namespace pinned at path (like `ip netns
+// createNamedNetns creates a network namespace pinned at path (like `ip netns
 // add`). An existing netns at path is kept and reported with created=false.
-func createNamedNetns(path string) (created bool, retErr error) {
+func createNamedNetns(path, lockPath string) (created bool, retErr error) {
 	if _, err := statNetns(path); err == nil {
 		return false, nil
 	}
-	if err := ensureSharedDir(filepath.Dir(path)); err != nil {
+	if err := ensureSharedDir(filepath.Dir(path), lockPath); err != nil {
 		return false, err
 	}
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0)

@@ -175,7 +175,7 @@ func (m *Manager) lockGlobal() (*lock, error) {
 }
 
 func (m *Manager) lockNetwork(name string) (*lock, error) {
-	return lockFile(filepath.Join(m.netDir(name), "lock"))
+	return lockFile(filepath.Join(m.netDir(name), ".lock"))
 }
 
 func (m *Manager) loadNetwork(name string) (*Network, error) {
