@@ -120,6 +120,12 @@ func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 		GidMappingsEnableSetgroups: os.Geteuid() == 0,
 		Setpgid:                    o.Setpgid,
 	}
+	if o.Cloneflags&unix.CLONE_NEWUSER != 0 {
+		// The runtime's host uid is not mapped in the new user namespace:
+		// become the namespace's root once the maps are written, or execve
+		// would drop every capability.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: os.Geteuid() != 0}
+	}
 	if o.CgroupFD >= 0 {
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = o.CgroupFD

@@ -1,0 +1,298 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"berth/internal/initproc"
+	"berth/internal/ipc"
+	"berth/internal/linux/console"
+	"berth/internal/linux/nsutil"
+	"berth/internal/spawn"
+	"berth/internal/spec"
+	"berth/internal/state"
+)
+
+// ExecOptions are exec's flags; Process is already built (from -p or from
+// the config plus overrides).
+type ExecOptions struct {
+	Process       *specs.Process
+	ConsoleSocket string
+	PidFile       string
+	PidfdSocket   string
+	Detach        bool
+	PreserveFds   int
+	IgnorePaused  bool
+	// Cgroup maps a controller ("" for all) to a sub-cgroup of the container's.
+	Cgroup                map[string]string
+	Stdin, Stdout, Stderr *os.File
+}
+
+// Exec runs a new process inside a running (or created) container: it joins
+// every namespace of the container's init, its cgroup, and gets the process's
+// capabilities, rlimits, user and the container's seccomp profile. It returns
+// the process's exit status in the foreground (128+signal when killed).
+func (r *Runtime) Exec(id string, o ExecOptions) (int, error) {
+	c, err := r.Load(id)
+	if err != nil {
+		return 255, err
+	}
+	switch c.Status() {
+	case state.Created, state.Running:
+	case state.Paused:
+		if !o.IgnorePaused {
+			c.Release()
+			return 255, errors.New("cannot exec in a paused container (use --ignore-paused to override)")
+		}
+	default:
+		c.Release()
+		return 255, errors.New("cannot exec a container that has stopped")
+	}
+	p := o.Process
+	if err := spec.ValidateProcess(p); err != nil {
+		c.Release()
+		return 255, err
+	}
+	if p.Terminal && o.Detach && o.ConsoleSocket == "" {
+		c.Release()
+		return 255, errors.New("cannot allocate tty if runc will detach without setting console socket")
+	}
+	if o.ConsoleSocket != "" && !(p.Terminal && o.Detach) {
+		c.Release()
+		return 255, errors.New("cannot use console socket if runc will not detach or allocate tty")
+	}
+	// The container cannot go away under a started exec: keep the lock
+	// until the process is placed, then let go so `kill`/`state` work.
+	proc, master, err := r.spawnExec(c, o)
+	c.Release()
+	if err != nil {
+		return 255, err
+	}
+	if o.PidFile != "" {
+		if err := writePidFile(o.PidFile, proc.Pid); err != nil {
+			proc.Cmd.Process.Kill()
+			proc.Cmd.Wait()
+			return 255, err
+		}
+	}
+	if o.PidfdSocket != "" {
+		if err := sendPidfd(o.PidfdSocket, proc.Pid); err != nil {
+			proc.Cmd.Process.Kill()
+			proc.Cmd.Wait()
+			return 255, err
+		}
+	}
+	if o.Detach {
+		proc.Cmd.Process.Release()
+		return 0, nil
+	}
+	sigc := make(chan os.Signal, 64)
+	signal.Notify(sigc)
+	defer signal.Stop(sigc)
+	var restore func()
+	if master != nil {
+		defer master.Close()
+		restore = relayTerminal(master)
+	}
+	waitc := make(chan int, 1)
+	go func() {
+		st, _ := proc.Cmd.Process.Wait()
+		code := 255
+		if st != nil {
+			if ws, ok := st.Sys().(unix.WaitStatus); ok && ws.Signaled() {
+				code = 128 + int(ws.Signal())
+			} else {
+				code = st.ExitCode()
+			}
+		}
+		waitc <- code
+	}()
+	for {
+		select {
+		case code := <-waitc:
+			if restore != nil {
+				restore()
+			}
+			return code, nil
+		case sig := <-sigc:
+			switch sig {
+			case unix.SIGCHLD, unix.SIGURG:
+			case unix.SIGWINCH:
+				if master != nil {
+					resize(master)
+				}
+			default:
+				_ = unix.Kill(proc.Pid, sig.(unix.Signal))
+			}
+		}
+	}
+}
+
+func (r *Runtime) spawnExec(c *Container, o ExecOptions) (_ *spawn.Process, master *os.File, retErr error) {
+	s := c.Config
+	p := o.Process
+	so := &spawn.Options{Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr, CgroupFD: -1}
+	for _, n := range s.Linux.Namespaces {
+		t := nsutil.Type(n.Type)
+		so.Join = append(so.Join, nsutil.Namespace{Type: t, Path: fmt.Sprintf("/proc/%d/ns/%s", c.InitPid, t.ProcName())})
+	}
+	for i := 0; i < o.PreserveFds; i++ {
+		fd := 3 + i
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return nil, nil, fmt.Errorf("unable to stat preserved-fd %d (of %d): %w", i, o.PreserveFds, err)
+		}
+		so.Keep = append(so.Keep, os.NewFile(uintptr(fd), "preserved-"+strconv.Itoa(fd)))
+	}
+	consoleFd := -1
+	var consoleParent *os.File
+	if p.Terminal {
+		var sock *os.File
+		if o.ConsoleSocket != "" {
+			f, err := dialConsole(o.ConsoleSocket)
+			if err != nil {
+				return nil, nil, err
+			}
+			sock = f
+		} else {
+			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return nil, nil, os.NewSyscallError("socketpair", err)
+			}
+			consoleParent = os.NewFile(uintptr(fds[0]), "console-parent")
+			sock = os.NewFile(uintptr(fds[1]), "console-child")
+			defer func() {
+				if retErr != nil {
+					consoleParent.Close()
+				}
+			}()
+		}
+		defer sock.Close()
+		so.Extra = append(so.Extra, sock)
+		consoleFd = so.ExtraFd(0)
+	}
+	proc, err := spawn.Start(so, ipc.ParentOfExec())
+	if err != nil {
+		return nil, nil, fmt.Errorf("exec failed: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			proc.Cmd.Process.Kill()
+			proc.Cmd.Wait()
+			proc.Conn.Close()
+		}
+	}()
+	if err := c.placeExec(proc.Pid, o.Cgroup); err != nil {
+		return nil, nil, err
+	}
+	cfg := &initproc.Config{
+		ID: c.ID, Bundle: c.Bundle, Rootfs: c.Rootfs, Spec: s, Process: p, HostPid: proc.Pid, Exec: true,
+		UserNS: hasNS(s, specs.UserNamespace), CgroupPaths: c.CgroupPaths,
+		FifoFd: -1, ConsoleSocketFd: consoleFd, KeepFds: len(so.Keep),
+	}
+	if err := proc.Conn.SendData(ipc.Bootstrap, cfg); err != nil {
+		return nil, nil, err
+	}
+	m, err := proc.Conn.Recv()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			werr := proc.Cmd.Wait()
+			return nil, nil, fmt.Errorf("exec failed: %w (%v)", spawn.ErrInitDied, werr)
+		}
+		return nil, nil, err
+	}
+	switch m.Type {
+	case ipc.Error:
+		return nil, nil, fmt.Errorf("exec failed: unable to start container process: %s", m.Error)
+	case ipc.Ready:
+		var rd initproc.Ready
+		if len(m.Data) > 0 {
+			_ = json.Unmarshal(m.Data, &rd)
+		}
+		for _, w := range rd.Warnings {
+			r.warn("%s", w)
+		}
+	}
+	proc.Conn.Close()
+	if consoleParent != nil {
+		defer consoleParent.Close()
+		master, err = console.RecvMaster(consoleParent)
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	return proc, master, nil
+}
+
+func hasNS(s *specs.Spec, t specs.LinuxNamespaceType) bool {
+	for _, n := range s.Linux.Namespaces {
+		if n.Type == t {
+			return true
+		}
+	}
+	return false
+}
+
+// placeExec moves an exec process into the container's cgroup, or into the
+// sub-cgroups named by --cgroup.
+func (c *Container) placeExec(pid int, sub map[string]string) error {
+	if len(sub) == 0 {
+		cg, err := c.cgroup()
+		if err != nil || cg == nil {
+			return err
+		}
+		if err := cg.Apply(pid); err != nil {
+			return fmt.Errorf("exec: join container cgroup: %w", err)
+		}
+		return nil
+	}
+	for ctrl, dir := range c.CgroupPaths {
+		rel, ok := sub[ctrl]
+		if !ok {
+			rel, ok = sub[""]
+		}
+		target := dir
+		if ok {
+			target = filepath.Join(dir, filepath.Clean("/"+rel))
+		}
+		if err := os.WriteFile(filepath.Join(target, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("exec: join cgroup %s: %w", target, err)
+		}
+	}
+	return nil
+}
+
+// ParseCgroupFlag parses exec --cgroup values: "path" or "ctrl[,ctrl]:path".
+func ParseCgroupFlag(vals []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, v := range vals {
+		ctrls, path, found := strings.Cut(v, ":")
+		if !found {
+			if _, dup := out[""]; dup {
+				return nil, errors.New("--cgroup: only one path without controllers may be given")
+			}
+			out[""] = v
+			continue
+		}
+		if path == "" {
+			return nil, fmt.Errorf("--cgroup %q: empty path", v)
+		}
+		for _, ctrl := range strings.Split(ctrls, ",") {
+			if _, dup := out[ctrl]; dup {
+				return nil, fmt.Errorf("--cgroup: controller %q given twice", ctrl)
+			}
+			out[ctrl] = path
+		}
+	}
+	return out, nil
+}
