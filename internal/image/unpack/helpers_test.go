@@ -30,9 +30,11 @@ type ent struct {
 	mtime      time.Time
 }
 
-func file(name, body string) ent  { return ent{name: name, typ: tar.TypeReg, mode: 0o644, body: body} }
-func dir(name string) ent         { return ent{name: name, typ: tar.TypeDir, mode: 0o755} }
-func symlink(name, to string) ent { return ent{name: name, typ: tar.TypeSymlink, link: to, mode: 0o777} }
+func file(name, body string) ent { return ent{name: name, typ: tar.TypeReg, mode: 0o644, body: body} }
+func dir(name string) ent        { return ent{name: name, typ: tar.TypeDir, mode: 0o755} }
+func symlink(name, to string) ent {
+	return ent{name: name, typ: tar.TypeSymlink, link: to, mode: 0o777}
+}
 func hardlink(name, to string) ent {
 	return ent{name: name, typ: tar.TypeLink, link: to, mode: 0o644}
 }

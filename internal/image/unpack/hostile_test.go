@@ -107,8 +107,8 @@ func TestHostileLayers(t *testing.T) {
 			}
 		}},
 		{name: "OpaqueThroughSymlink", layers: [][]ent{{symlink("l", absOut)}, {file("l/.wh..wh..opq", "")}}},
-		{name: "SymlinkOverridePath", layers: [][]ent{{dir("foo/"), file("foo" + absOut + "/x1", "x"), symlink("foo", "/"),
-			file("foo" + absOut + "/x2", "x"), dir("foo/"), file("foo" + absOut + "/x3", "x")}}, check: exists(absOut + "/x2")},
+		{name: "SymlinkOverridePath", layers: [][]ent{{dir("foo/"), file("foo"+absOut+"/x1", "x"), symlink("foo", "/"),
+			file("foo"+absOut+"/x2", "x"), dir("foo/"), file("foo"+absOut+"/x3", "x")}}, check: exists(absOut + "/x2")},
 		{name: "NonDirParent", layers: [][]ent{{file("a", "x"), file("a/b", "y")}}, check: exists("a/b")},
 		{name: "SymlinkToFileAsParent", layers: [][]ent{{symlink("s", absOut+"/passwd"), file("s/x", "y")}}, anyErr: true},
 	}

@@ -134,3 +134,27 @@ func removeTree(root string, created bool) error {
 	}
 	return errors.Join(errs...)
 }
+
+// ApplyLayer decompresses, verifies and applies one layer blob to root,
+// which must exist (the layer cache extracts each layer alone). Decoding
+// runs in its own goroutine ahead of the file system work.
+func ApplyLayer(ctx context.Context, root string, l Layer, opts Options) (Stats, error) {
+	a, err := newApplier(root, opts)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer a.close()
+	p := newPipe(pipeDepth)
+	go l.produce(ctx, p, opts.maxBytes())
+	defer func() {
+		p.Close()
+		for range p.ch {
+		}
+		<-p.done
+	}()
+	if err := a.applyLayer(p); err != nil {
+		return a.stats, err
+	}
+	a.stats.Layers = 1
+	return a.stats, a.finish()
+}
