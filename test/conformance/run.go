@@ -40,6 +40,13 @@ func NewSandbox(runtimePath string) (*Sandbox, error) {
 		return nil, err
 	}
 	s := &Sandbox{Runtime: runtimePath, dir: dir, Tmp: filepath.Join(dir, "tmp"), Wrapper: filepath.Join(dir, "runtime")}
+	// MkdirTemp makes 0700 directories; bundles below must be reachable by
+	// the mapped root of a user-namespaced container (linux_uid_mappings,
+	// linux_ns_nopath), as they are in the default world-readable /tmp.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	if err := os.MkdirAll("/run/berth-conformance", 0o700); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -49,6 +56,10 @@ func NewSandbox(runtimePath string) (*Sandbox, error) {
 		return nil, err
 	}
 	if err := os.Mkdir(s.Tmp, 0o755); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := os.Chmod(s.Tmp, 0o755); err != nil { // whatever the umask
 		s.Close()
 		return nil, err
 	}

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Container start-up benchmark: berth against runc, side by side in one run.
+#
+#   bench/runtime/run.sh [-n ROUNDS] [--berth PATH] [--runc PATH] [--only run|exec]
+#
+# "run": `RT run` of /bin/true (terminal false) in a busybox bundle, the whole
+# create/start/wait/delete cycle, as one command.
+# "exec": `RT exec ID /bin/true` into a running container (`sleep` as init),
+# one container per runtime, started once.
+#
+# The rounds are paired and alternate which runtime goes first, so drift
+# (page cache, CPU frequency, other load on the machine) hits both equally.
+# Prints both medians, the ratio berth/runc (issue 2 target: <= 0.5) and the
+# peak RSS of each (GNU time's %M: the largest of the runtime process and
+# the children it waited for, i.e. its own init before that exec'd).
+# Needs root, busybox-static, runc and GNU time (scripts/apt-packages.txt).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+rounds=50
+berth=""
+runc_bin="$(command -v runc || true)"
+only=""
+while (($#)); do
+	case "$1" in
+	-n) rounds="${2:?-n needs a number}"; shift ;;
+	--berth) berth="${2:?--berth needs a path}"; shift ;;
+	--runc) runc_bin="${2:?--runc needs a path}"; shift ;;
+	--only) only="${2:?--only needs run or exec}"; shift ;;
+	-h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -n wants a positive number, got $rounds" >&2; exit 2; }
+[[ -z "$only" || "$only" == run || "$only" == exec ]] || { echo "run.sh: --only wants run or exec, got $only" >&2; exit 2; }
+((EUID == 0)) || { echo "run.sh: must run as root (it runs containers)" >&2; exit 2; }
+[[ -x "$runc_bin" ]] || { echo "run.sh: runc not found (apt-get install runc, or --runc PATH)" >&2; exit 2; }
+[[ -x /usr/bin/time ]] || { echo "run.sh: GNU time not found (apt-get install time)" >&2; exit 2; }
+busybox_bin=/bin/busybox
+[[ -x "$busybox_bin" ]] || { echo "run.sh: $busybox_bin not found (apt-get install busybox-static)" >&2; exit 2; }
+ldd "$busybox_bin" >/dev/null 2>&1 && { echo "run.sh: $busybox_bin is dynamic; the rootfs needs busybox-static" >&2; exit 2; }
+command -v jq >/dev/null || { echo "run.sh: jq not found (apt-get install jq)" >&2; exit 2; }
+
+if [[ -z "$berth" ]]; then
+	mkdir -p bin
+	go build -o bin/berth ./cmd/berth
+	berth="$PWD/bin/berth"
+fi
+berth="$(realpath "$berth")"
+runc_bin="$(realpath "$runc_bin")"
+
+work="$(mktemp -d /tmp/berth-bench-runtime.XXXXXX)"
+ids=() # every container created, as "runtime-path root id"
+cleanup() {
+	local e rt root id
+	for e in ${ids[@]+"${ids[@]}"}; do
+		IFS='|' read -r rt root id <<<"$e"
+		"$rt" --root "$root" delete --force "$id" >/dev/null 2>&1 || true
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The bundle: busybox-static with its applets as symlinks, runc's default
+# spec with terminal off and /bin/true as the process. Both runtimes run the
+# very same bundle; each gets a private --root.
+bundle="$work/bundle"
+mkdir -p "$bundle/rootfs/bin"
+cp "$busybox_bin" "$bundle/rootfs/bin/busybox"
+chroot "$bundle/rootfs" /bin/busybox --install -s /bin
+"$runc_bin" spec --bundle "$bundle"
+jq '.process.terminal = false | .process.args = ["/bin/true"]' "$bundle/config.json" >"$bundle/config.json.new"
+mv "$bundle/config.json.new" "$bundle/config.json"
+mkdir -p "$work/root-berth" "$work/root-runc"
+
+name_of() { [[ "$1" == "$berth" ]] && echo berth || echo runc; }
+root_of() { echo "$work/root-$(name_of "$1")"; }
+
+# now_us prints the wall clock in microseconds without forking.
+now_us() { local t=${EPOCHREALTIME/./}; echo "$((10#$t))"; }
+
+# The timing helpers leave their result in REPLY instead of printing it: a
+# command substitution would run them in a subshell, losing the container
+# IDs recorded for cleanup.
+seq_id=0
+new_id() {
+	seq_id=$((seq_id + 1))
+	REPLY="bench-$$-$seq_id-$(name_of "$1")"
+	ids+=("$1|$(root_of "$1")|$REPLY")
+}
+
+# time_run RT: one `run` of the bundle; REPLY = elapsed microseconds.
+time_run() {
+	local rt="$1" root id t0 t1
+	root="$(root_of "$rt")"
+	new_id "$rt"
+	id="$REPLY"
+	t0=$(now_us)
+	if ! "$rt" --root "$root" run --bundle "$bundle" "$id" </dev/null >"$work/out" 2>&1; then
+		echo "run.sh: $(name_of "$rt") run failed: $(cat "$work/out")" >&2
+		exit 1
+	fi
+	t1=$(now_us)
+	REPLY=$((t1 - t0))
+}
+
+# time_exec RT ID: one exec of /bin/true into container ID; REPLY = microseconds.
+time_exec() {
+	local rt="$1" id="$2" root t0 t1
+	root="$(root_of "$rt")"
+	t0=$(now_us)
+	if ! "$rt" --root "$root" exec "$id" /bin/true </dev/null >"$work/out" 2>&1; then
+		echo "run.sh: $(name_of "$rt") exec failed: $(cat "$work/out")" >&2
+		exit 1
+	fi
+	t1=$(now_us)
+	REPLY=$((t1 - t0))
+}
+
+# peak_rss KIND RT [ID]: REPLY = largest %M (KiB) over 5 runs under GNU time.
+peak_rss() {
+	local kind="$1" rt="$2" cid="${3:-}" max=0 i kb root
+	root="$(root_of "$rt")"
+	for i in 1 2 3 4 5; do
+		if [[ "$kind" == run ]]; then
+			new_id "$rt"
+			/usr/bin/time -o "$work/rss" -f %M "$rt" --root "$root" run --bundle "$bundle" "$REPLY" </dev/null >/dev/null 2>&1
+		else
+			/usr/bin/time -o "$work/rss" -f %M "$rt" --root "$root" exec "$cid" /bin/true </dev/null >/dev/null 2>&1
+		fi
+		kb="$(tail -n1 "$work/rss")"
+		((kb > max)) && max=$kb
+	done
+	REPLY=$max
+}
+
+# median and p90 of microsecond samples, printed in milliseconds.
+stats() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {m = (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; p = v[int(NR*0.9+0.999)]; printf "%.2f %.2f %.2f\n", m/1000, v[1]/1000, p/1000}'; }
+
+# report KIND "berth stats" "runc stats" BERTH_RSS RUNC_RSS
+report() {
+	local kind="$1" b_med b_min b_p90 r_med r_min r_p90 b_rss="$4" r_rss="$5"
+	read -r b_med b_min b_p90 <<<"$2"
+	read -r r_med r_min r_p90 <<<"$3"
+	printf '%s: %d paired rounds, alternating order\n' "$kind" "$rounds"
+	printf '  berth  median %7.2f ms  (min %.2f, p90 %.2f)  peak RSS %6s KiB   %s\n' "$b_med" "$b_min" "$b_p90" "$b_rss" "$berth"
+	printf '  runc   median %7.2f ms  (min %.2f, p90 %.2f)  peak RSS %6s KiB   %s (%s)\n' "$r_med" "$r_min" "$r_p90" "$r_rss" "$runc_bin" "$("$runc_bin" --version | head -1)"
+	awk -v b="$b_med" -v r="$r_med" 'BEGIN {printf "  ratio berth/runc (medians): %.2fx  (issue 2 target <= 0.5x)\n", b/r}'
+}
+
+echo "bench/runtime: $(nproc) cpus, kernel $(uname -r), $rounds rounds"
+
+if [[ -z "$only" || "$only" == run ]]; then
+	for rt in "$berth" "$runc_bin"; do # warm-up: page cache, binary load
+		for _ in 1 2 3; do time_run "$rt"; done
+	done
+	b=() r=()
+	for ((i = 0; i < rounds; i++)); do
+		if ((i % 2)); then
+			time_run "$runc_bin"; r+=("$REPLY"); time_run "$berth"; b+=("$REPLY")
+		else
+			time_run "$berth"; b+=("$REPLY"); time_run "$runc_bin"; r+=("$REPLY")
+		fi
+	done
+	peak_rss run "$berth"; b_rss=$REPLY
+	peak_rss run "$runc_bin"; r_rss=$REPLY
+	report "run /bin/true" "$(stats "${b[@]}")" "$(stats "${r[@]}")" "$b_rss" "$r_rss"
+fi
+
+if [[ -z "$only" || "$only" == exec ]]; then
+	# exec needs a running container: the same rootfs, `sleep` as init.
+	ebundle="$work/ebundle"
+	mkdir -p "$ebundle"
+	jq --arg root "$bundle/rootfs" '.root.path = $root | .process.args = ["/bin/sleep", "3600"]' "$bundle/config.json" >"$ebundle/config.json"
+	exec_ok=1
+	for rt in "$berth" "$runc_bin"; do
+		new_id "$rt"
+		id="$REPLY"
+		eval "eid_$(name_of "$rt")=\$id"
+		# The container's stdio goes to a file: a pipe would be held open by
+		# the sleeping init.
+		if ! "$rt" --root "$(root_of "$rt")" run -d --bundle "$ebundle" "$id" </dev/null >"$work/$id.log" 2>&1; then
+			echo "exec: skipped, $(name_of "$rt") cannot start a detached container: $(cat "$work/$id.log")"
+			exec_ok=0
+			break
+		fi
+		if ! "$rt" --root "$(root_of "$rt")" exec "$id" /bin/true </dev/null >"$work/out" 2>&1; then
+			echo "exec: skipped, $(name_of "$rt") exec does not work yet: $(cat "$work/out")"
+			exec_ok=0
+			break
+		fi
+	done
+	if ((exec_ok)); then
+		for _ in 1 2 3; do time_exec "$berth" "$eid_berth"; time_exec "$runc_bin" "$eid_runc"; done
+		b=() r=()
+		for ((i = 0; i < rounds; i++)); do
+			if ((i % 2)); then
+				time_exec "$runc_bin" "$eid_runc"; r+=("$REPLY"); time_exec "$berth" "$eid_berth"; b+=("$REPLY")
+			else
+				time_exec "$berth" "$eid_berth"; b+=("$REPLY"); time_exec "$runc_bin" "$eid_runc"; r+=("$REPLY")
+			fi
+		done
+		peak_rss exec "$berth" "$eid_berth"; b_rss=$REPLY
+		peak_rss exec "$runc_bin" "$eid_runc"; r_rss=$REPLY
+		report "exec /bin/true" "$(stats "${b[@]}")" "$(stats "${r[@]}")" "$b_rss" "$r_rss"
+	fi
+fi
