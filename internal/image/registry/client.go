@@ -666,3 +666,17 @@ func (c *Client) Ping(ctx context.Context) error {
 	resp.Body.Close()
 	return nil
 }
+
+// CheckLogin verifies that opts.Creds are accepted by the registry at host:
+// it runs the auth handshake (a Bearer token exchange, or Basic) and one
+// authenticated GET /v2/, as `skopeo login` does.
+func CheckLogin(ctx context.Context, host string, opts Options) error {
+	if opts.Creds == nil {
+		return errors.New("login: no credentials given")
+	}
+	c, err := New(ctx, ref.Named{Registry: host, Repository: "berth-login-check"}, false, opts)
+	if err != nil {
+		return err
+	}
+	return c.Ping(ctx)
+}

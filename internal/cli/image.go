@@ -1,0 +1,576 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"berth/internal/image"
+	"berth/internal/image/manifest"
+	"berth/internal/image/ref"
+	"berth/internal/image/registry"
+
+	"github.com/urfave/cli"
+	"golang.org/x/term"
+)
+
+// Image commands follow skopeo's syntax and flags, so scripts can swap the
+// binary name. Progress goes to stderr; stdout carries only results.
+
+func init() {
+	register(cli.Command{
+		Name:      "copy",
+		Usage:     "copy an image between registries, OCI layouts, archives and directories",
+		ArgsUsage: "SOURCE-IMAGE DESTINATION-IMAGE",
+		Description: `Copies an image (manifest, config and layers), as skopeo copy does. Images are
+written as transport:details:
+
+    docker://[REGISTRY/]NAME[:TAG|@DIGEST]   a registry (Docker Hub when no registry)
+    oci:PATH[:REF]                           an OCI image layout directory
+    oci-archive:FILE[:REF]                   a tar of an OCI layout
+    docker-archive:FILE[:NAME:TAG|:@N]       docker save format
+    dir:PATH                                 one file per blob, plus manifest.json
+
+A multi-platform image resolves to the host platform unless --override-os/
+--override-arch/--override-variant pick another, or --all copies all of them.
+Writing to oci: converts Docker media types to OCI ones; the layout changes only
+when the copy has fully succeeded, other tags are kept and the same tag is
+replaced. Blobs the destination already has are not fetched again.
+
+Example:
+
+    # berth copy docker://alpine:latest oci:./images/alpine:latest
+    # berth copy --all --src-tls-verify=false docker://localhost:5000/app:v1 oci:./app:v1
+    # berth copy oci:./images/alpine:latest docker://localhost:5000/alpine:latest`,
+		Flags:  append(copyFlags(), platformFlags()...),
+		Action: copyAction,
+	})
+	register(cli.Command{
+		Name:      "pull",
+		Usage:     "pull an image into berth's image store",
+		ArgsUsage: "IMAGE [DESTINATION-IMAGE]",
+		Description: `Copies IMAGE (a Docker name such as "alpine", or any transport reference
+accepted by copy) into berth's image store, an OCI layout at ` + image.DefaultStore + `
+(--store or $BERTH_STORE to change it), tagged with the full reference
+("docker.io/library/alpine:latest"). A DESTINATION-IMAGE replaces the store.
+The stored reference is printed on stdout.
+
+Example:
+
+    # berth pull alpine
+    # berth pull --src-tls-verify=false localhost:5000/app:v1
+    # berth pull busybox oci:./images/busybox:latest`,
+		Flags:  append(append(copyFlags(), cli.StringFlag{Name: "store", EnvVar: "BERTH_STORE", Value: image.DefaultStore, Usage: "image store (an OCI layout directory)"}), platformFlags()...),
+		Action: pullAction,
+	})
+	register(cli.Command{
+		Name:      "inspect",
+		Usage:     "show an image's manifest, config or a summary, without pulling layers",
+		ArgsUsage: "IMAGE",
+		Description: `Prints skopeo-inspect style JSON (name, digest, tags, creation time, labels,
+platform, layers, environment) for IMAGE, a transport reference or a Docker
+name. --raw prints the manifest as stored (an index stays an index); --config
+prints the image config of the selected platform.
+
+Example:
+
+    # berth inspect docker://alpine:latest
+    # berth inspect --raw oci:./images/alpine:latest
+    # berth inspect --config --override-arch arm64 docker://alpine`,
+		Flags: append(append([]cli.Flag{
+			cli.BoolFlag{Name: "raw", Usage: "print the raw manifest or index"},
+			cli.BoolFlag{Name: "config", Usage: "print the image config"},
+			cli.BoolFlag{Name: "no-tags, n", Usage: "do not list the repository's tags"},
+		}, sideFlags("", "")...), platformFlags()...),
+		Action: inspectAction,
+	})
+	register(cli.Command{
+		Name:      "list-tags",
+		Usage:     "list the tags of a registry repository or a docker-archive",
+		ArgsUsage: "REPOSITORY",
+		Description: `Prints {"Repository": ..., "Tags": [...]} for docker://[REGISTRY/]NAME (no tag)
+or the image names in a docker-archive: file.
+
+Example:
+
+    # berth list-tags docker://localhost:5000/app
+    # berth list-tags docker-archive:./saved.tar`,
+		Flags:  sideFlags("", ""),
+		Action: listTagsAction,
+	})
+	register(cli.Command{
+		Name:      "login",
+		Usage:     "log in to a container registry",
+		ArgsUsage: "REGISTRY",
+		Description: `Checks the credentials against REGISTRY and stores them in the auth file
+(--authfile, $REGISTRY_AUTH_FILE, or ${XDG_RUNTIME_DIR}/containers/auth.json,
+/run/containers/UID/auth.json for root without XDG_RUNTIME_DIR). Later copies
+find them there, then in ~/.config/containers/auth.json and docker's
+~/.docker/config.json (including credHelpers and credsStore).
+
+Example:
+
+    # berth login -u me localhost:5000
+    # echo "$TOKEN" | berth login -u me --password-stdin quay.io
+    # berth login --get-login localhost:5000`,
+		Flags: []cli.Flag{
+			cli.StringFlag{Name: "username, u", Usage: "user name"},
+			cli.StringFlag{Name: "password, p", Usage: "password (visible to other users in ps; prefer --password-stdin)"},
+			cli.BoolFlag{Name: "password-stdin", Usage: "read the password from stdin"},
+			cli.BoolFlag{Name: "get-login", Usage: "print the user name stored for REGISTRY"},
+			cli.StringFlag{Name: "authfile", EnvVar: "REGISTRY_AUTH_FILE", Usage: "auth file to write"},
+			cli.BoolTFlag{Name: "tls-verify", Usage: "require HTTPS and verify certificates"},
+			cli.StringFlag{Name: "cert-dir", Usage: "directory with *.crt CA files and client *.cert/*.key pairs"},
+		},
+		Action: loginAction,
+	})
+	register(cli.Command{
+		Name:      "logout",
+		Usage:     "remove stored registry credentials",
+		ArgsUsage: "REGISTRY",
+		Description: `Removes REGISTRY's entry from the auth file (see login), or every entry with
+--all.
+
+Example:
+
+    # berth logout localhost:5000
+    # berth logout --all`,
+		Flags: []cli.Flag{
+			cli.BoolFlag{Name: "all, a", Usage: "remove all credentials"},
+			cli.StringFlag{Name: "authfile", EnvVar: "REGISTRY_AUTH_FILE", Usage: "auth file to edit"},
+		},
+		Action: logoutAction,
+	})
+}
+
+// sideFlags are the registry access flags of one side: prefix "src-" or
+// "dest-" for copy, "" for single-image commands.
+func sideFlags(prefix, what string) []cli.Flag {
+	if what != "" {
+		what = " for the " + what
+	}
+	fs := []cli.Flag{
+		cli.StringFlag{Name: prefix + "creds", Usage: "USERNAME[:PASSWORD]" + what},
+		cli.StringFlag{Name: prefix + "username", Usage: "user name" + what},
+		cli.StringFlag{Name: prefix + "password", Usage: "password" + what},
+		cli.BoolTFlag{Name: prefix + "tls-verify", Usage: "require HTTPS and verify certificates" + what + " (--" + prefix + "tls-verify=false allows plain HTTP)"},
+		cli.StringFlag{Name: prefix + "cert-dir", Usage: "directory with *.crt CA files and client *.cert/*.key pairs" + what},
+	}
+	if prefix == "" {
+		fs = append(fs,
+			cli.StringFlag{Name: "authfile", EnvVar: "REGISTRY_AUTH_FILE", Usage: "auth file (default: the containers auth.json search path, then docker's config.json)"},
+			cli.IntFlag{Name: "retry-times", Value: 3, Usage: "retries of a failed request (network error, 408, 429, 5xx)"},
+			cli.DurationFlag{Name: "retry-delay", Usage: "first delay between retries, doubled each time (default 1s)"},
+		)
+	} else {
+		fs = append(fs, cli.StringFlag{Name: prefix + "authfile", Usage: "auth file" + what + " (overrides --authfile)"})
+	}
+	return fs
+}
+
+func copyFlags() []cli.Flag {
+	fs := []cli.Flag{
+		cli.BoolFlag{Name: "all, a", Usage: "copy every image of a multi-platform index"},
+		cli.StringFlag{Name: "multi-arch", Value: "system", Usage: "system (the selected platform) or all (same as --all)"},
+		cli.BoolFlag{Name: "quiet, q", Usage: "print no progress"},
+		cli.StringFlag{Name: "authfile", EnvVar: "REGISTRY_AUTH_FILE", Usage: "auth file (default: the containers auth.json search path, then docker's config.json)"},
+		cli.IntFlag{Name: "retry-times", Value: 3, Usage: "retries of a failed request or broken blob stream (network error, 408, 429, 5xx)"},
+		cli.DurationFlag{Name: "retry-delay", Usage: "first delay between retries, doubled each time (default 1s; a Retry-After header wins)"},
+		cli.IntFlag{Name: "image-parallel-copies", Value: 6, Usage: "blobs transferred at once"},
+		cli.StringFlag{Name: "digestfile", Usage: "write the digest of the written manifest to this file"},
+		cli.BoolFlag{Name: "insecure-policy", Usage: "accepted for skopeo compatibility; berth has no mandatory signature policy"},
+	}
+	fs = append(fs, sideFlags("src-", "source")...)
+	return append(fs, sideFlags("dest-", "destination")...)
+}
+
+func platformFlags() []cli.Flag {
+	return []cli.Flag{
+		cli.StringFlag{Name: "override-os", Usage: "pick this OS from a multi-platform image (default: the host's)"},
+		cli.StringFlag{Name: "override-arch", Usage: "pick this architecture (default: the host's)"},
+		cli.StringFlag{Name: "override-variant", Usage: "pick this architecture variant (e.g. v7, v8)"},
+	}
+}
+
+// registryOpts reads one side's flags; the shared --authfile and retry
+// flags apply to both sides.
+func registryOpts(c *cli.Context, prefix string) (registry.Options, error) {
+	o := registry.Options{
+		AuthFile:   c.String("authfile"),
+		Insecure:   !c.BoolT(prefix + "tls-verify"),
+		CertDir:    c.String(prefix + "cert-dir"),
+		Retries:    c.Int("retry-times"),
+		RetryDelay: c.Duration("retry-delay"),
+		UserAgent:  "berth/" + Version,
+	}
+	if prefix != "" && c.String(prefix+"authfile") != "" {
+		o.AuthFile = c.String(prefix + "authfile")
+	}
+	if o.Retries < 0 {
+		return o, errors.New("--retry-times must not be negative")
+	}
+	creds, user, pass := c.String(prefix+"creds"), c.String(prefix+"username"), c.String(prefix+"password")
+	switch {
+	case creds != "" && (user != "" || pass != ""):
+		return o, fmt.Errorf("--%screds and --%susername/--%spassword cannot be combined", prefix, prefix, prefix)
+	case creds != "":
+		cr, err := registry.ParseCreds(creds)
+		if err != nil {
+			return o, fmt.Errorf("--%screds: %w", prefix, err)
+		}
+		o.Creds = &cr
+	case user != "" || pass != "":
+		if user == "" {
+			return o, fmt.Errorf("--%spassword needs --%susername", prefix, prefix)
+		}
+		o.Creds = &registry.Credentials{Username: user, Password: pass, Source: "--" + prefix + "username"}
+	}
+	return o, nil
+}
+
+func imageOpts(c *cli.Context, copying bool) (image.Options, error) {
+	var o image.Options
+	var err error
+	if copying {
+		if o.Src, err = registryOpts(c, "src-"); err != nil {
+			return o, err
+		}
+		if o.Dest, err = registryOpts(c, "dest-"); err != nil {
+			return o, err
+		}
+		o.All = c.Bool("all")
+		switch c.String("multi-arch") {
+		case "system", "":
+		case "all":
+			o.All = true
+		case "index-only":
+			return o, errors.New("--multi-arch index-only is not supported; use system or all")
+		default:
+			return o, fmt.Errorf("--multi-arch %q: want system or all", c.String("multi-arch"))
+		}
+		o.Jobs = c.Int("image-parallel-copies")
+		if o.Jobs < 1 {
+			return o, errors.New("--image-parallel-copies must be at least 1")
+		}
+	} else {
+		if o.Src, err = registryOpts(c, ""); err != nil {
+			return o, err
+		}
+	}
+	o.Platform = manifest.Platform{OS: c.String("override-os"), Architecture: c.String("override-arch"), Variant: c.String("override-variant")}
+	if o.Platform.Variant != "" && o.Platform.Architecture == "" {
+		o.Platform.Architecture = manifest.Host().Architecture
+	}
+	return o, nil
+}
+
+// imgContext is cancelled by SIGINT/SIGTERM, so an interrupted copy rolls
+// back instead of leaving staging files.
+func imgContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func errWriter(c *cli.Context) io.Writer {
+	if c.App.ErrWriter != nil {
+		return c.App.ErrWriter
+	}
+	return os.Stderr
+}
+
+// imgErr gives "image not found" skopeo's exit status 2.
+func imgErr(err error) error {
+	if errors.Is(err, image.ErrNotFound) {
+		return withCode(2, err)
+	}
+	return err
+}
+
+func imgArgs(c *cli.Context, min, max int) error {
+	if n := c.NArg(); n < min || n > max {
+		want := fmt.Sprint(min)
+		if max > min {
+			want = fmt.Sprintf("%d to %d", min, max)
+		}
+		return fmt.Errorf("%s: expects %s arguments (%s), got %d; see berth %s --help", c.Command.Name, want, c.Command.ArgsUsage, n, c.Command.Name)
+	}
+	return nil
+}
+
+func copyAction(c *cli.Context) error {
+	if err := imgArgs(c, 2, 2); err != nil {
+		return err
+	}
+	src, err := ref.Parse(c.Args().Get(0))
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	dst, err := ref.Parse(c.Args().Get(1))
+	if err != nil {
+		return fmt.Errorf("destination: %w", err)
+	}
+	opts, err := imageOpts(c, true)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := imgContext()
+	defer cancel()
+	p := startProgress(c, errWriter(c), c.Bool("quiet"))
+	opts.Progress = p.event
+	res, err := image.Copy(ctx, src, dst, opts)
+	p.stop(err == nil)
+	if err != nil {
+		return imgErr(fmt.Errorf("copy: %w", err))
+	}
+	return finishCopy(c, p, res)
+}
+
+func finishCopy(c *cli.Context, p *progress, res *image.Result) error {
+	if f := c.String("digestfile"); f != "" {
+		if err := writeFileAtomic(f, []byte(res.Digest.String())); err != nil {
+			return fmt.Errorf("digestfile: %w", err)
+		}
+	}
+	p.summary(res)
+	return nil
+}
+
+func pullAction(c *cli.Context) error {
+	if err := imgArgs(c, 1, 2); err != nil {
+		return err
+	}
+	opts, err := imageOpts(c, true)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := imgContext()
+	defer cancel()
+	p := startProgress(c, errWriter(c), c.Bool("quiet"))
+	opts.Progress = p.event
+	res, dst, err := image.Pull(ctx, c.Args().Get(0), c.String("store"), c.Args().Get(1), opts)
+	p.stop(err == nil)
+	if err != nil {
+		return imgErr(fmt.Errorf("pull: %w", err))
+	}
+	if err := finishCopy(c, p, res); err != nil {
+		return err
+	}
+	fmt.Fprintln(c.App.Writer, dst.String())
+	return nil
+}
+
+func inspectAction(c *cli.Context) error {
+	if err := imgArgs(c, 1, 1); err != nil {
+		return err
+	}
+	r, err := ref.ParseImage(c.Args().First())
+	if err != nil {
+		return err
+	}
+	opts, err := imageOpts(c, false)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := imgContext()
+	defer cancel()
+	switch {
+	case c.Bool("raw") && c.Bool("config"):
+		b, err := image.Config(ctx, r, opts)
+		if err != nil {
+			return imgErr(fmt.Errorf("inspect: %w", err))
+		}
+		_, err = c.App.Writer.Write(b)
+		return err
+	case c.Bool("raw"):
+		b, err := image.RawManifest(ctx, r, opts)
+		if err != nil {
+			return imgErr(fmt.Errorf("inspect: %w", err))
+		}
+		_, err = c.App.Writer.Write(b)
+		return err
+	case c.Bool("config"):
+		b, err := image.Config(ctx, r, opts)
+		if err != nil {
+			return imgErr(fmt.Errorf("inspect: %w", err))
+		}
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			return fmt.Errorf("inspect: image config is not JSON: %w", err)
+		}
+		return printJSON(c.App.Writer, v)
+	}
+	info, err := image.Inspect(ctx, r, opts, c.Bool("no-tags"))
+	if err != nil {
+		return imgErr(fmt.Errorf("inspect: %w", err))
+	}
+	return printJSON(c.App.Writer, info)
+}
+
+func printJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "    ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+func listTagsAction(c *cli.Context) error {
+	if err := imgArgs(c, 1, 1); err != nil {
+		return err
+	}
+	arg := c.Args().First()
+	r, err := ref.ParseImage(arg)
+	if err != nil {
+		return err
+	}
+	if r.Transport == ref.Docker && (r.Named.Digest != "" || strings.Count(arg[strings.LastIndex(arg, "/")+1:], ":") > 0) {
+		return fmt.Errorf("list-tags: %s names a tag or digest; give just the repository", arg)
+	}
+	opts, err := registryOpts(c, "")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := imgContext()
+	defer cancel()
+	tags, err := image.ListTags(ctx, r, opts)
+	if err != nil {
+		return imgErr(fmt.Errorf("list-tags: %w", err))
+	}
+	out := struct {
+		Repository string   `json:"Repository"`
+		Tags       []string `json:"Tags"`
+	}{Tags: tags}
+	if r.Named != nil {
+		out.Repository = r.Named.Name()
+	} else {
+		out.Repository = r.Path
+	}
+	return printJSON(c.App.Writer, out)
+}
+
+// loginHost normalises the REGISTRY argument: a URL or a bare host, Docker
+// Hub spellings folded to docker.io.
+func loginHost(arg string) (string, error) {
+	h := strings.TrimPrefix(strings.TrimPrefix(arg, "https://"), "http://")
+	h = strings.TrimSuffix(h, "/")
+	if strings.HasSuffix(h, "/v1") || strings.HasSuffix(h, "/v2") {
+		h = h[:len(h)-3]
+	}
+	if h == "" {
+		return "", errors.New("login: empty registry name")
+	}
+	switch h {
+	case "index.docker.io", "registry-1.docker.io":
+		h = ref.DefaultRegistry
+	}
+	if strings.Contains(h, "/") {
+		return "", fmt.Errorf("login: %q: give a registry host, not a repository", arg)
+	}
+	return h, nil
+}
+
+func loginAction(c *cli.Context) error {
+	if err := imgArgs(c, 1, 1); err != nil {
+		return err
+	}
+	host, err := loginHost(c.Args().First())
+	if err != nil {
+		return err
+	}
+	file := registry.DefaultAuthFile(c.String("authfile"))
+	ctx, cancel := imgContext()
+	defer cancel()
+	if c.Bool("get-login") {
+		cr, err := registry.Lookup(ctx, registry.AuthFiles(c.String("authfile")), host, "")
+		if err != nil {
+			return err
+		}
+		if cr.Empty() {
+			return fmt.Errorf("not logged in to %s", host)
+		}
+		fmt.Fprintln(c.App.Writer, cr.Username)
+		return nil
+	}
+	user, pass := c.String("username"), c.String("password")
+	if c.Bool("password-stdin") {
+		if pass != "" {
+			return errors.New("login: --password and --password-stdin cannot be combined")
+		}
+		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("login: read password: %w", err)
+		}
+		pass = strings.TrimRight(line, "\r\n")
+	}
+	if user == "" {
+		return errors.New("login: --username is required")
+	}
+	if pass == "" {
+		if !term.IsTerminal(int(os.Stdin.Fd())) {
+			return errors.New("login: no password: use --password-stdin or --password")
+		}
+		fmt.Fprint(errWriter(c), "Password: ")
+		b, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(errWriter(c))
+		if err != nil {
+			return fmt.Errorf("login: read password: %w", err)
+		}
+		pass = string(b)
+	}
+	creds := registry.Credentials{Username: user, Password: pass, Source: "login"}
+	opts := registry.Options{Creds: &creds, Insecure: !c.BoolT("tls-verify"), CertDir: c.String("cert-dir"), Retries: 1, UserAgent: "berth/" + Version}
+	if err := registry.CheckLogin(ctx, host, opts); err != nil {
+		return fmt.Errorf("login to %s: %w", host, err)
+	}
+	if err := registry.SaveLogin(file, host, creds); err != nil {
+		return err
+	}
+	fmt.Fprintln(c.App.Writer, "Login Succeeded!")
+	return nil
+}
+
+func logoutAction(c *cli.Context) error {
+	file := registry.DefaultAuthFile(c.String("authfile"))
+	if c.Bool("all") {
+		if c.NArg() != 0 {
+			return errors.New("logout: --all takes no registry argument")
+		}
+		if err := registry.RemoveLogin(file, ""); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.App.Writer, "Removed login credentials for all registries")
+		return nil
+	}
+	if err := imgArgs(c, 1, 1); err != nil {
+		return err
+	}
+	host, err := loginHost(c.Args().First())
+	if err != nil {
+		return err
+	}
+	if err := registry.RemoveLogin(file, host); err != nil {
+		return fmt.Errorf("logout: %w", err)
+	}
+	fmt.Fprintf(c.App.Writer, "Removed login credentials for %s\n", host)
+	return nil
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp := fmt.Sprintf("%s.tmp-%d-%d", path, os.Getpid(), time.Now().UnixNano())
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
