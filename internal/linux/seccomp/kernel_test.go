@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -34,6 +35,7 @@ type call struct {
 	Mode string
 	Nr   uint64
 	Args [6]uint64
+	Path string // if set, Args[1] points to it (for mkdirat)
 }
 
 type result struct {
@@ -88,6 +90,11 @@ func helperMain() int {
 	enc := json.NewEncoder(out)
 	for _, c := range calls {
 		var r result
+		var path []byte
+		if c.Path != "" {
+			path = append([]byte(c.Path), 0)
+			c.Args[1] = uint64(uintptr(unsafe.Pointer(&path[0])))
+		}
 		switch c.Mode {
 		case "64":
 			ret, _, e := unix.Syscall6(uintptr(c.Nr), uintptr(c.Args[0]), uintptr(c.Args[1]), uintptr(c.Args[2]), uintptr(c.Args[3]), uintptr(c.Args[4]), uintptr(c.Args[5]))
@@ -129,6 +136,7 @@ func helperMain() int {
 		default:
 			return fail("unknown mode %q", c.Mode)
 		}
+		runtime.KeepAlive(path)
 		if err := enc.Encode(r); err != nil {
 			return fail("%v", err)
 		}
