@@ -162,21 +162,28 @@ func writeLayer(out, src, comp string) (imgspec.Descriptor, digest.Digest, error
 	}
 	diff := &counter{h: sha256.New()}
 	w := io.MultiWriter(cw, diff)
-	fi, err := os.Stat(src)
-	if err != nil {
-		return imgspec.Descriptor{}, "", err
-	}
-	if fi.IsDir() {
-		err = tarDir(w, src)
-	} else {
-		var f *os.File
-		if f, err = os.Open(src); err == nil {
-			_, err = io.Copy(w, f)
-			f.Close()
+	if fi, err := os.Stat(src); err == nil && !fi.IsDir() {
+		f, err := os.Open(src)
+		if err != nil {
+			return imgspec.Descriptor{}, "", err
 		}
-	}
-	if err != nil {
-		return imgspec.Descriptor{}, "", err
+		_, err = io.Copy(w, f)
+		f.Close()
+		if err != nil {
+			return imgspec.Descriptor{}, "", err
+		}
+	} else {
+		tw := tar.NewWriter(w)
+		seen := map[string]bool{}
+		for _, part := range strings.Split(src, "+") {
+			dir, prefix, _ := strings.Cut(part, "@")
+			if err := tarDir(tw, dir, strings.Trim(prefix, "/"), seen); err != nil {
+				return imgspec.Descriptor{}, "", err
+			}
+		}
+		if err := tw.Close(); err != nil {
+			return imgspec.Descriptor{}, "", err
+		}
 	}
 	if err := cw.Close(); err != nil {
 		return imgspec.Descriptor{}, "", err
@@ -198,10 +205,23 @@ type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
 
-// tarDir writes dir as a layer: sorted names without a leading "./",
-// owners, modes, mtimes, xattrs, hardlinks (by inode), symlinks, devices.
-func tarDir(w io.Writer, dir string) error {
-	tw := tar.NewWriter(w)
+// tarDir writes dir into a layer under prefix ("" = the layer root):
+// sorted names without a leading "./", owners, modes, mtimes, xattrs,
+// hardlinks (by inode), symlinks, devices. Parents of prefix are written
+// once (seen) as root-owned 0755 directories.
+func tarDir(tw *tar.Writer, dir, prefix string, seen map[string]bool) error {
+	if prefix != "" {
+		parts := strings.Split(prefix, "/")
+		for i := 1; i < len(parts); i++ {
+			p := strings.Join(parts[:i], "/") + "/"
+			if !seen[p] {
+				seen[p] = true
+				if err := tw.WriteHeader(&tar.Header{Name: p, Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Unix(1.7e9, 0), Format: tar.FormatPAX}); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	links := map[[2]uint64]string{}
 	var paths []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -235,13 +255,19 @@ func tarDir(w io.Writer, dir string) error {
 		hdr.Uname, hdr.Gname = "", ""
 		hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{}
 		hdr.ModTime = fi.ModTime().Truncate(time.Second)
-		if rel == "." {
+		switch {
+		case rel == "." && prefix == "":
 			hdr.Name = "./"
-		} else {
-			hdr.Name = filepath.ToSlash(rel)
+		case rel == ".":
+			hdr.Name = prefix + "/"
+		default:
+			hdr.Name = filepath.ToSlash(filepath.Join(prefix, rel))
 			if fi.IsDir() {
 				hdr.Name += "/"
 			}
+		}
+		if fi.Mode()&os.ModeSocket != 0 {
+			continue // sockets cannot be in a layer
 		}
 		st := fi.Sys().(*syscall.Stat_t)
 		if fi.Mode().IsRegular() && st.Nlink > 1 {
@@ -273,7 +299,7 @@ func tarDir(w io.Writer, dir string) error {
 			}
 		}
 	}
-	return tw.Close()
+	return nil
 }
 
 func xattrs(p string) map[string]string {

@@ -1,0 +1,241 @@
+package integration
+
+import (
+	"archive/tar"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"berth/internal/spec"
+	"berth/internal/testutil"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+const busyConfig = `{"User":"web","Env":["PATH=/bin","GREETING=hello"],"Entrypoint":["/bin/sh","-c"],"Cmd":["id; pwd; echo $GREETING $HOME"],"WorkingDir":"/tmp","Labels":{"app":"busy","containerd.io/restart.loguri":"binary:///bin/sh"},"ExposedPorts":{"80/tcp":{}},"StopSignal":"SIGINT"}`
+
+func busyImage(t *testing.T, dir string) string {
+	rootfs := filepath.Join(dir, "src")
+	busyboxRootfs(t, rootfs)
+	layout := filepath.Join(dir, "layout")
+	makeImage(t, layout, "latest", busyConfig, rootfs+":gzip")
+	return layout
+}
+
+func loadSpec(t *testing.T, bundle string) *specs.Spec {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	return &s
+}
+
+// TestUnpackRunsUnderRunc: the classic "umoci unpack" command line with
+// berth's name makes a bundle that runc runs, with the image's user, cwd,
+// env and args.
+func TestUnpackRunsUnderRunc(t *testing.T) {
+	testutil.RequireRoot(t)
+	runc, err := exec.LookPath("runc")
+	testutil.Require(t, err == nil, "runc not installed")
+	dir := t.TempDir()
+	layout := busyImage(t, dir)
+	bundle := filepath.Join(dir, "bundle")
+	if out, err := runBerth(t, nil, "unpack", "--image", layout+":latest", "--terminal=false", bundle); err != nil {
+		t.Fatalf("unpack: %v\n%s", err, out)
+	}
+	if fi, err := os.Stat(bundle); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("bundle mode: %v %v", fi, err)
+	}
+	s := loadSpec(t, bundle)
+	if s.Annotations["app"] != "busy" || s.Annotations["org.opencontainers.image.stopSignal"] != "SIGINT" {
+		t.Errorf("annotations: %v", s.Annotations)
+	}
+	if _, ok := s.Annotations["containerd.io/restart.loguri"]; ok {
+		t.Error("reserved image label became an annotation")
+	}
+	id := "berth-itest-unpack-" + filepath.Base(dir)
+	t.Cleanup(func() { exec.Command(runc, "delete", "-f", id).Run() })
+	cmd := exec.Command(runc, "run", "-b", bundle, id)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("runc run: %v\n%s", err, out)
+	}
+	want := "uid=1000(web) gid=1000(web) groups=10(wheel)\n/tmp\nhello /home/web\n"
+	if string(out) != want {
+		t.Errorf("container output %q, want %q", out, want)
+	}
+}
+
+// TestUnpackStoreRef: a short reference is looked up in berth's image store.
+func TestUnpackStoreRef(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	rootfs := filepath.Join(dir, "src")
+	busyboxRootfs(t, rootfs)
+	store := filepath.Join(dir, "store")
+	makeImage(t, store, "docker.io/library/busy:1.0", busyConfig, rootfs+":zstd")
+	bundle := filepath.Join(dir, "b")
+	if out, err := runBerth(t, []string{"BERTH_STORE=" + store}, "unpack", "--image", "busy:1.0", bundle); err != nil {
+		t.Fatalf("unpack: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(bundle, "rootfs/bin/busybox")); err != nil {
+		t.Error(err)
+	}
+	out, err := runBerth(t, []string{"BERTH_STORE=" + store}, "unpack", "--image", "busy:2.0", filepath.Join(dir, "b2"))
+	if err == nil || !strings.Contains(out, "not found") {
+		t.Errorf("missing tag: %v %s", err, out)
+	}
+}
+
+// TestUnpackHostileCLI: a layer that escapes through a symlink, and one whose
+// blob does not match its digest, fail the unpack without leaving a bundle or
+// touching the host.
+func TestUnpackHostileCLI(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	outside := filepath.Join(dir, "outside")
+	os.Mkdir(outside, 0o755)
+	escape := writeTar(t, filepath.Join(dir, "escape.tar"),
+		tent{name: "./", typ: tar.TypeSymlink, link: outside})
+	layout := filepath.Join(dir, "layout")
+	makeImage(t, layout, "escape", "{}", escape+":gzip")
+	bundle := filepath.Join(dir, "b")
+	out, err := runBerth(t, nil, "unpack", "--image", layout+":escape", bundle)
+	if err == nil || !strings.Contains(out, "root directory") {
+		t.Errorf("root symlink accepted: %v %s", err, out)
+	}
+	if _, err := os.Lstat(bundle); !os.IsNotExist(err) {
+		t.Errorf("bundle left behind: %v", err)
+	}
+	// Corrupt one byte of the only layer blob.
+	good := writeTar(t, filepath.Join(dir, "good.tar"), tent{name: "a", typ: tar.TypeReg, body: strings.Repeat("x", 4096)})
+	makeImage(t, layout, "corrupt", "{}", good+":none")
+	blobs, _ := filepath.Glob(filepath.Join(layout, "blobs/sha256/*"))
+	for _, b := range blobs {
+		if fi, _ := os.Stat(b); fi.Size() > 4096 {
+			data, _ := os.ReadFile(b)
+			data[600] ^= 1
+			os.WriteFile(b, data, 0o644)
+		}
+	}
+	out, err = runBerth(t, nil, "unpack", "--image", layout+":corrupt", bundle)
+	if err == nil || !strings.Contains(out, "digest mismatch") {
+		t.Errorf("corrupt blob accepted: %v %s", err, out)
+	}
+	if _, err := os.Lstat(bundle); !os.IsNotExist(err) {
+		t.Errorf("bundle left behind: %v", err)
+	}
+	if des, _ := os.ReadDir(outside); len(des) != 0 {
+		t.Errorf("wrote outside the rootfs: %v", des)
+	}
+}
+
+// TestUnpackOverlay: an overlay bundle from the layer cache, a second one
+// from the same cached layers, removal and GC.
+func TestUnpackOverlay(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	busyboxRootfs(t, src)
+	upper := writeTar(t, filepath.Join(dir, "l2.tar"),
+		tent{name: "etc/", typ: tar.TypeDir},
+		tent{name: "etc/.wh.group", typ: tar.TypeReg},
+		tent{name: "etc/motd", typ: tar.TypeReg, body: "hi\n"})
+	layout := filepath.Join(dir, "layout")
+	makeImage(t, layout, "latest", `{"Cmd":["sh"]}`, src+":gzip", upper+":zstd")
+	env := []string{"BERTH_LAYERS=" + filepath.Join(dir, "cache"), "BERTH_STORE=" + filepath.Join(dir, "nostore")}
+	b1, b2 := filepath.Join(dir, "b1"), filepath.Join(dir, "b2")
+	t.Cleanup(func() {
+		runBerth(t, env, "bundle", "rm", b1)
+		runBerth(t, env, "bundle", "rm", b2)
+	})
+	if out, err := runBerth(t, env, "unpack", "--overlay", "--image", layout, b1); err != nil {
+		t.Fatalf("unpack --overlay: %v\n%s", err, out)
+	}
+	start := time.Now()
+	if out, err := runBerth(t, env, "unpack", "--overlay", "--image", layout, "--hostname", "two", b2); err != nil {
+		t.Fatalf("second unpack --overlay: %v\n%s", err, out)
+	}
+	t.Logf("overlay bundle from cached layers: %v", time.Since(start))
+	if b, err := os.ReadFile(filepath.Join(b2, "rootfs/etc/motd")); err != nil || string(b) != "hi\n" {
+		t.Errorf("motd: %q %v", b, err)
+	}
+	if _, err := os.Lstat(filepath.Join(b2, "rootfs/etc/group")); !os.IsNotExist(err) {
+		t.Errorf("whited-out file visible: %v", err)
+	}
+	if s := loadSpec(t, b2); s.Hostname != "two" {
+		t.Errorf("hostname %q", s.Hostname)
+	}
+	os.WriteFile(filepath.Join(b1, "rootfs/etc/motd"), []byte("changed"), 0o644)
+	if b, _ := os.ReadFile(filepath.Join(b2, "rootfs/etc/motd")); string(b) != "hi\n" {
+		t.Error("a write in one overlay bundle is visible in another")
+	}
+	out, _ := runBerth(t, env, "layers", "ls")
+	if strings.Count(out, "\n") != 3 {
+		t.Errorf("layers ls: %s", out)
+	}
+	if out, err := runBerth(t, env, "layers", "gc"); err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("gc removed layers in use: %v %q", err, out)
+	}
+	for _, b := range []string{b1, b2} {
+		if out, err := runBerth(t, env, "bundle", "rm", b); err != nil {
+			t.Fatalf("bundle rm: %v\n%s", err, out)
+		}
+		if _, err := os.Lstat(b); !os.IsNotExist(err) {
+			t.Errorf("bundle left: %v", err)
+		}
+	}
+	out, err := runBerth(t, env, "layers", "gc")
+	if err != nil || len(strings.Fields(out)) != 2 {
+		t.Errorf("gc after rm: %v %q", err, out)
+	}
+}
+
+// TestBundleEdit: the config edits users script with jq, written atomically;
+// a bad value changes nothing.
+func TestBundleEdit(t *testing.T) {
+	dir := t.TempDir()
+	b, _ := json.MarshalIndent(spec.Default(false), "", "\t")
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"bundle", "edit", dir, "--netns", "/var/run/netns/web", "--cap-add", "CAP_NET_RAW", "--cap-drop", "kill",
+		"--args", `["ping","-c1","10.0.0.1"]`, "--env", "A=1", "--cwd", "/srv", "--terminal=false", "--hostname", "web",
+		"--mount", "type=bind,src=/srv,dst=/data,ro"}
+	if out, err := runBerth(t, nil, args...); err != nil {
+		t.Fatalf("bundle edit: %v\n%s", err, out)
+	}
+	s := loadSpec(t, dir)
+	var netns string
+	for _, n := range s.Linux.Namespaces {
+		if n.Type == specs.NetworkNamespace {
+			netns = n.Path
+		}
+	}
+	caps := strings.Join(s.Process.Capabilities.Bounding, ",")
+	if netns != "/var/run/netns/web" || !strings.Contains(caps, "CAP_NET_RAW") || strings.Contains(caps, "CAP_KILL") ||
+		s.Process.Args[0] != "ping" || s.Process.Cwd != "/srv" || s.Process.Terminal || s.Hostname != "web" ||
+		s.Mounts[len(s.Mounts)-1].Destination != "/data" {
+		t.Errorf("edit not applied: %+v", s)
+	}
+	before, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	if out, err := runBerth(t, nil, "bundle", "edit", dir, "--hostname", "x", "--cap-add", "CAP_FLY"); err == nil || !strings.Contains(out, "CAP_FLY") {
+		t.Errorf("bad capability accepted: %v %s", err, out)
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	if string(before) != string(after) {
+		t.Error("a failed edit changed config.json")
+	}
+	if des, _ := os.ReadDir(dir); len(des) != 1 {
+		t.Errorf("temp files left in the bundle: %v", des)
+	}
+}
