@@ -177,7 +177,7 @@ func (t *Txn) WriteBlob(desc ocispec.Descriptor, r io.Reader) error {
 		}
 	}()
 	v := NewVerifier(io.NopCloser(r), desc, "blob "+desc.Digest.String())
-	if _, err := io.Copy(f, v); err != nil {
+	if err := t.copyOut(f, v); err != nil {
 		return err
 	}
 	if !t.noSync {
@@ -196,6 +196,46 @@ func (t *Txn) WriteBlob(desc ocispec.Descriptor, r io.Reader) error {
 	t.staged[desc.Digest] = desc.Size
 	t.mu.Unlock()
 	return nil
+}
+
+// copyBufs recycles the large copy buffers: large reads mean few syscalls
+// per layer on both the socket and the file side.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// writebackChunk is how much is written before the kernel is asked to
+// start writing it back (sync_file_range). Writeback then overlaps the
+// download instead of all happening in the final fsync, which is what
+// makes a synced copy nearly as fast as an unsynced one.
+const writebackChunk = 8 << 20
+
+// copyOut copies r to f with a large buffer (os.File's ReadFrom would fall
+// back to 32 KiB chunks for a non-file source), starting writeback as it
+// goes unless syncing is off.
+func (t *Txn) copyOut(f *os.File, r io.Reader) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var off, flushed int64
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if _, err := f.Write(buf[:n]); err != nil {
+				return fmt.Errorf("stage blob: %w", err)
+			}
+			off += int64(n)
+			if !t.noSync && off-flushed >= writebackChunk {
+				// Advisory: an error here only loses the overlap.
+				_ = unix.SyncFileRange(int(f.Fd()), flushed, off-flushed, unix.SYNC_FILE_RANGE_WRITE)
+				flushed = off
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
 }
 
 // WriteBytes stages a small blob held in memory.
