@@ -1,0 +1,395 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"berth/internal/testutil"
+)
+
+func TestRuntimeRunExitStatus(t *testing.T) {
+	r := newRT(t)
+	for _, tt := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"true"}, 0},
+		{[]string{"sh", "-c", "exit 7"}, 7},
+		{[]string{"sh", "-c", "kill -9 $$"}, 137},
+	} {
+		// No pid namespace: a pid 1 would be immune to its own SIGKILL.
+		b := testutil.Bundle(t, func(s *specs.Spec) { dropNS(s, specs.PIDNamespace) }, tt.args...)
+		id := r.id()
+		res := r.run("run", "-b", b, id)
+		if res.code != tt.code {
+			t.Errorf("run %v: exit %d want %d (stderr %s)", tt.args, res.code, tt.code, res.stderr)
+		}
+		if _, err := os.Stat(filepath.Join(r.root, id)); !os.IsNotExist(err) {
+			t.Errorf("run %v left its state dir", tt.args)
+		}
+		if _, err := os.Stat("/sys/fs/cgroup/pids/" + id); !os.IsNotExist(err) {
+			t.Errorf("run %v left its cgroup", tt.args)
+		}
+	}
+}
+
+func TestRuntimeRunSeesOwnNamespaces(t *testing.T) {
+	r := newRT(t)
+	b := testutil.Bundle(t, func(s *specs.Spec) { s.Hostname = "berth-it" },
+		"sh", "-c", "hostname; echo pid=$$; ls /dev; cat /proc/self/cgroup")
+	out := r.must("run", "-b", b, r.id())
+	for _, want := range []string{"berth-it\n", "pid=1\n", "null\n", "ptmx\n", "pts\n", "shm\n", "stdin\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^\d+:pids:/$`).MatchString(out) {
+		t.Errorf("cgroup namespace should show the container's cgroup as /:\n%s", out)
+	}
+}
+
+func TestRuntimeLifecycle(t *testing.T) {
+	r := newRT(t)
+	b := testutil.Bundle(t, nil, "sleep", "100")
+	id := r.id()
+	pidFile := filepath.Join(t.TempDir(), "init.pid")
+	r.must("create", "-b", b, "--pid-file", pidFile, id)
+	pidb, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(string(pidb), "\n ") {
+		t.Fatalf("pid file must have no newline: %q", pidb)
+	}
+	out := r.must("state", id)
+	if strings.HasSuffix(out, "\n") {
+		t.Error("state output must not end in a newline")
+	}
+	order := regexp.MustCompile(`(?s)^\{\n  "ociVersion": "[^"]+",\n  "id": "` + id + `",\n  "pid": ` + string(pidb) + `,\n  "status": "created",\n  "bundle": "` + regexp.QuoteMeta(b) + `",\n  "rootfs": "` + regexp.QuoteMeta(b) + `/rootfs",\n  "created": "[^"]+",\n  "owner": ""\n\}$`)
+	if !order.MatchString(out) {
+		t.Fatalf("state after create:\n%s", out)
+	}
+	fi, err := os.Stat(filepath.Join(r.root, id, "exec.fifo"))
+	if err != nil || fi.Mode().Perm() != 0o622 {
+		t.Fatalf("exec.fifo: %v %v", fi, err)
+	}
+	// init is already in its cgroup while blocked.
+	cg, _ := os.ReadFile("/proc/" + string(pidb) + "/cgroup")
+	if !strings.Contains(string(cg), "/"+id) {
+		t.Errorf("created init is not in its cgroup:\n%s", cg)
+	}
+	if res := r.run("start", id); res.code != 0 {
+		t.Fatalf("start: %s", res.stderr)
+	}
+	if st := status(t, r, id); st != "running" {
+		t.Fatalf("after start: %s", st)
+	}
+	if res := r.run("start", id); res.code != 1 || !strings.Contains(res.stderr, "cannot start an already running container") {
+		t.Errorf("second start: %+v", res)
+	}
+	if res := r.run("delete", id); res.code != 1 || !strings.Contains(res.stderr, "cannot delete container "+id+" that is not stopped: running") {
+		t.Errorf("delete running: %+v", res)
+	}
+	r.must("kill", id, "KILL")
+	waitStatus(t, r, id, "stopped")
+	var st struct{ Pid int }
+	json.Unmarshal([]byte(r.must("state", id)), &st)
+	if st.Pid != 0 {
+		t.Errorf("stopped container reports pid %d", st.Pid)
+	}
+	if res := r.run("kill", id, "KILL"); res.code != 1 || !strings.Contains(res.stderr, "container not running") {
+		t.Errorf("kill stopped: %+v", res)
+	}
+	if res := r.run("kill", "--all", id, "KILL"); res.code != 0 {
+		t.Errorf("kill --all stopped: %+v", res)
+	}
+	list := r.must("list", "-f", "json")
+	if !strings.Contains(list, `"id":"`+id+`"`) || !strings.Contains(list, `"owner":"root"`) {
+		t.Errorf("list json: %s", list)
+	}
+	r.must("delete", id)
+	if res := r.run("state", id); res.code != 1 || !strings.Contains(res.stderr, "container does not exist") {
+		t.Errorf("state after delete: %+v", res)
+	}
+	if out := r.must("list", "-f", "json"); out != "null\n" {
+		t.Errorf("empty list json = %q", out)
+	}
+}
+
+func status(t *testing.T, r *rt, id string) string {
+	t.Helper()
+	var st struct{ Status string }
+	if err := json.Unmarshal([]byte(r.must("state", id)), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Status
+}
+
+func waitStatus(t *testing.T, r *rt, id, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := status(t, r, id)
+		if st == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status %s, want %s", st, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRuntimeDeleteCreatedAndMissing(t *testing.T) {
+	r := newRT(t)
+	b := testutil.Bundle(t, nil, "sleep", "100")
+	id := r.id()
+	r.must("create", "-b", b, id)
+	r.must("delete", id) // runc kills a created container instead of refusing
+	if res := r.run("delete", id); res.code != 1 || !strings.Contains(res.stderr, "container does not exist") {
+		t.Errorf("delete missing: %+v", res)
+	}
+	r.must("delete", "--force", id)
+	// A half-created container (dir, no state.json) is cleaned up by delete.
+	os.MkdirAll(filepath.Join(r.root, "half"), 0o711)
+	r.must("delete", "-f", "half")
+	if _, err := os.Stat(filepath.Join(r.root, "half")); !os.IsNotExist(err) {
+		t.Error("half-created dir survived delete --force")
+	}
+}
+
+func TestRuntimeCLIContract(t *testing.T) {
+	r := newRT(t)
+	if res := r.run("foo"); res.code != 3 || !strings.Contains(res.stderr, "No help topic for 'foo'") {
+		t.Errorf("unknown command: %+v", res)
+	}
+	if res := r.run("state"); res.code != 1 || !strings.Contains(res.stdout, "Incorrect Usage.") || !strings.Contains(res.stderr, `requires exactly 1 argument(s)`) {
+		t.Errorf("state without id: %+v", res)
+	}
+	if res := r.run("state", "bad/id"); res.code != 1 || !strings.Contains(res.stderr, "invalid container ID format") {
+		t.Errorf("bad id: %+v", res)
+	}
+	b := testutil.Bundle(t, nil, "sleep", "100")
+	id := r.id()
+	r.must("create", "--bundle="+b, id)
+	if res := r.run("create", "-bundle", b, id); res.code != 1 || !strings.Contains(res.stderr, "container with given ID already exists") {
+		t.Errorf("duplicate create: %+v", res)
+	}
+	// Flags after positional arguments (except exec and ps).
+	r.must("delete", id, "--force")
+	logf := filepath.Join(t.TempDir(), "log.json")
+	res := r.run("--log", logf, "--log-format", "json", "state", "nope")
+	if res.code != 1 || !strings.Contains(res.stderr, "container does not exist") {
+		t.Errorf("state with json log: %+v", res)
+	}
+	lb, _ := os.ReadFile(logf)
+	lines := strings.Split(strings.TrimSpace(string(lb)), "\n")
+	var entry map[string]string
+	if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &entry) != nil || entry["level"] != "error" || entry["msg"] != "container does not exist" || entry["time"] == "" {
+		t.Errorf("json log: %q", lb)
+	}
+	if res := r.run("--log-format", "xml", "list"); res.code != 1 || !strings.Contains(res.stderr, "invalid log-format: xml") {
+		t.Errorf("bad log format: %+v", res)
+	}
+	if out := r.must("--version"); !strings.HasPrefix(out, "berth version ") || !strings.Contains(out, "spec: ") {
+		t.Errorf("version: %q", out)
+	}
+}
+
+func TestRuntimeMissingExecutable(t *testing.T) {
+	r := newRT(t)
+	b := testutil.Bundle(t, nil, "no-such-binary")
+	logf := filepath.Join(t.TempDir(), "log.json")
+	res := r.run("--log", logf, "--log-format", "json", "create", "-b", b, r.id())
+	want := `exec: \"no-such-binary\": executable file not found in $PATH`
+	lb, _ := os.ReadFile(logf)
+	if res.code != 1 || !strings.Contains(string(lb), want) || !strings.Contains(string(lb), `"level":"error"`) {
+		t.Errorf("create with missing binary: %+v\nlog: %s", res, lb)
+	}
+	if ents, _ := os.ReadDir(r.root); len(ents) != 0 {
+		t.Errorf("failed create left %d state dirs", len(ents))
+	}
+}
+
+func TestRuntimeJoinNamedNetns(t *testing.T) {
+	r := newRT(t)
+	name := "berth-it-" + strconv.Itoa(os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	if out, err := exec.Command("ip", "-n", name, "link", "add", "bdummy0", "type", "veth", "peer", "name", "bdummy1").CombinedOutput(); err != nil {
+		t.Fatalf("add veth: %v %s", err, out)
+	}
+	b := testutil.Bundle(t, func(s *specs.Spec) {
+		for i, n := range s.Linux.Namespaces {
+			if n.Type == specs.NetworkNamespace {
+				s.Linux.Namespaces[i].Path = "/var/run/netns/" + name
+			}
+		}
+	}, "ip", "link")
+	out := r.must("run", "-b", b, r.id())
+	if !strings.Contains(out, "bdummy0") {
+		t.Errorf("container did not see the named netns' interface:\n%s", out)
+	}
+}
+
+func TestRuntimeExecUserNamespace(t *testing.T) {
+	r := newRT(t)
+	b := testutil.Bundle(t, func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
+		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
+	}, "sleep", "100")
+	// The user-namespaced init must be able to reach its rootfs.
+	for d := b; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	id := r.id()
+	r.must("run", "-d", "-b", b, id)
+	var st struct{ Pid int }
+	json.Unmarshal([]byte(r.must("state", id)), &st)
+	script := `id -u; for n in user mnt pid net ipc uts cgroup; do readlink /proc/self/ns/$n; done; cat /proc/self/cgroup`
+	out := r.must("exec", id, "sh", "-c", script)
+	var want strings.Builder
+	want.WriteString("0\n")
+	for _, n := range []string{"user", "mnt", "pid", "net", "ipc", "uts", "cgroup"} {
+		l, err := os.Readlink("/proc/" + strconv.Itoa(st.Pid) + "/ns/" + n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.WriteString(l + "\n")
+	}
+	if !strings.HasPrefix(out, want.String()) {
+		t.Errorf("exec namespaces differ from init's:\ngot:\n%s\nwant prefix:\n%s", out, want.String())
+	}
+	m, _ := os.ReadFile("/proc/" + strconv.Itoa(st.Pid) + "/uid_map")
+	if !strings.Contains(string(m), "200000") {
+		t.Errorf("uid_map of init: %s", m)
+	}
+	if res := r.run("exec", id, "sh", "-c", "exit 42"); res.code != 42 {
+		t.Errorf("exec exit code %d want 42", res.code)
+	}
+	if res := r.run("exec", id, "nope"); res.code != 255 || !strings.Contains(res.stderr, "executable file not found") {
+		t.Errorf("exec missing binary: %+v", res)
+	}
+	r.must("delete", "-f", id)
+	if res := r.run("exec", id, "true"); res.code != 255 {
+		t.Errorf("exec into deleted container: %+v", res)
+	}
+}
+
+func TestRuntimeHooks(t *testing.T) {
+	r := newRT(t)
+	dir := t.TempDir()
+	hook := func(name string) specs.Hook {
+		return specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", "cat > " + filepath.Join(dir, name)}}
+	}
+	b := testutil.Bundle(t, func(s *specs.Spec) {
+		s.Hooks = &specs.Hooks{
+			Prestart: []specs.Hook{hook("prestart")}, CreateRuntime: []specs.Hook{hook("createRuntime")},
+			Poststart: []specs.Hook{hook("poststart")}, Poststop: []specs.Hook{hook("poststop")},
+		}
+	}, "true")
+	id := r.id()
+	r.must("run", "-b", b, id)
+	for name, status := range map[string]string{"prestart": "creating", "createRuntime": "creating", "poststart": "running", "poststop": "stopped"} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Errorf("%s hook did not run: %v", name, err)
+			continue
+		}
+		var st specs.State
+		if err := json.Unmarshal(data, &st); err != nil || st.ID != id || string(st.Status) != status || st.Bundle != b {
+			t.Errorf("%s hook got state %s (%v)", name, data, err)
+		}
+	}
+	// A failing prestart hook fails create and leaves nothing behind.
+	b2 := testutil.Bundle(t, func(s *specs.Spec) {
+		s.Hooks = &specs.Hooks{Prestart: []specs.Hook{{Path: "/bin/false"}}}
+	}, "true")
+	res := r.run("run", "-b", b2, r.id())
+	if res.code == 0 || !strings.Contains(res.stderr, "error running prestart hook #0") {
+		t.Errorf("failing prestart: %+v", res)
+	}
+}
+
+func TestRuntimeSpecInteropWithRunc(t *testing.T) {
+	r := newRT(t)
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		testutil.Require(t, false, "runc is not installed")
+	}
+	// berth spec -> runc run
+	b := testutil.Bundle(t, nil)
+	os.Remove(filepath.Join(b, "config.json"))
+	r.must("spec", "-b", b)
+	editArgs(t, b, "echo", "spec-ok")
+	out, err := exec.Command(runc, "--root", t.TempDir(), "run", "-b", b, r.id()).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "spec-ok") {
+		t.Errorf("runc running berth's spec: %v %s", err, out)
+	}
+	if res := r.run("spec", "-b", b); res.code != 1 || !strings.Contains(res.stderr, "File config.json exists. Remove it first") {
+		t.Errorf("spec over existing: %+v", res)
+	}
+	// runc spec -> berth run
+	os.Remove(filepath.Join(b, "config.json"))
+	if out, err := exec.Command(runc, "spec", "-b", b).CombinedOutput(); err != nil {
+		t.Fatalf("runc spec: %v %s", err, out)
+	}
+	editArgs(t, b, "echo", "runc-spec-ok")
+	if out := r.must("run", "-b", b, r.id()); !strings.Contains(out, "runc-spec-ok") {
+		t.Errorf("berth running runc's spec: %s", out)
+	}
+}
+
+func editArgs(t *testing.T, bundle string, args ...string) {
+	t.Helper()
+	p := filepath.Join(bundle, "config.json")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	s.Process.Args = args
+	s.Process.Terminal = false
+	testutil.WriteSpec(t, bundle, &s)
+}
+
+func TestRuntimeMountSymlinkEscape(t *testing.T) {
+	r := newRT(t)
+	hostDir := t.TempDir()
+	os.WriteFile(filepath.Join(hostDir, "keep"), []byte("x"), 0o644)
+	b := testutil.Bundle(t, func(s *specs.Spec) {
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/evil/sub", Type: "tmpfs", Source: "tmpfs"})
+	}, "sh", "-c", "touch /evil/sub/created")
+	// The rootfs points /evil at a host directory: the mount must land inside.
+	os.Symlink(hostDir, filepath.Join(b, "rootfs", "evil"))
+	r.run("run", "-b", b, r.id())
+	ents, _ := os.ReadDir(hostDir)
+	if len(ents) != 1 {
+		t.Fatalf("host directory was written through a rootfs symlink: %v", ents)
+	}
+}
+
+func dropNS(s *specs.Spec, t specs.LinuxNamespaceType) {
+	var ns []specs.LinuxNamespace
+	for _, n := range s.Linux.Namespaces {
+		if n.Type != t {
+			ns = append(ns, n)
+		}
+	}
+	s.Linux.Namespaces = ns
+}
