@@ -28,8 +28,8 @@ type PSIData struct {
 
 // PSIStats holds the "some" and "full" lines of a *.pressure file.
 type PSIStats struct {
-	Some PSIData `json:"some,omitzero"`
-	Full PSIData `json:"full,omitzero"`
+	Some PSIData `json:"some"`
+	Full PSIData `json:"full"`
 }
 
 // Hugetlb is the usage of one huge page size.
@@ -69,8 +69,8 @@ type Pids struct {
 // Throttling is CFS bandwidth throttling (cpu.stat).
 type Throttling struct {
 	Periods          uint64 `json:"periods,omitempty"`
-	ThrottledPeriods uint64 `json:"throttled_periods,omitempty"`
-	ThrottledTime    uint64 `json:"throttled_time,omitempty"`
+	ThrottledPeriods uint64 `json:"throttledPeriods,omitempty"`
+	ThrottledTime    uint64 `json:"throttledTime,omitempty"`
 }
 
 // CPUUsage is CPU time in nanoseconds.
@@ -83,7 +83,8 @@ type CPUUsage struct {
 	User         uint64   `json:"user"`
 }
 
-// CPU holds usage, throttling and pressure.
+// CPU holds usage, throttling and pressure. Throttling is left out when zero,
+// as runc 1.5 prints it (no "throttling" key in its v1 sample).
 type CPU struct {
 	Usage      CPUUsage   `json:"usage,omitempty"`
 	Throttling Throttling `json:"throttling,omitzero"`

@@ -254,8 +254,11 @@ func (m *v2Manager) OOMCount() (uint64, error) {
 }
 
 // OOMEvents watches memory.events with inotify (the kernel sends IN_MODIFY
-// when a counter changes) and reports each increase of oom_kill; it stops
-// when cgroup.events says the cgroup is unpopulated and gone, or on ctx.
+// when a counter changes) and reports each increase of oom_kill. It stops on
+// ctx, when the cgroup empties after having had processes (cgroup.events
+// "populated 0", the container is gone, as runc stops), or when the directory
+// disappears. kernfs sends no reliable inotify event on rmdir, so a slow poll
+// covers that last case.
 func (m *v2Manager) OOMEvents(ctx context.Context) (<-chan struct{}, error) {
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
@@ -263,7 +266,7 @@ func (m *v2Manager) OOMEvents(ctx context.Context) (<-chan struct{}, error) {
 	}
 	ino := os.NewFile(uintptr(fd), "inotify")
 	for _, f := range []string{"memory.events", "cgroup.events"} {
-		if _, err := unix.InotifyAddWatch(fd, filepath.Join(m.dir, f), unix.IN_MODIFY|unix.IN_DELETE_SELF|unix.IN_IGNORED); err != nil {
+		if _, err := unix.InotifyAddWatch(fd, filepath.Join(m.dir, f), unix.IN_MODIFY); err != nil {
 			ino.Close()
 			return nil, fmt.Errorf("oom events: watch %s: %w", f, err)
 		}
@@ -274,16 +277,31 @@ func (m *v2Manager) OOMEvents(ctx context.Context) (<-chan struct{}, error) {
 		return nil, err
 	}
 	ch := make(chan struct{})
+	done := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() { ino.Close() })
 	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if !m.Exists() {
+					ino.Close()
+					return
+				}
+			}
+		}
+	}()
+	go func() {
 		defer close(ch)
+		defer close(done)
 		defer stop()
 		defer ino.Close()
+		populated := false
 		buf := make([]byte, 4096)
 		for {
-			if _, err := ino.Read(buf); err != nil {
-				return
-			}
 			n, err := m.OOMCount()
 			if err != nil {
 				return // the cgroup is gone
@@ -294,6 +312,18 @@ func (m *v2Manager) OOMEvents(ctx context.Context) (<-chan struct{}, error) {
 				case <-ctx.Done():
 					return
 				}
+			}
+			ev, err := readKV(m.dir, "cgroup.events")
+			if err != nil {
+				return
+			}
+			if ev["populated"] == 1 {
+				populated = true
+			} else if populated {
+				return
+			}
+			if _, err := ino.Read(buf); err != nil {
+				return
 			}
 		}
 	}()

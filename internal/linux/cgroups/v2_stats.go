@@ -117,7 +117,9 @@ func v2MemoryStats(d string, m *Memory) error {
 	if err == nil {
 		// v1's memsw counters are memory+swap; report the same sum.
 		swap.Usage += m.Usage.Usage
-		if swap.Limit != math.MaxUint64 {
+		if swap.Limit == math.MaxUint64 || m.Usage.Limit == math.MaxUint64 {
+			swap.Limit = math.MaxUint64 // either unlimited makes the sum unlimited
+		} else {
 			swap.Limit += m.Usage.Limit
 		}
 		swap.Max = 0 // a peak of the sum cannot be derived

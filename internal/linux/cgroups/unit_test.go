@@ -1,0 +1,303 @@
+package cgroups
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestInnerPath(t *testing.T) {
+	for _, tc := range []struct {
+		path, id, want, err string
+	}{
+		{"", "ct1", "ct1", ""},
+		{"", "", "", "needs a container id"},
+		{"/a/b/c", "x", "/a/b/c", ""},
+		{"/a/../b/", "x", "/b", ""},
+		{"rel/ct", "x", "rel/ct", ""},
+		{"../../escape", "x", "escape", ""},
+		{"a/../..", "x", "", "own cgroup"},
+		{"/", "x", "", "root cgroup"},
+		{"/a\x00b", "x", "", "NUL"},
+	} {
+		got, err := innerPath(tc.path, tc.id)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("innerPath(%q) err = %v, want %q", tc.path, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("innerPath(%q, %q) = %q, %v; want %q", tc.path, tc.id, got, err, tc.want)
+		}
+	}
+}
+
+const selfCgroupV1 = `12:pids:/
+11:cpu,cpuacct:/user.slice
+4:memory:/process_api/abc
+3:devices:/
+1:name=systemd:/init.scope
+0::/init.scope
+`
+
+func TestNewPathsV1(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"cpu", "cpuacct", "memory", "devices", "pids", "systemd", "unified"} {
+		if err := os.Mkdir(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	self := filepath.Join(t.TempDir(), "cgroup")
+	if err := os.WriteFile(self, []byte(selfCgroupV1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		want map[string]string
+	}{
+		{"/abs/ct", map[string]string{
+			"cpu": "/cpu/abs/ct", "cpuacct": "/cpuacct/abs/ct", "memory": "/memory/abs/ct", "devices": "/devices/abs/ct",
+			"pids": "/pids/abs/ct", "name=systemd": "/systemd/abs/ct", "": "/unified/abs/ct",
+		}},
+		// Relative: below the runtime's own cgroup in each hierarchy.
+		{"", map[string]string{
+			"cpu": "/cpu/user.slice/ct1", "cpuacct": "/cpuacct/user.slice/ct1", "memory": "/memory/process_api/abc/ct1",
+			"devices": "/devices/ct1", "pids": "/pids/ct1", "name=systemd": "/systemd/init.scope/ct1", "": "/unified/init.scope/ct1",
+		}},
+	} {
+		m, err := New(tc.path, "ct1", WithRoot(root), WithMode(ModeHybrid), WithSelfCgroup(self))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := m.Paths()
+		if len(got) != len(tc.want) {
+			t.Errorf("New(%q) paths = %v, want %v", tc.path, got, tc.want)
+		}
+		for k, v := range tc.want {
+			if got[k] != root+v {
+				t.Errorf("New(%q) %q = %q, want %q", tc.path, k, got[k], root+v)
+			}
+		}
+	}
+	// Without a devices hierarchy a v1 manager refuses to exist.
+	if err := os.Remove(filepath.Join(root, "devices")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New("/x", "x", WithRoot(root), WithMode(ModeLegacy), WithSelfCgroup(self)); err == nil || !strings.Contains(err.Error(), "devices controller") {
+		t.Errorf("New without devices: %v", err)
+	}
+}
+
+func TestNewPathsV2(t *testing.T) {
+	root := t.TempDir()
+	self := filepath.Join(t.TempDir(), "cgroup")
+	if err := os.WriteFile(self, []byte("0::/user.slice/session-1.scope\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"/machine/ct": "/machine/ct",
+		// Relative: below the parent of the runtime's (populated) cgroup.
+		"":        "/user.slice/ct1",
+		"sub/ct1": "/user.slice/sub/ct1",
+	} {
+		m, err := New(path, "ct1", WithRoot(root), WithMode(ModeUnified), WithSelfCgroup(self))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Path(""); got != root+want {
+			t.Errorf("New(%q) = %q, want %q", path, got, root+want)
+		}
+		if m.Path("memory") != "" || len(m.Paths()) != 1 || m.Mode() != ModeUnified {
+			t.Errorf("New(%q): v2 manager paths %v mode %v", path, m.Paths(), m.Mode())
+		}
+	}
+}
+
+func TestLoad(t *testing.T) {
+	m, err := Load(map[string]string{"": "/sys/fs/cgroup/ct"}, WithMode(ModeUnified))
+	if err != nil || m.Path("") != "/sys/fs/cgroup/ct" {
+		t.Fatalf("Load v2 = %v, %v", m, err)
+	}
+	m, err = Load(map[string]string{"memory": "/sys/fs/cgroup/memory/ct", "devices": "/sys/fs/cgroup/devices/ct"}, WithMode(ModeLegacy))
+	if err != nil || m.Path("memory") != "/sys/fs/cgroup/memory/ct" {
+		t.Fatalf("Load v1 = %v, %v", m, err)
+	}
+	for _, bad := range []map[string]string{
+		nil,
+		{"memory": "relative/ct"},
+		{"memory": "/a/../b"},
+	} {
+		if _, err := Load(bad, WithMode(ModeLegacy)); err == nil {
+			t.Errorf("Load(%v) succeeded", bad)
+		}
+	}
+	if _, err := Load(map[string]string{"memory": "/x"}, WithMode(ModeUnified)); err == nil {
+		t.Error("Load of v1 paths on a unified host succeeded")
+	}
+}
+
+func TestSharesToWeight(t *testing.T) {
+	for shares, want := range map[uint64]uint64{0: 0, 1: 1, 2: 1, 512: 59, 1024: 100, 2048: 174, 262144: 10000, 1 << 20: 10000} {
+		if got := SharesToWeight(shares); got != want {
+			t.Errorf("SharesToWeight(%d) = %d, want %d", shares, got, want)
+		}
+	}
+}
+
+func TestBlkioWeightToIOWeight(t *testing.T) {
+	for w, want := range map[uint16]uint64{0: 0, 10: 1, 500: 4950, 1000: 10000} {
+		if got := BlkioWeightToIOWeight(w); got != want {
+			t.Errorf("BlkioWeightToIOWeight(%d) = %d, want %d", w, got, want)
+		}
+	}
+}
+
+func TestSwapToV2(t *testing.T) {
+	for _, tc := range []struct {
+		swap, mem, want int64
+		err             string
+	}{
+		{0, 0, 0, ""},
+		{0, -1, -1, ""},
+		{-1, 100, -1, ""},
+		{300, 100, 200, ""},
+		{100, 100, 0, ""},
+		{100, 0, 0, "without memory limit"},
+		{100, -1, 0, "without memory limit"},
+		{50, 100, 0, "should be >= memory limit"},
+	} {
+		got, err := SwapToV2(tc.swap, tc.mem)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("SwapToV2(%d, %d) err = %v, want %q", tc.swap, tc.mem, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("SwapToV2(%d, %d) = %d, %v; want %d", tc.swap, tc.mem, got, err, tc.want)
+		}
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	got, err := parseCPUList("0-2,5,7-8\n")
+	if err != nil || len(got) != 6 || got[3] != 5 || got[5] != 8 {
+		t.Errorf("parseCPUList = %v, %v", got, err)
+	}
+	for _, bad := range []string{"a", "3-1", "1,,2", "1-"} {
+		if _, err := parseCPUList(bad); err == nil {
+			t.Errorf("parseCPUList(%q) succeeded", bad)
+		}
+	}
+}
+
+func writeTree(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for n, c := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestStatsV1Fake reads a seeded v1 tree and checks the exact JSON, which must
+// use runc's keys and omissions (compare runc-samples/events-stats-sample.json).
+func TestStatsV1Fake(t *testing.T) {
+	root := t.TempDir()
+	writeTree(t, root+"/cpu/ct", map[string]string{"cpu.stat": "nr_periods 10\nnr_throttled 2\nthrottled_time 3000\n"})
+	writeTree(t, root+"/cpuacct/ct", map[string]string{
+		"cpuacct.usage": "79262011\n", "cpuacct.usage_percpu": "74422584 4839427 \n",
+		"cpuacct.stat": "user 2\nsystem 5\n", "cpuacct.usage_all": "cpu user system\n0 24000000 48000000\n1 0 4000000\n",
+	})
+	writeTree(t, root+"/cpuset/ct", map[string]string{
+		"cpuset.cpus": "0-1\n", "cpuset.mems": "0\n", "cpuset.sched_load_balance": "1\n", "cpuset.sched_relax_domain_level": "-1\n",
+	})
+	writeTree(t, root+"/memory/ct", map[string]string{
+		"memory.stat":           "cache 8192\nrss 61440\n",
+		"memory.limit_in_bytes": "9223372036854771712\n", "memory.usage_in_bytes": "454656\n", "memory.max_usage_in_bytes": "3047424\n", "memory.failcnt": "0\n",
+		"memory.kmem.tcp.limit_in_bytes": "9223372036854771712\n", "memory.kmem.tcp.usage_in_bytes": "0\n", "memory.kmem.tcp.max_usage_in_bytes": "0\n", "memory.kmem.tcp.failcnt": "0\n",
+	})
+	writeTree(t, root+"/pids/ct", map[string]string{"pids.current": "3\n", "pids.max": "max\n"})
+	writeTree(t, root+"/blkio/ct", map[string]string{
+		"blkio.throttle.io_service_bytes_recursive": "8:0 Read 4096\n8:0 Write 0\nTotal 4096\n",
+		"blkio.throttle.io_serviced_recursive":      "8:0 Read 1\nTotal 1\n",
+	})
+	writeTree(t, root+"/devices/ct", nil)
+	m, err := New("/ct", "x", WithRoot(root), WithMode(ModeLegacy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := m.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"cpu":{"usage":{"total":79262011,"percpu":[74422584,4839427],"percpu_kernel":[48000000,4000000],"percpu_user":[24000000,0],"kernel":50000000,"user":20000000},"throttling":{"periods":10,"throttledPeriods":2,"throttledTime":3000}},` +
+		`"cpuset":{"cpus":[0,1],"cpu_exclusive":0,"mems":[0],"mem_hardwall":0,"mem_exclusive":0,"memory_migrate":0,"memory_spread_page":0,"memory_spread_slab":0,"memory_pressure":0,"sched_load_balance":1,"sched_relax_domain_level":-1},` +
+		`"memory":{"cache":8192,"usage":{"limit":9223372036854771712,"usage":454656,"max":3047424,"failcnt":0},"swap":{"limit":0,"failcnt":0},"kernel":{"limit":0,"failcnt":0},"kernelTCP":{"limit":9223372036854771712,"failcnt":0},"raw":{"cache":8192,"rss":61440}},` +
+		`"pids":{"current":3},` +
+		`"blkio":{"ioServiceBytesRecursive":[{"major":8,"op":"Read","value":4096},{"major":8,"op":"Write"}],"ioServicedRecursive":[{"major":8,"op":"Read","value":1}]},` +
+		`"hugetlb":{},"intel_rdt":{},"network_interfaces":null}`
+	if string(b) != want {
+		t.Errorf("stats JSON:\n%s\nwant:\n%s", b, want)
+	}
+}
+
+func TestStatsV2Fake(t *testing.T) {
+	root := t.TempDir()
+	writeTree(t, root, map[string]string{"cgroup.controllers": "cpu memory pids io\n"})
+	writeTree(t, root+"/ct", map[string]string{
+		"cgroup.controllers": "cpu memory pids io\n",
+		"cpu.stat":           "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 4\nnr_throttled 1\nthrottled_usec 20\n",
+		"cpu.pressure":       "some avg10=1.50 avg60=0.00 avg300=0.00 total=1234\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=1000\n",
+		"memory.stat":        "anon 4096\nfile 8192\n",
+		"memory.current":     "12288\n", "memory.max": "max\n", "memory.peak": "20480\n", "memory.events": "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+		"memory.swap.current": "4096\n", "memory.swap.max": "1048576\n", "memory.swap.events": "max 0\n",
+		"pids.current": "2\n", "pids.max": "20\n",
+		"io.stat":             "8:16 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n",
+		"hugetlb.2MB.current": "0\n", "hugetlb.2MB.events": "max 0\n",
+	})
+	m, err := New("/ct", "x", WithRoot(root), WithMode(ModeUnified))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := m.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Memory.Usage.Limit != math.MaxUint64 || st.Memory.Swap.Limit != math.MaxUint64 {
+		t.Errorf("unlimited memory should read as MaxUint64: %+v", st.Memory)
+	}
+	b, _ := json.Marshal(st)
+	want := `{"cpu":{"usage":{"total":1500000,"kernel":500000,"user":1000000},"throttling":{"periods":4,"throttledPeriods":1,"throttledTime":20000},` +
+		`"psi":{"some":{"avg10":1.5,"avg60":0,"avg300":0,"total":1234},"full":{"avg10":0,"avg60":0,"avg300":0,"total":1000}}},` +
+		`"cpuset":{"cpu_exclusive":0,"mem_hardwall":0,"mem_exclusive":0,"memory_migrate":0,"memory_spread_page":0,"memory_spread_slab":0,"memory_pressure":0,"sched_load_balance":0,"sched_relax_domain_level":0},` +
+		`"memory":{"cache":8192,"usage":{"limit":18446744073709551615,"usage":12288,"max":20480,"failcnt":3},"swap":{"limit":18446744073709551615,"usage":16384,"failcnt":0},"kernel":{"limit":0,"failcnt":0},"kernelTCP":{"limit":0,"failcnt":0},"raw":{"anon":4096,"file":8192}},` +
+		`"pids":{"current":2,"limit":20},` +
+		`"blkio":{"ioServiceBytesRecursive":[{"major":8,"minor":16,"op":"Read","value":4096},{"major":8,"minor":16,"op":"Write","value":8192}],"ioServicedRecursive":[{"major":8,"minor":16,"op":"Read","value":1},{"major":8,"minor":16,"op":"Write","value":2}]},` +
+		`"hugetlb":{"2MB":{"failcnt":0}},"intel_rdt":{},"network_interfaces":null}`
+	if string(b) != want {
+		t.Errorf("stats JSON:\n%s\nwant:\n%s", b, want)
+	}
+	n, err := m.OOMCount()
+	if err != nil || n != 1 {
+		t.Errorf("OOMCount = %d, %v", n, err)
+	}
+}
+
+func TestEventJSON(t *testing.T) {
+	b, _ := json.Marshal(Event{Type: "oom", ID: "ct1"})
+	if string(b) != `{"type":"oom","id":"ct1"}` {
+		t.Errorf("oom event = %s", b)
+	}
+}
