@@ -61,6 +61,7 @@ type applier struct {
 	written map[string]struct{} // paths this layer wrote (and their ancestors)
 	dirs    map[string]dirMeta  // directory attributes applied at the very end
 	cache   map[string]int      // resolved directory fds, dropped on any removal
+	stale   []int               // dropped fds, closed before the next entry
 	pool    *writerPool
 }
 
@@ -83,15 +84,26 @@ func newApplier(root string, opts Options) (*applier, error) {
 
 func (a *applier) close() {
 	a.dropCache()
+	a.reap()
 	a.pool.stop()
 	a.root.Close()
 }
 
+// dropCache forgets every resolved directory (after any removal a path may
+// resolve differently). The fds may still be in use by the entry being
+// applied, so they are closed only when the next entry starts (reap).
 func (a *applier) dropCache() {
 	for k, fd := range a.cache {
-		unix.Close(fd)
+		a.stale = append(a.stale, fd)
 		delete(a.cache, k)
 	}
+}
+
+func (a *applier) reap() {
+	for _, fd := range a.stale {
+		unix.Close(fd)
+	}
+	a.stale = a.stale[:0]
 }
 
 // cleanName turns a tar entry name into an absolute, lexically clean path
@@ -353,6 +365,7 @@ func (a *applier) applyLayer(r io.Reader) error {
 		if len(hdr.Name) > maxNameLen || len(hdr.Linkname) > maxNameLen {
 			return invalid("entry name longer than %d bytes", maxNameLen)
 		}
+		a.reap()
 		if err := a.entry(hdr, tr); err != nil {
 			return fmt.Errorf("%s: %w", hdr.Name, err)
 		}
@@ -927,6 +940,18 @@ func (a *applier) finish() error {
 		return err
 	}
 	a.dropCache()
+	if _, ok := a.dirs["/"]; !ok {
+		// No layer described the root: give it a fixed time (the epoch, as
+		// umoci does) rather than the time of the unpack, so the same image
+		// always unpacks to the same tree.
+		a.dirs["/"] = dirMeta{mode: 0o755, mtime: time.Unix(0, 0), atime: time.Unix(0, 0)}
+		if a.opts.Rootless {
+			var st unix.Stat_t
+			if unix.Fstat(a.rootfd, &st) == nil {
+				a.dirs["/"] = dirMeta{mode: st.Mode & 0o7777, mtime: time.Unix(0, 0), atime: time.Unix(0, 0)}
+			}
+		}
+	}
 	paths := make([]string, 0, len(a.dirs))
 	for p := range a.dirs {
 		paths = append(paths, p)

@@ -75,6 +75,13 @@ func TestWhiteoutRules(t *testing.T) {
 				t.Error("g is not a hardlink of f")
 			}
 		}},
+		// Replacing an entry drops the directory cache while the parent's
+		// fd is still in use (a use-after-close regression).
+		{"ReplaceInSubdir", [][]ent{{dir("d/"), file("d/a", "1"), symlink("d/l", "a")}, {file("d/a", "2"), file("d/l", "3"), hardlink("d/h", "d/a"), file("d/a", "4")}}, func(t *testing.T, r string) {
+			mustContain(t, r, "d/a", "4")
+			mustContain(t, r, "d/l", "3")
+			mustContain(t, r, "d/h", "2")
+		}},
 		{"FileReplacesDir", [][]ent{{dir("d/"), file("d/x", "1")}, {file("d", "2")}}, func(t *testing.T, r string) {
 			mustContain(t, r, "d", "2")
 		}},
