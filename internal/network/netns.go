@@ -26,7 +26,7 @@ func (m *Manager) resolveNetns(s string) (string, error) {
 	if strings.ContainsRune(s, '/') {
 		return filepath.Clean(s), nil
 	}
-	if s == "." || s == ".." || !nameRE.MatchString(s) {
+	if s == "." || s == ".." || !validName(s) {
 		return "", fmt.Errorf("%w: netns name %q", ErrInvalid, s)
 	}
 	return filepath.Join(m.netnsDir, s), nil

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -93,20 +92,36 @@ type leaseFile struct {
 	Endpoints map[string]*Endpoint `json:"endpoints"`
 }
 
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
+// validName reports whether s matches ^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$ (a
+// hand-written check: a package-level regexp would be compiled at start-up of
+// every berth command, including the runtime's hot paths).
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidateName checks a network name: it becomes a directory name and part of
 // nftables comments, so it is restricted to a safe alphabet.
 func ValidateName(name string) error {
-	if !nameRE.MatchString(name) {
+	if !validName(name) {
 		return fmt.Errorf("%w: network name %q: want 1-64 characters [a-zA-Z0-9_.-], starting with a letter or digit", ErrInvalid, name)
 	}
 	return nil
 }
 
-// writeFileAtomic writes data to path via a temp file in the same directory,
-// fsync and rename, so readers never see a half-written file.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (retErr error) {
+// writeFileAtomic writes data to path via a temp file in the same directory
+// and a rename, so readers never see a half-written file. durable adds an
+// fsync, for files that must survive a power loss.
+func writeFileAtomic(path string, data []byte, perm os.FileMode, durable bool) (retErr error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
 	if err != nil {
@@ -124,8 +139,10 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) (retErr error) 
 	if err := f.Chmod(perm); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
+	if durable {
+		if err := f.Sync(); err != nil {
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
@@ -204,7 +221,7 @@ func (m *Manager) saveNetwork(n *Network) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(m.netDir(n.Name), "network.json"), append(data, '\n'), 0o600)
+	return writeFileAtomic(filepath.Join(m.netDir(n.Name), "network.json"), append(data, '\n'), 0o600, true)
 }
 
 // listNetworks returns every persisted network, sorted by name.
@@ -273,7 +290,11 @@ func (m *Manager) saveLeases(name string, lf *leaseFile) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(data, '\n'), 0o600)
+	// No fsync: leases are only valid for the current boot (see
+	// leaseFile.BootID), and the rename is atomic against a crash of the
+	// process, so durability would buy nothing and cost a disk flush per
+	// connect.
+	return writeFileAtomic(path, append(data, '\n'), 0o600, false)
 }
 
 var cachedBootID string
