@@ -25,7 +25,8 @@ type archInfo struct {
 	// only the low half of a 64-bit condition value is compared, as
 	// libseccomp does. x32 passes full 64-bit registers, so it is not one.
 	args32 bool
-	// bigEndian decides where the halves of a seccomp_data argument live.
+	// bigEndian, for the native architecture, decides where the halves of
+	// a seccomp_data argument live (seccomp_data is in kernel byte order).
 	bigEndian bool
 	// table is indexed like sysNames; nil means berth has no syscall table
 	// for the ABI and a profile naming it is rejected.
@@ -103,8 +104,20 @@ func SyscallNumber(arch specs.Arch, name string) (nr uint32, ok bool) {
 }
 
 func (a *archInfo) number(name string) (uint32, bool) {
+	return a.numberAt(nameIndex(name))
+}
+
+// nameIndex is the index of name in sysNames, or -1.
+func nameIndex(name string) int {
 	i := sort.SearchStrings(sysNames[:], name)
 	if i == len(sysNames) || sysNames[i] != name {
+		return -1
+	}
+	return i
+}
+
+func (a *archInfo) numberAt(i int) (uint32, bool) {
+	if i < 0 {
 		return 0, false
 	}
 	nr := a.table[i]

@@ -2,6 +2,7 @@ package seccomp
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -64,7 +65,7 @@ func (c *compiler) buildSubsections() [][]*subsection {
 	var groups [][]*subsection
 	index := map[uint32]int{}
 	for _, a := range c.arches {
-		s := &subsection{arch: a, lo: 0, hi: 0xffffffff, bySys: map[uint32][]rule{}}
+		s := &subsection{arch: a, lo: 0, hi: 0xffffffff, bySys: make(map[uint32][]rule, len(c.rules))}
 		if a.audit == unix.AUDIT_ARCH_X86_64 {
 			if a.name == "SCMP_ARCH_X32" {
 				s.lo = x32SyscallBit
@@ -84,7 +85,7 @@ func (c *compiler) buildSubsections() [][]*subsection {
 		known := false
 		for _, g := range groups {
 			for _, s := range g {
-				nr, ok := s.arch.number(r.name)
+				nr, ok := s.arch.numberAt(r.idx)
 				if !ok {
 					continue
 				}
@@ -177,7 +178,7 @@ func (c *compiler) intervals(s *subsection, blockOf func(nr uint32) outcome) []i
 			nrs = append(nrs, nr)
 		}
 	}
-	sort.Slice(nrs, func(i, j int) bool { return nrs[i] < nrs[j] })
+	slices.Sort(nrs)
 
 	enosys := outcome{ret: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS), block: -1}
 	def := outcome{ret: c.defAct, block: -1}
@@ -230,13 +231,13 @@ func (c *compiler) emitSubsection(a *assembler, s *subsection, loadNr bool) erro
 	}
 	var blocks []*block
 	byKey := map[string]int{}
-	outcomes := map[uint32]outcome{}
+	outcomes := make(map[uint32]outcome, len(s.bySys))
 	// Sorted, so that the same profile always yields the same program.
 	sorted := make([]uint32, 0, len(s.bySys))
 	for nr := range s.bySys {
 		sorted = append(sorted, nr)
 	}
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	slices.Sort(sorted)
 	for _, nr := range sorted {
 		rs := normalise(s.bySys[nr])
 		if len(rs[0].conds) == 0 {
@@ -316,7 +317,7 @@ func (c *compiler) emitSubsection(a *assembler, s *subsection, loadNr bool) erro
 				if j != len(r.conds)-1 {
 					t = a.newLabel()
 				}
-				if err := emitCondition(a, s.arch, cd, t, nextRule); err != nil {
+				if err := emitCondition(a, s.arch, c.native.bigEndian, cd, t, nextRule); err != nil {
 					return err
 				}
 				if t != success {
@@ -335,6 +336,9 @@ func (c *compiler) emitSubsection(a *assembler, s *subsection, loadNr bool) erro
 // normalise orders rules most restrictive first and drops those an earlier
 // unconditional rule makes unreachable.
 func normalise(rules []rule) []rule {
+	if len(rules) == 1 {
+		return rules // the common case: one rule per syscall
+	}
 	rs := append([]rule(nil), rules...)
 	sort.SliceStable(rs, func(i, j int) bool { return precedence(rs[i].action) < precedence(rs[j].action) })
 	for i, r := range rs {
@@ -360,10 +364,12 @@ func rulesKey(rs []rule) string {
 // emitCondition jumps to t when the condition holds and to f otherwise.
 // 64-bit values are compared as (high, low) pairs of 32-bit words: the high
 // words decide unless they are equal, then the low words do.
-func emitCondition(a *assembler, arch *archInfo, cd condition, t, f label) error {
+// seccomp_data is in the byte order of the kernel, i.e. of the native
+// architecture, whichever ABI made the call.
+func emitCondition(a *assembler, arch *archInfo, bigEndian bool, cd condition, t, f label) error {
 	lo := uint32(offArgs + 8*cd.index)
 	hi := lo + 4
-	if arch.bigEndian {
+	if bigEndian {
 		lo, hi = hi, lo
 	}
 	vlo, vhi := uint32(cd.value), uint32(cd.value>>32)

@@ -173,6 +173,7 @@ type compiler struct {
 	badArch  uint32
 	enosys   bool
 	arches   []*archInfo
+	native   *archInfo
 	rules    []namedRule
 	actions  map[uint32]bool
 	warnSeen map[string]bool
@@ -180,6 +181,7 @@ type compiler struct {
 
 type namedRule struct {
 	name string
+	idx  int // in sysNames, -1 if no arch has the name
 	rule
 	dropped bool // same as the default action: counts for the stub, emits nothing
 }
@@ -233,6 +235,7 @@ func (c *compiler) run(native specs.Arch) error {
 	if nat == nil || nat.table == nil {
 		return fmt.Errorf("native architecture %q is not supported", native)
 	}
+	c.native = nat
 	c.arches = []*archInfo{nat}
 	for _, name := range cfg.Architectures {
 		a := lookupArch(name)
@@ -344,8 +347,9 @@ func (c *compiler) addSyscall(i int, sc specs.LinuxSyscall) error {
 				c.f.listener = true
 			}
 		}
+		idx := nameIndex(name)
 		for _, r := range rules {
-			c.rules = append(c.rules, namedRule{name: name, rule: r, dropped: dropped})
+			c.rules = append(c.rules, namedRule{name: name, idx: idx, rule: r, dropped: dropped})
 		}
 	}
 	return nil
