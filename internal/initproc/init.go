@@ -124,14 +124,14 @@ func run(conn *ipc.Conn, c *Config) error {
 		return err
 	}
 	warnings = append(warnings, fwarn...)
+	if err := finalize(conn, c, p, sets, filter); err != nil {
+		return err
+	}
 	if err := conn.SendData(ipc.Ready, Ready{Warnings: warnings}); err != nil {
 		return err
 	}
 	// From here the parent may be gone (create has exited); failures go to
 	// stderr and the exit status.
-	if err := finalize(c, p, sets, filter); err != nil {
-		return err
-	}
 	conn.Close()
 	if !c.Exec {
 		if err := waitStart(c.FifoFd); err != nil {
@@ -146,7 +146,7 @@ func run(conn *ipc.Conn, c *Config) error {
 		}
 	}
 	if filter != nil && filter.late {
-		if err := filter.load(); err != nil {
+		if err := filter.load(nil); err != nil {
 			fmt.Fprintln(os.Stderr, "berth init:", err)
 			os.Exit(255)
 		}
@@ -495,7 +495,14 @@ func fixStdioOwner(uid, gid uint32) error {
 
 // finalize drops to the container's user and capabilities: bounding set
 // first (needs CAP_SETPCAP), then the ids with keepcaps, then capset.
-func finalize(c *Config, p *specs.Process, sets caps.Sets, filter *seccompFilter) error {
+func finalize(conn *ipc.Conn, c *Config, p *specs.Process, sets caps.Sets, filter *seccompFilter) error {
+	if filter != nil && !filter.late && !p.NoNewPrivileges {
+		// Privileged load: still holding CAP_SYS_ADMIN.
+		if err := filter.load(conn); err != nil {
+			return err
+		}
+		filter = nil
+	}
 	if err := sets.DropBounding(); err != nil {
 		return err
 	}
@@ -546,10 +553,12 @@ func finalize(c *Config, p *specs.Process, sets caps.Sets, filter *seccompFilter
 		}
 	}
 	if filter != nil && !filter.late {
-		return filter.load()
+		return filter.load(conn)
 	}
 	return nil
 }
+
+func closeFd(fd int) error { return unix.Close(fd) }
 
 func setgroupsDenied() bool {
 	b, err := os.ReadFile("/proc/self/setgroups")

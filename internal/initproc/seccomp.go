@@ -1,24 +1,60 @@
 package initproc
 
 import (
-	"errors"
+	"fmt"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"berth/internal/ipc"
+	"berth/internal/linux/seccomp"
 )
 
-// seccompFilter is a compiled filter and when to load it: "late" (right
-// before execve, after no_new_privs) unless the process lacks no_new_privs,
-// in which case it loads while init still holds CAP_SYS_ADMIN.
+// seccompFilter is a compiled filter and when to load it. Without
+// no_new_privs loading needs CAP_SYS_ADMIN, so it happens before the
+// capabilities are dropped; with it, as late as possible: right before
+// execve ("late"). A filter with SCMP_ACT_NOTIFY loads before Ready, because
+// its listener fd must reach the runtime (and from there the agent) while
+// the runtime still listens.
 type seccompFilter struct {
+	f    *seccomp.Filter
 	late bool
-	load func() error
 }
 
-// compileSeccomp compiles the container's seccomp profile once, before
-// Ready, so a bad profile fails `create` with a clear error.
+// compileSeccomp compiles the container's seccomp profile once, early, so a
+// bad profile fails `create` with a clear error.
 func compileSeccomp(c *Config, p *specs.Process) (*seccompFilter, []string, error) {
 	if c.SeccompDisabled || c.Spec.Linux == nil || c.Spec.Linux.Seccomp == nil {
 		return nil, nil, nil
 	}
-	return nil, nil, errors.New("seccomp is not supported yet")
+	f, err := seccomp.Compile(c.Spec.Linux.Seccomp)
+	if err != nil {
+		return nil, nil, fmt.Errorf("seccomp: %w", err)
+	}
+	return &seccompFilter{f: f, late: p.NoNewPrivileges && !f.NeedsListener()}, f.Warnings(), nil
+}
+
+// load installs the filter; a listener fd is handed to the parent, which
+// takes a copy with pidfd_getfd and passes it to the agent.
+func (s *seccompFilter) load(conn *ipc.Conn) error {
+	fd, err := s.f.Load()
+	if err != nil {
+		return err
+	}
+	if fd < 0 {
+		return nil
+	}
+	if conn == nil {
+		return fmt.Errorf("seccomp: notify listener has nowhere to go")
+	}
+	if err := conn.SendData(ipc.Seccomp, ipc.SeccompFd{Fd: fd}); err != nil {
+		return err
+	}
+	m, err := conn.Recv()
+	if err != nil {
+		return fmt.Errorf("seccomp: waiting for the runtime to take the listener: %w", err)
+	}
+	if m.Type != ipc.SeccompDone {
+		return fmt.Errorf("seccomp: unexpected %q", m.Type)
+	}
+	return closeFd(fd)
 }

@@ -13,12 +13,16 @@
 //	  run prestart, createRuntime
 //	  ---- Resume ------------------------>
 //	                                       createContainer hooks, pivot_root,
-//	                                       console, masks, user, caps, exe lookup
+//	                                       console, masks, exe lookup
+//	  <--------------------- Seccomp -----   only with SCMP_ACT_NOTIFY
+//	  pidfd_getfd, send to the agent
+//	  ---- SeccompDone ------------------->
+//	                                       user, caps
 //	  <--------------------- Ready -------
 //	  write state.json, pid file; create exits
 //	                                       (blocks on exec.fifo until start), exec
 //
-// Ladder for exec processes: Bootstrap, then Ready (the child then execs at
+// Ladder for exec processes: Bootstrap, (Seccomp, SeccompDone,) then Ready (the child then execs at
 // once). At any point the child may send Error instead of its next message,
 // exactly once, and exits; the parent reports it as "error during container
 // init: <msg>". Log messages may come at any time and do not advance the
@@ -45,7 +49,17 @@ const (
 	Ready     Type = "ready"     // child→parent: set up, about to wait/exec
 	Error     Type = "error"     // child→parent: setup failed (once, then exit)
 	Log       Type = "log"       // child→parent: a log line (any time)
+	// Seccomp (child→parent) names the child's seccomp notify listener fd;
+	// the parent copies it with pidfd_getfd, hands it to the agent and
+	// answers SeccompDone (parent→child).
+	Seccomp     Type = "seccomp"
+	SeccompDone Type = "seccompDone"
 )
+
+// SeccompFd is the payload of Seccomp.
+type SeccompFd struct {
+	Fd int `json:"fd"`
+}
 
 // Message is one protocol message.
 type Message struct {
@@ -130,22 +144,23 @@ const start Type = ""
 // ParentOfInit validates what the parent receives from an init process.
 func ParentOfInit() *Sequence {
 	return &Sequence{allowed: map[Type][]Type{
-		start:  {Hooks, Ready, Error},
-		Resume: {Ready, Error}, // after Hooks the parent sends Resume, see Sent
-		Hooks:  {Ready, Error},
+		start:   {Hooks, Seccomp, Ready, Error},
+		Hooks:   {Seccomp, Ready, Error},
+		Seccomp: {Ready, Error},
 	}}
 }
 
 // ParentOfExec validates what the parent receives from an exec process.
 func ParentOfExec() *Sequence {
-	return &Sequence{allowed: map[Type][]Type{start: {Ready, Error}}}
+	return &Sequence{allowed: map[Type][]Type{start: {Seccomp, Ready, Error}, Seccomp: {Ready, Error}}}
 }
 
 // ChildOfParent validates what a child receives.
 func ChildOfParent() *Sequence {
 	return &Sequence{allowed: map[Type][]Type{
 		start:     {Bootstrap},
-		Bootstrap: {Resume},
+		Bootstrap: {Resume, SeccompDone},
+		Resume:    {SeccompDone},
 	}}
 }
 

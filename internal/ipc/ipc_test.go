@@ -27,6 +27,12 @@ func TestSequences(t *testing.T) {
 		{"child bootstrap resume", ChildOfParent, []Type{Bootstrap, Resume}, true},
 		{"child resume first", ChildOfParent, []Type{Resume}, false},
 		{"logs anywhere", ParentOfExec, []Type{Log, Log, Ready}, true},
+		{"init seccomp after hooks", ParentOfInit, []Type{Hooks, Seccomp, Ready}, true},
+		{"init seccomp twice", ParentOfInit, []Type{Seccomp, Seccomp}, false},
+		{"init hooks after seccomp", ParentOfInit, []Type{Seccomp, Hooks}, false},
+		{"exec seccomp", ParentOfExec, []Type{Seccomp, Ready}, true},
+		{"child seccomp done", ChildOfParent, []Type{Bootstrap, Resume, SeccompDone}, true},
+		{"child resume after seccomp", ChildOfParent, []Type{Bootstrap, SeccompDone, Resume}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -271,6 +271,10 @@ func (r *Runtime) waitReady(proc *spawn.Process, st *state.State, s *specs.Spec,
 			r.warn("%s", m.Msg)
 		case ipc.Error:
 			return fmt.Errorf("unable to start container process: error during container init: %s", m.Error)
+		case ipc.Seccomp:
+			if err := handOverListener(proc, m, s, st.OCIState(state.Creating)); err != nil {
+				return fmt.Errorf("unable to start container process: %w", err)
+			}
 		case ipc.Hooks:
 			hs := st.OCIState(state.Creating)
 			hs.Pid = proc.Pid

@@ -204,6 +204,12 @@ func (r *Runtime) spawnExec(c *Container, o ExecOptions) (_ *spawn.Process, mast
 		return nil, nil, err
 	}
 	m, err := proc.Conn.Recv()
+	if err == nil && m.Type == ipc.Seccomp {
+		if err := handOverListener(proc, m, s, c.OCIState(state.Running)); err != nil {
+			return nil, nil, fmt.Errorf("exec failed: %w", err)
+		}
+		m, err = proc.Conn.Recv()
+	}
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			werr := proc.Cmd.Wait()

@@ -1,0 +1,44 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"berth/internal/ipc"
+	"berth/internal/linux/seccomp"
+	"berth/internal/spawn"
+)
+
+// handOverListener takes the child's seccomp notify listener (named in m)
+// with pidfd_getfd, sends it with the container state to the agent at the
+// profile's listenerPath, and lets the child go on.
+func handOverListener(proc *spawn.Process, m ipc.Message, s *specs.Spec, st specs.State) error {
+	var sf ipc.SeccompFd
+	if err := json.Unmarshal(m.Data, &sf); err != nil {
+		return err
+	}
+	sc := s.Linux.Seccomp
+	if sc == nil || sc.ListenerPath == "" {
+		return errors.New("seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath")
+	}
+	pidfd, err := unix.PidfdOpen(proc.Pid, 0)
+	if err != nil {
+		return os.NewSyscallError("pidfd_open", err)
+	}
+	defer unix.Close(pidfd)
+	fd, err := unix.PidfdGetfd(pidfd, sf.Fd, 0)
+	if err != nil {
+		return os.NewSyscallError("pidfd_getfd", err)
+	}
+	defer unix.Close(fd)
+	st.Pid = proc.Pid
+	if err := seccomp.SendListener(sc.ListenerPath, seccomp.NewProcessState(st, proc.Pid, sc.ListenerMetadata), fd, 0); err != nil {
+		return fmt.Errorf("unable to send seccomp notify fd: %w", err)
+	}
+	return proc.Conn.Send(ipc.Message{Type: ipc.SeccompDone})
+}
