@@ -2,11 +2,14 @@ package cgroups
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestInnerPath(t *testing.T) {
@@ -299,5 +302,57 @@ func TestEventJSON(t *testing.T) {
 	b, _ := json.Marshal(Event{Type: "oom", ID: "ct1"})
 	if string(b) != `{"type":"oom","id":"ct1"}` {
 		t.Errorf("oom event = %s", b)
+	}
+}
+
+func TestDisabled(t *testing.T) {
+	m := Disabled()
+	if err := m.Apply(1); err != nil {
+		t.Error(err)
+	}
+	if err := m.Set(&specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}}); err != nil {
+		t.Errorf("Set(devices only) = %v", err)
+	}
+	if err := m.Set(&specs.LinuxResources{Pids: &specs.LinuxPids{Limit: p64(3)}}); !errors.Is(err, ErrDisabled) {
+		t.Errorf("Set(limits) = %v, want ErrDisabled", err)
+	}
+	if _, err := m.Pids(); !errors.Is(err, ErrDisabled) {
+		t.Errorf("Pids = %v", err)
+	}
+	if err := m.Freeze(); !errors.Is(err, ErrDisabled) {
+		t.Errorf("Freeze = %v", err)
+	}
+}
+
+func TestJoinSub(t *testing.T) {
+	f := newFakeV1(t, "ct")
+	for _, d := range []string{"memory/ct/sub", "cpu/ct/sub", "cpu/ct/other"} {
+		seed(t, f, filepath.Join(f.root, d), map[string]string{"cgroup.procs": ""})
+	}
+	m, err := New("/ct", "x", WithRoot(f.root), WithMode(ModeLegacy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := JoinSub(m, 7, []string{"memory:sub", "cpu:../../other"}); err != nil {
+		t.Fatal(err)
+	}
+	got := f.diff(t)
+	for _, want := range []string{"memory/ct/sub/cgroup.procs", "cpu/ct/other/cgroup.procs", "pids/ct/cgroup.procs", "devices/ct/cgroup.procs"} {
+		if got[want] != "7" {
+			t.Errorf("%s = %q, want 7 (all writes: %v)", want, got[want], got)
+		}
+	}
+	if err := JoinSub(m, 7, []string{"missing"}); !errors.Is(err, ErrNotExist) {
+		t.Errorf("JoinSub(missing) = %v, want ErrNotExist", err)
+	}
+	if err := JoinSub(m, 7, []string{"nosuchctrl:sub"}); err == nil || !strings.Contains(err.Error(), "not managed") {
+		t.Errorf("JoinSub(bad controller) = %v", err)
+	}
+	v2, err := New("/ct", "x", WithRoot(t.TempDir()), WithMode(ModeUnified))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := JoinSub(v2, 7, []string{"memory:sub"}); err == nil || !strings.Contains(err.Error(), "single hierarchy") {
+		t.Errorf("JoinSub(v2 with controller) = %v", err)
 	}
 }

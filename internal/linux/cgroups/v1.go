@@ -223,27 +223,57 @@ func (m *v1Manager) Exists() bool {
 	return err == nil && exists(d)
 }
 
+// Kill signals every process. SIGKILL goes through the hybrid v2 tree's
+// cgroup.kill when there is one (5.14+: atomic, forks included); otherwise
+// the cgroup is frozen so nothing forks away between listing and signalling.
+// A cgroup that was frozen before stays frozen, except that SIGKILL thaws
+// it: v1-frozen tasks cannot act on any signal, and the container is dying.
 func (m *v1Manager) Kill(sig unix.Signal) error {
+	if u := m.paths[""]; sig == unix.SIGKILL && u != "" && exists(filepath.Join(u, "cgroup.kill")) {
+		if err := writeFile(u, "cgroup.kill", "1"); err != nil {
+			return fmt.Errorf("kill cgroup: %w", err)
+		}
+		return m.thawIfFrozen()
+	}
 	_, err := m.freezerDir()
 	canFreeze := err == nil
+	wasFrozen := false
 	if canFreeze {
-		if frozen, _ := m.Frozen(); !frozen {
+		wasFrozen, _ = m.Frozen()
+		if !wasFrozen {
 			if err := m.Freeze(); err != nil {
 				return err
 			}
-			// Thawing lets the frozen processes act on the signal.
-			defer m.Thaw()
 		}
 	}
 	pids, err := m.Pids()
-	if err != nil {
-		return err
+	if err == nil {
+		err = signalAll(pids, sig)
 	}
-	return signalAll(pids, sig)
+	if canFreeze && (!wasFrozen || sig == unix.SIGKILL) {
+		err = errors.Join(err, m.Thaw())
+	}
+	return err
+}
+
+func (m *v1Manager) thawIfFrozen() error {
+	if _, err := m.freezerDir(); err != nil {
+		return nil
+	}
+	if frozen, _ := m.Frozen(); frozen {
+		return m.Thaw()
+	}
+	return nil
 }
 
 func (m *v1Manager) Destroy() error {
 	deadline := time.Now().Add(destroyTimeout)
+	// Killed tasks in a frozen v1 cgroup cannot exit until it thaws.
+	if exists(m.paths["freezer"]) {
+		if err := m.thawIfFrozen(); err != nil {
+			return err
+		}
+	}
 	d, err := m.pidsDir()
 	if err == nil {
 		if err := waitEmpty(d, deadline); err != nil {

@@ -341,3 +341,57 @@ func TestV1KernelRelativePath(t *testing.T) {
 		t.Errorf("%s not created", want)
 	}
 }
+
+// TestV1KernelNestedKillDestroy: a process in a sub-cgroup the container made
+// itself is listed, signalled while the container is paused, and its
+// directory is removed with the container's.
+func TestV1KernelNestedKillDestroy(t *testing.T) {
+	requireV1Host(t)
+	m := testCgroup(t, "ct")
+	a, _, _ := startWaiting(t, "exec sleep 60")
+	b, _, _ := startWaiting(t, "exec sleep 60")
+	if err := m.Apply(a.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := New(strings.TrimPrefix(m.Path("freezer"), filepath.Join(DefaultRoot, "freezer"))+"/inner/deeper", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Apply(b.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	pids, err := m.Pids()
+	if err != nil || !slices.Contains(pids, a.Process.Pid) || !slices.Contains(pids, b.Process.Pid) {
+		t.Fatalf("Pids = %v, %v; want both %d and %d", pids, err, a.Process.Pid, b.Process.Pid)
+	}
+	if err := m.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	// A non-fatal signal leaves a paused container paused.
+	if err := m.Kill(unix.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := m.Frozen(); !f {
+		t.Error("Kill(SIGCONT) thawed a paused container")
+	}
+	if err := m.Kill(unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*exec.Cmd{a, b} {
+		done := make(chan error, 1)
+		go func() { done <- c.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("pid %d survived Kill(SIGKILL) of a paused container", c.Process.Pid)
+		}
+	}
+	if err := m.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	for c, p := range sub.Paths() {
+		if exists(p) || exists(m.Path(c)) {
+			t.Errorf("%s: nested cgroup %s survived Destroy", c, p)
+		}
+	}
+}

@@ -216,7 +216,8 @@ func (m *v2Manager) Pids() ([]int, error) {
 func (m *v2Manager) Exists() bool { return exists(m.dir) }
 
 // Kill uses cgroup.kill (5.14+) for SIGKILL: the kernel kills every process
-// of the tree atomically, forks included. Other signals freeze, signal, thaw.
+// of the tree atomically, forks included, frozen or not. Other signals freeze,
+// signal and thaw, leaving a cgroup that was frozen before frozen.
 func (m *v2Manager) Kill(sig unix.Signal) error {
 	if sig == unix.SIGKILL && exists(filepath.Join(m.dir, "cgroup.kill")) {
 		if err := writeFile(m.dir, "cgroup.kill", "1"); err != nil {
@@ -224,17 +225,20 @@ func (m *v2Manager) Kill(sig unix.Signal) error {
 		}
 		return nil
 	}
-	if frozen, _ := m.Frozen(); !frozen {
+	wasFrozen, _ := m.Frozen()
+	if !wasFrozen {
 		if err := m.Freeze(); err != nil {
 			return err
 		}
-		defer m.Thaw()
 	}
 	pids, err := m.Pids()
-	if err != nil {
-		return err
+	if err == nil {
+		err = signalAll(pids, sig)
 	}
-	return signalAll(pids, sig)
+	if !wasFrozen {
+		err = errors.Join(err, m.Thaw())
+	}
+	return err
 }
 
 func (m *v2Manager) Destroy() error {
