@@ -414,6 +414,50 @@ func TestNetworkTopology(t *testing.T) {
 		}
 	})
 
+	t.Run("BerthRunJoinsNetns", func(t *testing.T) {
+		// A container started by berth whose config names c2's netns path
+		// joins it and reaches the uplink through the bridge and NAT.
+		bundle := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(bundle, "rootfs", "bin"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		nwRun(t, "cp", "/bin/busybox", filepath.Join(bundle, "rootfs", "bin", "busybox"))
+		cmd := exec.Command(berthBin, "spec")
+		cmd.Dir = bundle
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("berth spec: %v\n%s", err, out)
+		}
+		var spec map[string]any
+		b, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
+		if err := json.Unmarshal(b, &spec); err != nil {
+			t.Fatal(err)
+		}
+		proc := spec["process"].(map[string]any)
+		proc["terminal"] = false
+		proc["args"] = []string{"/bin/busybox", "sh", "-c", "/bin/busybox nc " + nwEchoIP + " 7 </dev/null"}
+		linux := spec["linux"].(map[string]any)
+		nss, _ := linux["namespaces"].([]any)
+		found := false
+		for _, n := range nss {
+			if m := n.(map[string]any); m["type"] == "network" {
+				m["path"], found = w.cns("c2"), true
+			}
+		}
+		if !found {
+			linux["namespaces"] = append(nss, map[string]any{"type": "network", "path": w.cns("c2")})
+		}
+		b, _ = json.Marshal(spec)
+		if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		root, id := t.TempDir(), "nwrun-"+w.sfx
+		t.Cleanup(func() { exec.Command(berthBin, "--root", root, "delete", "--force", id).Run() })
+		out, err := exec.Command("timeout", "20", berthBin, "--root", root, "run", "-b", bundle, id).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "uplink "+nwHostIP {
+			t.Errorf("berth run in c2's netns: err=%v output %q, want %q", err, out, "uplink "+nwHostIP)
+		}
+	})
+
 	if out, err := w.berth("network", "check"); err != nil {
 		t.Errorf("check on a healthy network: %v\n%s", err, out)
 	}
