@@ -106,7 +106,13 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return
 // pipe carries one layer's uncompressed bytes from its decoder goroutine to
 // the applier through a bounded queue of chunks, so decoding (and hashing)
 // runs ahead of, and in parallel with, the file system work.
+//
+// The pipe also computes the DiffID of what it delivers: hashing on the
+// reading side keeps it off the decoder goroutine, which is the bottleneck
+// (inflate is serial), while the applier mostly waits for data.
 type pipe struct {
+	h    hash.Hash     // nil: no DiffID to check
+	want digest.Digest // expected DiffID
 	ch   chan *[]byte
 	done chan struct{} // closed when the producer has finished
 	err  error         // producer's result, valid after done
@@ -116,8 +122,12 @@ type pipe struct {
 	once sync.Once
 }
 
-func newPipe(depth int) *pipe {
-	return &pipe{ch: make(chan *[]byte, depth), done: make(chan struct{}), stop: make(chan struct{})}
+func newPipe(depth int, diffID digest.Digest) *pipe {
+	p := &pipe{ch: make(chan *[]byte, depth), done: make(chan struct{}), stop: make(chan struct{}), want: diffID}
+	if diffID != "" && diffID.Algorithm() == digest.SHA256 {
+		p.h = sha256.New()
+	}
+	return p
 }
 
 func (p *pipe) Read(b []byte) (int, error) {
@@ -128,11 +138,20 @@ func (p *pipe) Read(b []byte) (int, error) {
 			if p.err != nil {
 				return 0, p.err
 			}
+			if p.h != nil {
+				if got := digest.NewDigest(digest.SHA256, p.h); got != p.want {
+					return 0, fmt.Errorf("layer diff id mismatch: uncompressed tar is %s, expected %s", got, p.want)
+				}
+				p.h = nil
+			}
 			return 0, io.EOF
 		}
 		if len(*c) == 0 {
 			chunkPool.Put(c)
 			continue
+		}
+		if p.h != nil {
+			p.h.Write(*c)
 		}
 		p.cur, p.off = c, 0
 	}
@@ -149,7 +168,7 @@ func (p *pipe) Read(b []byte) (int, error) {
 // Close tells the producer to give up (on an apply error).
 func (p *pipe) Close() { p.once.Do(func() { close(p.stop) }) }
 
-// produce decodes one layer into p, verifying Digest and DiffID and bounding
+// produce decodes one layer into p, verifying Digest (p checks the DiffID) and bounding
 // the uncompressed size by limit. The verification error, if any, is what the
 // applier reads after the tar end, so a layer is never reported applied
 // unless every byte matched.
@@ -183,10 +202,6 @@ func (l *Layer) produce(ctx context.Context, p *pipe, limit int64) {
 			return err
 		}
 		defer dr.Close()
-		var diffHash hash.Hash
-		if l.DiffID != "" && l.DiffID.Algorithm() == digest.SHA256 {
-			diffHash = sha256.New()
-		}
 		var total int64
 		for {
 			bp := chunkPool.Get().(*[]byte)
@@ -197,9 +212,6 @@ func (l *Layer) produce(ctx context.Context, p *pipe, limit int64) {
 				if total > limit {
 					chunkPool.Put(bp)
 					return fmt.Errorf("%w: more than %d uncompressed bytes", ErrTooLarge, limit)
-				}
-				if diffHash != nil {
-					diffHash.Write(b[:n])
 				}
 				*bp = b[:n]
 				select {
@@ -229,11 +241,6 @@ func (l *Layer) produce(ctx context.Context, p *pipe, limit int64) {
 			}
 			if got := digest.NewDigest(digest.SHA256, blobHash); got != l.Digest {
 				return fmt.Errorf("layer digest mismatch: blob is %s, expected %s", got, l.Digest)
-			}
-		}
-		if diffHash != nil {
-			if got := digest.NewDigest(digest.SHA256, diffHash); got != l.DiffID {
-				return fmt.Errorf("layer diff id mismatch: uncompressed tar is %s, expected %s", got, l.DiffID)
 			}
 		}
 		return nil

@@ -61,7 +61,7 @@ func Unpack(ctx context.Context, rootfs string, layers []Layer, opts Options) (s
 		if i >= len(layers) || pipes[i] != nil {
 			return
 		}
-		pipes[i] = newPipe(pipeDepth)
+		pipes[i] = newPipe(pipeDepth, layers[i].DiffID)
 		go layers[i].produce(ctx, pipes[i], opts.maxBytes())
 	}
 	defer func() {
@@ -144,7 +144,7 @@ func ApplyLayer(ctx context.Context, root string, l Layer, opts Options) (Stats,
 		return Stats{}, err
 	}
 	defer a.close()
-	p := newPipe(pipeDepth)
+	p := newPipe(pipeDepth, l.DiffID)
 	go l.produce(ctx, p, opts.maxBytes())
 	defer func() {
 		p.Close()
