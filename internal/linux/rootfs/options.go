@@ -7,6 +7,7 @@
 package rootfs
 
 import (
+	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -131,4 +132,21 @@ func ParseOptions(opts []string) Parsed {
 	}
 	p.Data = strings.Join(data, ",")
 	return p
+}
+
+// KnownOptions lists every mount option berth understands, sorted (for
+// `features`).
+func KnownOptions() []string {
+	var out []string
+	for k := range flagOpts {
+		out = append(out, k)
+	}
+	for k := range propOpts {
+		out = append(out, k)
+	}
+	for k := range recAttrOpts {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
