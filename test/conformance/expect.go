@@ -32,6 +32,17 @@ func (k Key) String() string { return fmt.Sprintf("%s #%d: %s", k.Test, k.Occur,
 // its plan did not match, or it reported an error outside any assertion.
 const incompleteDesc = "(test did not complete cleanly)"
 
+// flakyPrefix starts the reason of an entry that fails only sometimes (a
+// race in the suite or the runtime). Such an entry is allowed to fail and
+// allowed to pass; use it only with evidence of both outcomes, and say what
+// the race is.
+const flakyPrefix = "flaky:"
+
+// IsFlaky reports whether the entry is marked flaky.
+func (x Expectation) IsFlaky() bool {
+	return strings.HasPrefix(strings.ToLower(x.Reason), flakyPrefix)
+}
+
 // unexplained marks an entry written by -update that still needs a reason.
 // A run refuses such entries, so every allowed failure carries its reason.
 const unexplained = "UNEXPLAINED"
@@ -214,9 +225,11 @@ func WriteFileAtomic(path string, data []byte) error {
 // Verdict compares a run with the expectations.
 type Verdict struct {
 	Passed, Failed, ExpectedFailed, Skipped, Todo int
-	Unexpected                                    []Outcome     // failed, not listed
-	NowPassing                                    []Expectation // listed for a test that ran, but did not fail
-	Unexplain                                     []Expectation // listed without a reason
+
+	Unexpected []Outcome     // failed, not listed
+	NowPassing []Expectation // listed (not flaky) for a test that ran, but did not fail
+	FlakyOK    []Expectation // listed as flaky, did not fail this time
+	Unexplain  []Expectation // listed without a reason
 }
 
 // OK reports whether the run matches the list exactly.
@@ -257,7 +270,11 @@ func Compare(results []TestResult, e Expectations) Verdict {
 			v.Unexplain = append(v.Unexplain, x)
 		}
 		if ran[x.Key.Test] && !failed[x.Key] {
-			v.NowPassing = append(v.NowPassing, x)
+			if x.IsFlaky() {
+				v.FlakyOK = append(v.FlakyOK, x)
+			} else {
+				v.NowPassing = append(v.NowPassing, x)
+			}
 		}
 	}
 	return v
@@ -265,8 +282,8 @@ func Compare(results []TestResult, e Expectations) Verdict {
 
 // Update returns the list that makes this run pass: every failure of a test
 // that ran is listed (keeping known reasons, marking new ones unexplained),
-// entries of tests that ran and no longer fail are dropped, and entries of
-// tests that did not run are kept.
+// entries of tests that ran and no longer fail are dropped unless marked
+// flaky, and entries of tests that did not run are kept.
 func Update(results []TestResult, e Expectations) Expectations {
 	old := e.ByKey()
 	ran := map[string]bool{}
@@ -284,8 +301,12 @@ func Update(results []TestResult, e Expectations) Expectations {
 			entries = append(entries, Expectation{Key: o.Key, Reason: reason})
 		}
 	}
+	listed := map[Key]bool{}
+	for _, x := range entries {
+		listed[x.Key] = true
+	}
 	for _, x := range e.Entries {
-		if !ran[x.Key.Test] {
+		if !ran[x.Key.Test] || (x.IsFlaky() && !listed[x.Key]) {
 			entries = append(entries, x)
 		}
 	}

@@ -192,3 +192,23 @@ func TestLoadExpectationsMissingAndAtomicWrite(t *testing.T) {
 		t.Errorf("bad file error %v does not name the file", err)
 	}
 }
+
+func TestFlakyEntries(t *testing.T) {
+	exp := Expectations{Entries: []Expectation{
+		{Key: Key{"process_rlimits", 1, "soft NOFILE"}, Reason: "flaky: races with ENOMEM", Line: 1},
+		{Key: Key{"process_rlimits", 1, incompleteDesc}, Reason: "Flaky: ENOMEM sometimes", Line: 2},
+	}}
+	// This time the assertion failed and the test completed.
+	results := []TestResult{result("process_rlimits", Assertion{Desc: "soft NOFILE"})}
+	v := Compare(results, exp)
+	if !v.OK() || v.ExpectedFailed != 1 || len(v.FlakyOK) != 1 || v.FlakyOK[0].Line != 2 {
+		t.Errorf("flaky entry that passed must be allowed: %+v", v)
+	}
+	up := Update(results, exp)
+	if len(up.Entries) != 2 {
+		t.Errorf("Update dropped a flaky entry: %+v", up.Entries)
+	}
+	if (Expectation{Reason: "not flaky at all"}).IsFlaky() {
+		t.Error("IsFlaky matched a reason that only contains the word")
+	}
+}
