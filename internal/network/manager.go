@@ -757,7 +757,8 @@ func (m *Manager) Remove(ctx context.Context, name string, force bool) error {
 			return err
 		}
 	}
-	l.Unlock()
+	// Removed while still locked: a connect waiting for the lock then finds
+	// no network.json and fails cleanly instead of writing into a dead dir.
 	return os.RemoveAll(m.netDir(name))
 }
 

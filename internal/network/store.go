@@ -191,8 +191,24 @@ func (m *Manager) lockGlobal() (*lock, error) {
 	return lockFile(filepath.Join(m.stateDir, ".lock"))
 }
 
+// lockNetwork takes the per-network lock and then re-checks that the network
+// still exists: a concurrent rm may have removed it while we waited.
 func (m *Manager) lockNetwork(name string) (*lock, error) {
-	return lockFile(filepath.Join(m.netDir(name), ".lock"))
+	l, err := lockFile(filepath.Join(m.netDir(name), ".lock"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotExist, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(m.netDir(name), "network.json")); err != nil {
+		l.Unlock()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s", ErrNotExist, name)
+		}
+		return nil, err
+	}
+	return l, nil
 }
 
 func (m *Manager) loadNetwork(name string) (*Network, error) {
