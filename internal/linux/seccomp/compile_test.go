@@ -579,3 +579,46 @@ func contains(s []string, v string) bool {
 	}
 	return false
 }
+
+func TestMarshalBinary(t *testing.T) {
+	cfg := dockerDefaultLike()
+	cfg.ListenerPath = "/x"
+	cfg.Syscalls = append(cfg.Syscalls, specs.LinuxSyscall{Names: []string{"mkdirat"}, Action: specs.ActNotify})
+	f := mustCompile(t, cfg, specs.ArchX86_64)
+	b, err := f.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g Filter
+	if err := g.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if g.Flags() != f.Flags() || !g.NeedsListener() || g.Len() != f.Len() || len(g.actions) != len(f.actions) {
+		t.Fatalf("round trip lost data: %+v vs %+v", g, f)
+	}
+	for i := range f.prog {
+		if f.prog[i] != g.prog[i] {
+			t.Fatalf("instruction %d differs", i)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+	}{
+		{"empty", nil},
+		{"magic", append([]byte("XXXX"), b[4:]...)},
+		{"truncated", b[:len(b)-3]},
+		{"extra", append(append([]byte(nil), b...), 0)},
+		{"bad jump", func() []byte {
+			c := append([]byte(nil), b...)
+			c[len(c)-8*2+2] = 200 // jt of the second to last instruction
+			c[len(c)-8*2] = byte(opJeqK)
+			return c
+		}()},
+	} {
+		var h Filter
+		if err := h.UnmarshalBinary(tc.b); err == nil || !strings.HasPrefix(err.Error(), "seccomp: decoding filter") {
+			t.Errorf("%s: err = %v", tc.name, err)
+		}
+	}
+}

@@ -37,37 +37,8 @@ func (d seccompData) bytes(bigEndian bool) []byte {
 	return b
 }
 
-// verify checks what the kernel's sk_chk_filter checks, and more: jumps in
-// range, a return at the end, only known opcodes, and that a return is
-// reachable on every path (no falling off the end).
-func verify(prog []unix.SockFilter) error {
-	if len(prog) == 0 || len(prog) > maxInsns {
-		return fmt.Errorf("bad length %d", len(prog))
-	}
-	for pc, in := range prog {
-		switch in.Code {
-		case opLdAbsW:
-			if in.K%4 != 0 || in.K >= 64 {
-				return fmt.Errorf("pc %d: bad load offset %d", pc, in.K)
-			}
-		case opAndK, opRetK:
-		case opJa:
-			if pc+1+int(in.K) >= len(prog) {
-				return fmt.Errorf("pc %d: ja out of range", pc)
-			}
-		case opJeqK, opJgtK, opJgeK, opJsetK:
-			if pc+1+int(in.Jt) >= len(prog) || pc+1+int(in.Jf) >= len(prog) {
-				return fmt.Errorf("pc %d: jump out of range", pc)
-			}
-		default:
-			return fmt.Errorf("pc %d: unexpected opcode %#x", pc, in.Code)
-		}
-	}
-	if prog[len(prog)-1].Code != opRetK {
-		return fmt.Errorf("last instruction is not a return")
-	}
-	return nil
-}
+// verify is validateProgram; the tests call it on every compiled program.
+func verify(prog []unix.SockFilter) error { return validateProgram(prog) }
 
 // run interprets prog over data and returns the SECCOMP_RET_* value.
 func run(prog []unix.SockFilter, data []byte, bigEndian bool) (uint32, error) {

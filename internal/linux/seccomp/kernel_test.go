@@ -66,8 +66,18 @@ func helperMain() int {
 		return fail("calls: %v", err)
 	}
 	runtime.LockOSThread()
-	f, err := Compile(&cfg)
+	compiled, err := Compile(&cfg)
 	if err != nil {
+		return fail("%v", err)
+	}
+	// Go through the wire format, as a filter compiled by the runtime
+	// parent and loaded by init does.
+	wire, err := compiled.MarshalBinary()
+	if err != nil {
+		return fail("%v", err)
+	}
+	f := new(Filter)
+	if err := f.UnmarshalBinary(wire); err != nil {
 		return fail("%v", err)
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
