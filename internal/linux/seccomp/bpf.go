@@ -181,3 +181,28 @@ func (a *assembler) assemble() ([]unix.SockFilter, error) {
 	}
 	return out, nil
 }
+
+// Disassemble renders the program one instruction a line, for debug logs.
+func (f *Filter) Disassemble() string {
+	var b []byte
+	for pc, in := range f.prog {
+		b = fmt.Appendf(b, "%04d ", pc)
+		switch in.Code {
+		case opLdAbsW:
+			b = fmt.Appendf(b, "ld [%d]", in.K)
+		case opAndK:
+			b = fmt.Appendf(b, "and #%#x", in.K)
+		case opRetK:
+			b = fmt.Appendf(b, "ret #%#x", in.K)
+		case opJa:
+			b = fmt.Appendf(b, "ja %d", pc+1+int(in.K))
+		case opJeqK, opJgtK, opJgeK, opJsetK:
+			name := map[uint16]string{opJeqK: "jeq", opJgtK: "jgt", opJgeK: "jge", opJsetK: "jset"}[in.Code]
+			b = fmt.Appendf(b, "%s #%#x, %d, %d", name, in.K, pc+1+int(in.Jt), pc+1+int(in.Jf))
+		default:
+			b = fmt.Appendf(b, "op %#x k %#x jt %d jf %d", in.Code, in.K, in.Jt, in.Jf)
+		}
+		b = append(b, '\n')
+	}
+	return string(b)
+}

@@ -622,3 +622,40 @@ func TestMarshalBinary(t *testing.T) {
 		}
 	}
 }
+
+// The layout for a small profile, spelled out: arch dispatch, the x32 split,
+// a search tree over number ranges with shared returns, then the
+// conditional block with its own returns.
+func TestProgramShape(t *testing.T) {
+	cfg := &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Syscalls: []specs.LinuxSyscall{
+		{Names: []string{"read", "write", "close"}, Action: specs.ActAllow},
+		{Names: []string{"openat"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{{Index: 2, Value: 1, Op: specs.OpEqualTo}}},
+	}}
+	f := mustCompile(t, cfg, specs.ArchX86_64)
+	// Ranges: [0,2) allow (read, write), [2] default (open), [3] allow
+	// (close), [4,257) default, [257] openat's block, [258,...) -ENOSYS.
+	want := `0000 ld [4]
+0001 jeq #0xc000003e, 3, 2
+0002 ret #0x0
+0003 ld [0]
+0004 jge #0x40000000, 5, 6
+0005 ret #0x0
+0006 jge #0x4, 9, 7
+0007 jge #0x2, 8, 11
+0008 jge #0x3, 11, 12
+0009 jge #0x101, 10, 12
+0010 jge #0x102, 13, 14
+0011 ret #0x7fff0000
+0012 ret #0x50001
+0013 ret #0x50026
+0014 ld [36]
+0015 jeq #0x0, 16, 18
+0016 ld [32]
+0017 jeq #0x1, 19, 18
+0018 ret #0x50001
+0019 ret #0x7fff0000
+`
+	if got := f.Disassemble(); got != want {
+		t.Fatalf("program:\n%s\nwant:\n%s", got, want)
+	}
+}
