@@ -139,20 +139,34 @@ func createNamedNetns(path, lockPath string) (created bool, retErr error) {
 	}()
 	errc := make(chan error, 1)
 	go func() {
-		// The thread is never unlocked: once it has unshared it belongs to
-		// the new namespace, and the Go runtime discards a thread whose
-		// goroutine exits while locked, so no other goroutine ever runs in it.
+		// unshare moves only this OS thread; it is switched back to the
+		// original netns before it is unlocked. If switching back fails the
+		// goroutine exits still locked and the Go runtime discards the
+		// thread, so no other goroutine ever runs in the new namespace.
 		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- os.NewSyscallError("unshare", err)
 			return
 		}
 		src := "/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/ns/net"
-		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- &os.PathError{Op: "bind mount netns", Path: path, Err: err}
+		merr := unix.Mount(src, path, "none", unix.MS_BIND, "")
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- errors.Join(merr, os.NewSyscallError("setns back", err))
 			return
 		}
-		errc <- nil
+		runtime.UnlockOSThread()
+		if merr != nil {
+			merr = &os.PathError{Op: "bind mount netns", Path: path, Err: merr}
+		}
+		errc <- merr
 	}()
 	if err := <-errc; err != nil {
 		return false, err
