@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"sync"
 	"sync/atomic"
 
@@ -362,7 +363,7 @@ func (r *countingReader) Read(p []byte) (int, error) {
 var ErrNotFound = errors.New("image not found")
 
 func notFound(err error) error {
-	if errors.Is(err, registry.ErrNotFound) || errors.Is(err, layout.ErrNotFound) {
+	if errors.Is(err, registry.ErrNotFound) || errors.Is(err, layout.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
 	return err

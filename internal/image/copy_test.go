@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -497,3 +498,60 @@ func TestRoundTripTransports(t *testing.T) {
 		t.Fatalf("inspect: %+v", info)
 	}
 }
+
+// TestCopyTokenAuth puts a Bearer token server in front of the registry:
+// the copy must find credentials in an auth.json, trade them for a token
+// with the repository's pull scope, and fail clearly with wrong ones.
+func TestCopyTokenAuth(t *testing.T) {
+	reg := newRegistry(t)
+	reg.push(t, "private/app:v1", randomImage(t, 1))
+	var scopes []string
+	var mu sync.Mutex
+	reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path == "/token" {
+			u, p, ok := r.BasicAuth()
+			if !ok || u != "alice" || p != "secret" {
+				w.WriteHeader(http.StatusUnauthorized)
+				return true
+			}
+			mu.Lock()
+			scopes = append(scopes, r.URL.Query().Get("scope"))
+			mu.Unlock()
+			fmt.Fprint(w, `{"token":"tok-123","expires_in":300}`)
+			return true
+		}
+		if r.Header.Get("Authorization") != "Bearer tok-123" {
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="http://%s/token",service="test"`, r.Host))
+			w.WriteHeader(http.StatusUnauthorized)
+			return true
+		}
+		return false
+	})
+	authFile := filepath.Join(t.TempDir(), "auth.json")
+	write := func(user, pass string) {
+		b, _ := json.Marshal(map[string]any{"auths": map[string]any{reg.host: map[string]string{"auth": b64(user + ":" + pass)}}})
+		os.WriteFile(authFile, b, 0o600)
+	}
+	opts := testOpts()
+	opts.Src.AuthFile = authFile
+
+	write("alice", "secret")
+	if _, err := Copy(context.Background(), reg.ref(t, "private/app:v1"), ociRef(t, t.TempDir(), "v1"), opts); err != nil {
+		t.Fatal(err)
+	}
+	if len(scopes) == 0 || scopes[0] != "repository:private/app:pull" {
+		t.Fatalf("token scopes %v", scopes)
+	}
+	write("alice", "wrong")
+	_, err := Copy(context.Background(), reg.ref(t, "private/app:v1"), ociRef(t, t.TempDir(), "v1"), opts)
+	if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), authFile) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	os.Remove(authFile)
+	_, err = Copy(context.Background(), reg.ref(t, "private/app:v1"), ociRef(t, t.TempDir(), "v1"), opts)
+	if err == nil || !strings.Contains(err.Error(), "no credentials found") {
+		t.Fatalf("anonymous: %v", err)
+	}
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
