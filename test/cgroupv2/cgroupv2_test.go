@@ -27,13 +27,22 @@ import (
 	"berth/internal/testutil"
 )
 
-// guestSuite is one test binary run in the guest: the package to build, the
-// -test.run pattern and the tests that must PASS (not skip) there.
+// guestSuite is one program run in the guest. Either pkg names a test
+// package (built with go test -c, run with -test.run run; every name in
+// mustRun must PASS there, a skip is a failure) or cmd is a busybox shell
+// command whose exit status decides. env is added to the suite's
+// environment. When any suite sets berth, a static berth binary is built into
+// the guest as /bin/berth and BERTH_BIN points at it (test/integration's
+// override), so the runtime's integration tests can be added here as a suite
+// {pkg: "berth/test/integration", run: "...", berth: true}.
 type guestSuite struct {
 	name    string
 	pkg     string
 	run     string
 	mustRun []string
+	cmd     string
+	env     []string
+	berth   bool
 }
 
 var guestSuites = []guestSuite{
@@ -51,6 +60,12 @@ var guestSuites = []guestSuite{
 		pkg:     "berth/internal/linux/cgroups/devices",
 		run:     ".",
 		mustRun: []string{"TestAttachEnforces", "TestProgramExhaustive"},
+	},
+	{
+		// The static runtime binary starts in the guest and sees cgroup v2.
+		name:  "berth",
+		cmd:   `"$BERTH_BIN" --version && "$BERTH_BIN" features | grep -q '"v2": true'`,
+		berth: true,
 	},
 }
 
@@ -77,17 +92,32 @@ func TestCgroupV2Guest(t *testing.T) {
 	}
 	copyFile(t, busybox, filepath.Join(root, "bin/busybox"), 0o755)
 	// The tests use /bin/sh, sleep, head, seq; busybox provides them all.
-	for _, app := range []string{"sh", "sleep", "head", "seq", "cat", "mount", "poweroff", "echo"} {
+	for _, app := range []string{"sh", "env", "sleep", "head", "seq", "cat", "grep", "mount", "mkdir", "poweroff", "echo"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", app)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	start := time.Now()
+	needBerth := false
 	for _, s := range guestSuites {
+		needBerth = needBerth || s.berth
+		if s.pkg == "" {
+			continue
+		}
 		build := exec.Command("go", "test", "-c", "-o", filepath.Join(root, "tests", s.name+".test"), s.pkg)
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := build.CombinedOutput(); err != nil {
 			t.Fatalf("build %s: %v\n%s", s.pkg, err, out)
+		}
+	}
+	if needBerth {
+		// berth uses cgo (the nsenter constructor), and the guest has no
+		// libc: link it statically, with the pure-Go user and DNS lookups.
+		build := exec.Command("go", "build", "-tags", "osusergo,netgo",
+			"-ldflags", "-linkmode external -extldflags -static",
+			"-o", filepath.Join(root, "bin", "berth"), "berth/cmd/berth")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build static berth: %v\n%s", err, out)
 		}
 	}
 	if err := os.WriteFile(filepath.Join(root, "init"), []byte(initScript()), 0o755); err != nil {
@@ -196,7 +226,15 @@ echo $$ > /sys/fs/cgroup/init/cgroup.procs
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control; done
 `)
 	for _, s := range guestSuites {
-		fmt.Fprintf(&b, "/tests/%s.test -test.v -test.count=1 -test.timeout=5m -test.run '%s' 2>&1\n", s.name, s.run)
+		env := strings.Join(s.env, " ")
+		if s.berth {
+			env += " BERTH_BIN=/bin/berth"
+		}
+		if s.pkg != "" {
+			fmt.Fprintf(&b, "env %s /tests/%s.test -test.v -test.count=1 -test.timeout=5m -test.run '%s' 2>&1\n", env, s.name, s.run)
+		} else {
+			fmt.Fprintf(&b, "env %s sh -c '%s' 2>&1\n", env, strings.ReplaceAll(s.cmd, "'", `'\''`))
+		}
 		fmt.Fprintf(&b, "echo \"BERTH-SUITE %s rc=$?\"\n", s.name)
 	}
 	b.WriteString("poweroff -f\n")
