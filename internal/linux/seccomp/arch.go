@@ -34,11 +34,14 @@ type archInfo struct {
 	// multiplexZero: s390's unknown large syscall numbers arrive as nr 0,
 	// which must get -ENOSYS in the stub (runc #3474).
 	multiplexZero bool
+	// muxed: socket and SysV IPC calls also exist multiplexed through
+	// socketcall(2)/ipc(2), and a rule on one must cover both entry points.
+	muxed bool
 }
 
 var archs = []archInfo{
 	{name: specs.ArchX86_64, audit: unix.AUDIT_ARCH_X86_64, table: &sysX86_64},
-	{name: specs.ArchX86, audit: unix.AUDIT_ARCH_I386, args32: true, table: &sysX86},
+	{name: specs.ArchX86, audit: unix.AUDIT_ARCH_I386, args32: true, muxed: true, table: &sysX86},
 	{name: specs.ArchX32, audit: unix.AUDIT_ARCH_X86_64, table: &sysX32},
 	{name: specs.ArchARM, audit: unix.AUDIT_ARCH_ARM, args32: true, table: &sysARM},
 	{name: specs.ArchAARCH64, audit: unix.AUDIT_ARCH_AARCH64, table: &sysAARCH64},
@@ -134,4 +137,39 @@ func SupportedArchs() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// muxCall is how a socket or SysV IPC call is reached through its
+// multiplexer: socketcall(call, args) or ipc(call, ...).
+type muxCall struct {
+	via  string // "socketcall" or "ipc"
+	call uint32 // SYS_* (linux/net.h) or IPC call number (linux/ipc.h)
+}
+
+// muxCalls, as libseccomp does for x86: a rule on "socket" also applies to
+// socketcall(SYS_SOCKET, ...), so a denied call cannot be reached the old
+// way and an allowed one works for old libcs. send and recv exist only
+// multiplexed on x86.
+var muxCalls = map[string]muxCall{
+	"socket": {"socketcall", 1}, "bind": {"socketcall", 2}, "connect": {"socketcall", 3},
+	"listen": {"socketcall", 4}, "accept": {"socketcall", 5}, "getsockname": {"socketcall", 6},
+	"getpeername": {"socketcall", 7}, "socketpair": {"socketcall", 8}, "send": {"socketcall", 9},
+	"recv": {"socketcall", 10}, "sendto": {"socketcall", 11}, "recvfrom": {"socketcall", 12},
+	"shutdown": {"socketcall", 13}, "setsockopt": {"socketcall", 14}, "getsockopt": {"socketcall", 15},
+	"sendmsg": {"socketcall", 16}, "recvmsg": {"socketcall", 17}, "accept4": {"socketcall", 18},
+	"recvmmsg": {"socketcall", 19}, "sendmmsg": {"socketcall", 20},
+	"semop": {"ipc", 1}, "semget": {"ipc", 2}, "semctl": {"ipc", 3}, "semtimedop": {"ipc", 4},
+	"msgsnd": {"ipc", 11}, "msgrcv": {"ipc", 12}, "msgget": {"ipc", 13}, "msgctl": {"ipc", 14},
+	"shmat": {"ipc", 21}, "shmdt": {"ipc", 22}, "shmget": {"ipc", 23}, "shmctl": {"ipc", 24},
+}
+
+// muxCondition matches the multiplexer's first argument. ipc(2) takes the
+// call from its low 16 bits (the high ones are an ABI version), so compare
+// only those: an exact match, as libseccomp emits, would let a version
+// bit slip past a deny rule.
+func (m muxCall) condition() condition {
+	if m.via == "ipc" {
+		return condition{index: 0, op: specs.OpMaskedEqual, value: 0xffff, two: uint64(m.call)}
+	}
+	return condition{index: 0, op: specs.OpEqualTo, value: uint64(m.call)}
 }

@@ -85,6 +85,17 @@ func (c *compiler) buildSubsections() [][]*subsection {
 		known := false
 		for _, g := range groups {
 			for _, s := range g {
+				if m, ok := muxCalls[r.name]; ok && s.arch.muxed && len(r.conds) == 0 {
+					// Argument conditions cannot follow a call into
+					// the multiplexer (its arguments are in memory),
+					// so only unconditional rules are mirrored.
+					if via, ok := s.arch.number(m.via); ok {
+						known = true
+						if !r.dropped {
+							s.bySys[via] = append(s.bySys[via], rule{action: r.action, conds: []condition{m.condition()}})
+						}
+					}
+				}
 				nr, ok := s.arch.numberAt(r.idx)
 				if !ok {
 					continue
@@ -343,7 +354,13 @@ func normalise(rules []rule) []rule {
 	sort.SliceStable(rs, func(i, j int) bool { return precedence(rs[i].action) < precedence(rs[j].action) })
 	for i, r := range rs {
 		if len(r.conds) == 0 {
-			return rs[:i+1]
+			// Conditional rules right before it with the same action
+			// are redundant: matching or not, the result is the same.
+			j := i
+			for j > 0 && rs[j-1].action == r.action {
+				j--
+			}
+			return append(rs[:j], r)
 		}
 	}
 	return rs

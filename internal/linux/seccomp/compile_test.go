@@ -324,6 +324,25 @@ func TestCompileSemantics(t *testing.T) {
 			},
 		},
 		{
+			name: "x86 socketcall and ipc multiplexers", native: specs.ArchX86_64,
+			cfg: &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Architectures: []specs.Arch{specs.ArchX86}, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"socket", "msgrcv", "recv"}, Action: specs.ActErrno},
+				{Names: []string{"connect"}, Action: specs.ActErrno, Args: []specs.LinuxSeccompArg{{Index: 0, Value: 3, Op: specs.OpEqualTo}}},
+			}},
+			probes: []probe{
+				{"direct socket", seccompData{nr: 359, arch: i386}, retErrno(1)},
+				{"socketcall(SYS_SOCKET)", seccompData{nr: 102, arch: i386, args: [6]uint64{1}}, retErrno(1)},
+				{"socketcall(SYS_RECV)", seccompData{nr: 102, arch: i386, args: [6]uint64{10}}, retErrno(1)},
+				{"socketcall(SYS_BIND)", seccompData{nr: 102, arch: i386, args: [6]uint64{2}}, retAllow},
+				{"conditional rules are not mirrored", seccompData{nr: 102, arch: i386, args: [6]uint64{3}}, retAllow},
+				{"direct connect with condition", seccompData{nr: 362, arch: i386, args: [6]uint64{3}}, retErrno(1)},
+				{"ipc(MSGRCV)", seccompData{nr: 117, arch: i386, args: [6]uint64{12}}, retErrno(1)},
+				{"ipc(MSGRCV) with a version", seccompData{nr: 117, arch: i386, args: [6]uint64{12 | 1<<16}}, retErrno(1)},
+				{"ipc(MSGSND)", seccompData{nr: 117, arch: i386, args: [6]uint64{11}}, retAllow},
+				{"x86_64 has no multiplexer", seccompData{nr: nr(t, specs.ArchX86_64, "socket"), arch: x64}, retErrno(1)},
+			},
+		},
+		{
 			name: "big-endian s390x", native: specs.ArchS390X,
 			cfg: &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Syscalls: []specs.LinuxSyscall{
 				{Names: []string{"read"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{{Index: 0, Value: hi | 3, Op: specs.OpEqualTo}}},
@@ -376,6 +395,15 @@ func probesFor(cfg *specs.LinuxSeccomp, native specs.Arch) []seccompData {
 				for _, m := range []uint32{n - 1, n + 1} {
 					if _, ok := nrs[m]; !ok {
 						nrs[m] = nil
+					}
+				}
+			}
+		}
+		if a.muxed {
+			for _, name := range []string{"socketcall", "ipc"} {
+				if n, ok := a.number(name); ok {
+					for call := uint64(0); call < 26; call++ {
+						nrs[n] = append(nrs[n], call, call|1<<16)
 					}
 				}
 			}

@@ -126,6 +126,13 @@ func expect(cfg *specs.LinuxSeccomp, native specs.Arch, d seccompData) uint32 {
 	for _, sc := range cfg.Syscalls {
 		act, _ := actionValue(sc.Action, sc.ErrnoRet)
 		for _, name := range sc.Names {
+			if m, ok := muxCalls[name]; ok && arch.muxed && len(sc.Args) == 0 && act != def {
+				via, _ := arch.number(m.via)
+				if d.nr == via && condHolds(arch, specs.LinuxSeccompArg{Index: 0, Value: m.condition().value, ValueTwo: m.condition().two, Op: m.condition().op}, d.args[0]) {
+					matches = append(matches, cand{act, order})
+					order++
+				}
+			}
 			nr, ok := arch.number(name)
 			if !ok {
 				continue

@@ -405,6 +405,20 @@ func TestKernelArchitectures(t *testing.T) {
 	if r[0].Errno != int(unix.ENXIO) || r[1].Errno != 0 || r[1].Ret != r[1].Ret&0xffffffff || r[1].Ret == 0 {
 		t.Fatalf("with x86: %+v", r)
 	}
+	// A denied socket(2) stays denied through socketcall(2) (the argument
+	// pointer is NULL: an allowed call fails with EFAULT, a denied one with
+	// the rule's errno before the kernel looks at it).
+	noSocket := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Architectures: []specs.Arch{specs.ArchX86},
+		Syscalls: []specs.LinuxSyscall{{Names: []string{"socket"}, Action: specs.ActErrno, ErrnoRet: uptr(uint(unix.ENXIO))}}}
+	socketcall := uint64(nr(t, specs.ArchX86, "socketcall"))
+	r = mustRun(t, noSocket, []call{
+		{Mode: "32", Nr: uint64(nr(t, specs.ArchX86, "socket")), Args: [6]uint64{unix.AF_UNIX, unix.SOCK_STREAM}},
+		{Mode: "32", Nr: socketcall, Args: [6]uint64{1}},
+		{Mode: "32", Nr: socketcall, Args: [6]uint64{2}},
+	})
+	if r[0].Errno != int(unix.ENXIO) || r[1].Errno != int(unix.ENXIO) || r[2].Errno != int(unix.EFAULT) {
+		t.Fatalf("socketcall: %+v", r)
+	}
 }
 
 // testSkipOrFail skips where the kernel lacks a feature; CI's kernel has it,
