@@ -1,0 +1,151 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"berth/internal/testutil"
+)
+
+func TestResourcesPauseResumePsUpdateEvents(t *testing.T) {
+	r := newRT(t)
+	b := testutil.Bundle(t, nil, "sh", "-c", "sleep 100 & exec sleep 100")
+	id := r.id()
+	r.must("run", "-d", "-b", b, id)
+	var pids []int
+	deadline := time.Now().Add(5 * time.Second)
+	for len(pids) < 2 && time.Now().Before(deadline) {
+		json.Unmarshal([]byte(r.must("ps", "-f", "json", id)), &pids)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(pids) != 2 {
+		t.Fatalf("ps -f json: %v", pids)
+	}
+	table := r.must("ps", id)
+	if !strings.HasPrefix(table, "UID") || strings.Count(table, "sleep 100") != 2 {
+		t.Errorf("ps table:\n%s", table)
+	}
+	r.must("pause", id)
+	if st := status(t, r, id); st != "paused" {
+		t.Fatalf("after pause: %s", st)
+	}
+	for _, p := range pids {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/status")
+		if !strings.Contains(string(b), "State:\tD") && !strings.Contains(string(b), "State:\tS") {
+			t.Errorf("pid %d not frozen: %s", p, b)
+		}
+	}
+	if res := r.run("exec", id, "true"); res.code != 255 || !strings.Contains(res.stderr, "paused") {
+		t.Errorf("exec into paused: %+v", res)
+	}
+	r.must("resume", id)
+	if st := status(t, r, id); st != "running" {
+		t.Fatalf("after resume: %s", st)
+	}
+	if res := r.run("resume", id); res.code != 1 || !strings.Contains(res.stderr, "container not paused") {
+		t.Errorf("resume running: %+v", res)
+	}
+	r.must("update", "--memory", "104857600", "--pids-limit", "50", id)
+	cg, _ := os.ReadFile("/proc/" + strconv.Itoa(pids[0]) + "/cgroup")
+	var memPath, pidsPath string
+	for _, l := range strings.Split(string(cg), "\n") {
+		f := strings.SplitN(l, ":", 3)
+		if len(f) == 3 && f[1] == "memory" {
+			memPath = filepath.Join("/sys/fs/cgroup/memory", f[2])
+		}
+		if len(f) == 3 && f[1] == "pids" {
+			pidsPath = filepath.Join("/sys/fs/cgroup/pids", f[2])
+		}
+	}
+	if lim, _ := os.ReadFile(filepath.Join(memPath, "memory.limit_in_bytes")); strings.TrimSpace(string(lim)) != "104857600" {
+		t.Errorf("memory limit after update: %q (%s)", lim, memPath)
+	}
+	if lim, _ := os.ReadFile(filepath.Join(pidsPath, "pids.max")); strings.TrimSpace(string(lim)) != "50" {
+		t.Errorf("pids limit after update: %q", lim)
+	}
+	ev := r.must("events", "--stats", id)
+	var e struct {
+		Type string
+		ID   string
+		Data map[string]json.RawMessage
+	}
+	if err := json.Unmarshal([]byte(ev), &e); err != nil || e.Type != "stats" || e.ID != id {
+		t.Fatalf("events --stats: %v %s", err, ev)
+	}
+	for _, k := range []string{"cpu", "memory", "pids", "blkio"} {
+		if _, ok := e.Data[k]; !ok {
+			t.Errorf("stats lack %q: %s", k, ev)
+		}
+	}
+	r.must("delete", "-f", id)
+	if res := r.run("events", "--stats", id); res.code != 1 {
+		t.Errorf("events of deleted container: %+v", res)
+	}
+}
+
+func TestResourcesPidsLimitStopsForkBomb(t *testing.T) {
+	r := newRT(t)
+	limit := int64(10)
+	b := testutil.Bundle(t, func(s *specs.Spec) {
+		s.Linux.Resources.Pids = &specs.LinuxPids{Limit: &limit}
+	}, "sh", "-c", "i=0; while [ $i -lt 30 ]; do sleep 30 & i=$((i+1)); done; sleep 30")
+	id := r.id()
+	r.must("run", "-d", "-b", b, id)
+	var pidsDir string
+	var st struct{ Pid int }
+	json.Unmarshal([]byte(r.must("state", id)), &st)
+	cg, _ := os.ReadFile("/proc/" + strconv.Itoa(st.Pid) + "/cgroup")
+	for _, l := range strings.Split(string(cg), "\n") {
+		if f := strings.SplitN(l, ":", 3); len(f) == 3 && f[1] == "pids" {
+			pidsDir = filepath.Join("/sys/fs/cgroup/pids", f[2])
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	var events string
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(filepath.Join(pidsDir, "pids.events"))
+		events = string(b)
+		if strings.TrimSpace(events) != "max 0" && events != "" {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cur, _ := os.ReadFile(filepath.Join(pidsDir, "pids.current"))
+	n, _ := strconv.Atoi(strings.TrimSpace(string(cur)))
+	if n > int(limit) || !strings.HasPrefix(events, "max ") || strings.TrimSpace(events) == "max 0" {
+		t.Errorf("pids.current=%d (limit %d), pids.events=%q: the limit did not stop the forks", n, limit, events)
+	}
+	r.must("delete", "-f", id)
+}
+
+func TestResourcesMemoryOOM(t *testing.T) {
+	r := newRT(t)
+	limit := int64(32 << 20)
+	b := testutil.Bundle(t, func(s *specs.Spec) {
+		s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit}
+	}, "sh", "-c", "sleep 1; cat /dev/zero | head -c 200m | tail > /dev/null; echo survived")
+	id := r.id()
+	r.must("run", "-d", "-b", b, id)
+	events := make(chan string, 1)
+	go func() {
+		res := r.run("events", "--interval", "100ms", id)
+		events <- res.stdout
+	}()
+	var out string
+	select {
+	case out = <-events:
+	case <-time.After(30 * time.Second):
+		r.run("delete", "-f", id)
+		out = <-events
+	}
+	if !strings.Contains(out, `{"type":"oom","id":"`+id+`"}`) {
+		t.Errorf("events did not report the OOM kill:\n%s", out)
+	}
+}
