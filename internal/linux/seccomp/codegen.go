@@ -6,19 +6,19 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
 // subsection is the part of the program for one ABI: x86_64 and x32 share
 // an AUDIT_ARCH value and split the syscall number space at bit 30.
 type subsection struct {
-	arch     *archInfo
-	lo, hi   uint64 // syscall numbers this subsection sees, inclusive
-	bySys    map[uint32][]rule
-	maxNr    uint32
-	haveMax  bool
-	entry    label
-	children []*subsection
+	arch    *archInfo
+	lo, hi  uint64 // syscall numbers this subsection sees, inclusive
+	bySys   map[uint32][]rule
+	maxNr   uint32
+	haveMax bool
+	entry   label
 }
 
 // outcome of a syscall number: a return value, or a conditional block.
@@ -67,7 +67,7 @@ func (c *compiler) buildSubsections() [][]*subsection {
 	for _, a := range c.arches {
 		s := &subsection{arch: a, lo: 0, hi: 0xffffffff, bySys: make(map[uint32][]rule, len(c.rules))}
 		if a.audit == unix.AUDIT_ARCH_X86_64 {
-			if a.name == "SCMP_ARCH_X32" {
+			if a.name == specs.ArchX32 {
 				s.lo = x32SyscallBit
 			} else {
 				s.hi = x32SyscallBit - 1

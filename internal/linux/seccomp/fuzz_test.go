@@ -45,8 +45,8 @@ func FuzzCompile(f *testing.F) {
 		var datas []seccompData
 		if names <= 600 {
 			datas = probesFor(&cfg, specs.ArchX86_64)
-			if len(datas) > 20000 {
-				datas = datas[:20000]
+			if len(datas) > 4000 {
+				datas = datas[:4000]
 			}
 		}
 		datas = append(datas, probesFromBytes(&cfg, probes)...)
