@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"berth/internal/network"
 
@@ -157,7 +158,7 @@ Example:
         --rootfs /bundles/c1/rootfs --hostname c1 --dns 192.0.2.53
     # berth network connect web --container c2 --netns /proc/4242/ns/net`,
 	Flags: append(append([]cli.Flag{}, targetFlags...),
-		cli.BoolFlag{Name: "create-netns", Usage: "create the named netns (like `ip netns add`) if missing; disconnect removes it"},
+		cli.BoolFlag{Name: "create-netns", Usage: "create the named netns (as ip netns add does) if missing; disconnect then removes it"},
 		cli.StringFlag{Name: "ip", Usage: "IPv4 address to lease (default: the next free one)"},
 		cli.StringFlag{Name: "ip6", Usage: "IPv6 address to lease (IPv6 networks only)"},
 		cli.StringFlag{Name: "mac", Usage: "MAC address of the interface (default: 02:42 + the IPv4 address)"},
@@ -205,6 +206,7 @@ Example:
 			}
 		}
 		m := netManager(c)
+		start := time.Now().UTC()
 		ep, err := m.Connect(context.Background(), name, o)
 		if err != nil {
 			return fmt.Errorf("network connect: %w", err)
@@ -215,7 +217,14 @@ Example:
 				addrs = append(addrs, ep.IPv6.Addr())
 			}
 			if err := network.WriteDNS(root, dns, addrs); err != nil {
-				return fmt.Errorf("network connect: endpoint %s is connected, but writing DNS files failed: %w", ep.ID, err)
+				// Leave nothing half-done: undo the connect, unless the
+				// endpoint was already there before this command.
+				if !ep.Created.Before(start) {
+					if derr := m.Disconnect(context.Background(), name, o); derr != nil {
+						err = errors.Join(err, fmt.Errorf("undo connect: %w", derr))
+					}
+				}
+				return fmt.Errorf("network connect: write DNS files into %s: %w", root, err)
 			}
 		}
 		if format == "json" {

@@ -98,6 +98,7 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 	knownEp := map[string]bool{} // "net/id"
 	knownNet := map[string]bool{}
 	referencedNetns := map[string]bool{}
+	missingPorts := map[string]bool{} // networks whose endpoints lack DNAT rules
 	for _, n := range nets {
 		knownNet[n.Name] = true
 		l, err := m.lockNetwork(n.Name)
@@ -138,6 +139,21 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 						continue
 					}
 				}
+				if want := len(e.Ports); want > 0 {
+					have := 0
+					for _, t := range tags[chHostports] {
+						if t == epTag(n.Name, id) {
+							have++
+						}
+					}
+					if have != want {
+						missingPorts[n.Name] = true
+						if err := add(Problem{Kind: "missing-rules", Network: n.Name,
+							Detail: fmt.Sprintf("%s publishes %d port(s) but has %d DNAT rule(s)", id, want, have)}, nil); err != nil {
+							return err
+						}
+					}
+				}
 				knownVeth[e.HostVeth] = true
 				knownEp[n.Name+"/"+id] = true
 				referencedNetns[e.Netns] = true
@@ -165,8 +181,24 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 		}
 		if !has {
 			if err := add(Problem{Kind: "missing-rules", Network: n.Name, Detail: "no forward/NAT rules in table inet " + tableName},
-				func() error { return m.ensureFirewall(n) }); err != nil {
+				func() error {
+					if err := m.ensureFirewall(n); err != nil {
+						return err
+					}
+					return m.restorePorts(n)
+				}); err != nil {
 				return nil, err
+			}
+		}
+		if missingPorts[n.Name] && fix && has {
+			// restorePorts takes the network lock, released above.
+			if err := m.restorePorts(n); err != nil {
+				return nil, err
+			}
+			for i := range rep.Problems {
+				if rep.Problems[i].Kind == "missing-rules" && rep.Problems[i].Network == n.Name {
+					rep.Problems[i].Fixed = true
+				}
 			}
 		}
 	}

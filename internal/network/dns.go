@@ -293,9 +293,8 @@ func WriteFileInRoot(rootfs, rel string, data []byte, perm uint32) (retErr error
 	if err := unix.Fchmod(fd, perm); err != nil {
 		return &os.PathError{Op: "chmod", Path: tmp, Err: err}
 	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
+	// No fsync: these files are regenerated on every connect, and the
+	// rename already keeps readers from seeing a half-written file.
 	if err := unix.Renameat(dirFd, tmp, dirFd, base); err != nil {
 		return &os.PathError{Op: "rename", Path: filepath.Join(rootfs, rel), Err: err}
 	}

@@ -103,6 +103,9 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (_ *Network, retE
 		if err := m.ensureFirewall(n); err != nil {
 			return nil, err
 		}
+		if err := m.restorePorts(n); err != nil {
+			return nil, err
+		}
 		return n, nil
 	} else if !errors.Is(err, ErrNotExist) {
 		return nil, err
@@ -268,6 +271,45 @@ func (m *Manager) ensureFirewall(n *Network) error {
 	fw.netRules(n)
 	if err := fw.c.Flush(); err != nil {
 		return fmt.Errorf("nftables: rules for network %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// restorePorts re-adds the DNAT rules of n's live endpoints (after a
+// flushed ruleset, netavark's firewall-reload case). The caller holds the
+// global lock; the network lock is taken here, so a concurrent disconnect
+// cannot have its rules resurrected.
+func (m *Manager) restorePorts(n *Network) error {
+	l, err := m.lockNetwork(n.Name)
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	lf, err := m.loadLeases(n.Name)
+	if err != nil {
+		return err
+	}
+	fw, err := newFirewall()
+	if err != nil {
+		return err
+	}
+	live := map[string]*Endpoint{}
+	for id, e := range lf.Endpoints {
+		if len(e.Ports) > 0 && !endpointStale(e) {
+			live[epTag(n.Name, id)] = e
+		}
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	if _, err := fw.delTagged([]string{chHostports}, func(t string) bool { return live[t] != nil }); err != nil {
+		return err
+	}
+	for _, e := range live {
+		fw.portRules(n.Name, e.ID, e.IPv4.Addr(), e.Ports)
+	}
+	if err := fw.c.Flush(); err != nil {
+		return fmt.Errorf("nftables: restore published ports of %s: %w", n.Name, err)
 	}
 	return nil
 }
@@ -439,6 +481,9 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 			if err := m.ensureFirewall(n); err != nil {
 				return nil, err
 			}
+			if err := m.restorePorts(n); err != nil {
+				return nil, err
+			}
 		}
 		if err := m.checkPorts(name, id, o.Ports); err != nil {
 			return nil, err
@@ -597,14 +642,48 @@ func (m *Manager) checkPorts(self, id string, ports []PortMapping) error {
 			}
 			for _, p := range ports {
 				for _, q := range e.Ports {
-					if portsConflict(p, q) {
+					if !portsConflict(p, q) {
+						continue
+					}
+					if !endpointStale(e) {
 						return fmt.Errorf("%w: host port %s is already published by %s in network %s", ErrInvalid, p, e.ID, n.Name)
+					}
+					// A dead endpoint holds the port: collect it now, or its
+					// DNAT rule would shadow the new one (first match wins).
+					if err := m.collect(n.Name); err != nil {
+						return err
 					}
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// collect releases the stale leases of one network under its lock.
+func (m *Manager) collect(name string) error {
+	l, err := m.lockNetwork(name)
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	lf, err := m.loadLeases(name)
+	if err != nil {
+		return err
+	}
+	h, err := hostHandle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	fw, err := newFirewall()
+	if err != nil {
+		return err
+	}
+	if err := m.gcStale(h, fw, lf); err != nil {
+		return err
+	}
+	return m.saveLeases(name, lf)
 }
 
 // teardown removes an endpoint's firewall rules, then its link, then (if

@@ -593,6 +593,47 @@ func TestNetworkNetnsGone(t *testing.T) {
 	}
 }
 
+// TestNetworkRepair: after what a reboot or `nft flush ruleset` leaves (no
+// bridge, no rules, dead netns), the next connect rebuilds the network and
+// releases the dead leases; check is clean afterwards.
+func TestNetworkRepair(t *testing.T) {
+	w := nwNewWorld(t, false)
+	w.mustBerth(t, "network", "create", "rep", "--bridge", w.bridge, "--subnet", nwTestSubnet)
+	w.connect(t, "rep", "--netns", "r1", "--create-netns", "-p", "9200:80")
+	w.connect(t, "rep", "--netns", "r3", "--create-netns", "-p", "9300:80") // survives the "reboot"
+	nwDelNetns(t, w.cns("r1"))
+	nwRun(t, "ip", "netns", "exec", w.host, "nft", "flush", "ruleset")
+	nwRun(t, "ip", "-n", w.host, "link", "del", w.bridge)
+	out, err := w.berth("network", "check")
+	if err == nil || !strings.Contains(out, "missing-bridge") || !strings.Contains(out, "missing-rules") || !strings.Contains(out, "stale-lease") {
+		t.Errorf("check after a simulated reboot: err=%v\n%s", err, out)
+	}
+	// The dead endpoint's port is free again once its lease is collected.
+	w.connect(t, "rep", "--netns", "r2", "--create-netns", "-p", "9200:80")
+	nwRun(t, "nsenter", "--net="+w.cns("r2"), "busybox", "ping", "-c", "1", "-W", "2", nwTestGW)
+	if out, err := w.berth("network", "check"); err != nil {
+		t.Errorf("check after repair: %v\n%s", err, out)
+	}
+	rules := nwRun(t, "ip", "netns", "exec", w.host, "nft", "list", "table", "inet", "berth")
+	if !strings.Contains(rules, "masquerade") || strings.Count(rules, "dport 9200") != 1 || strings.Count(rules, "dport 9300") != 1 {
+		t.Errorf("rules after repair:\n%s", rules)
+	}
+	// A flushed ruleset with everything else alive: check names the missing
+	// rules and prune puts them back.
+	nwRun(t, "ip", "netns", "exec", w.host, "nft", "flush", "ruleset")
+	if out, err := w.berth("network", "check"); err == nil || !strings.Contains(out, "missing-rules") {
+		t.Errorf("check after flush: err=%v\n%s", err, out)
+	}
+	w.mustBerth(t, "network", "prune")
+	if out, err := w.berth("network", "check"); err != nil {
+		t.Errorf("check after prune: %v\n%s", err, out)
+	}
+	if rules := nwRun(t, "ip", "netns", "exec", w.host, "nft", "list", "table", "inet", "berth"); strings.Count(rules, "dport 9300") != 1 {
+		t.Errorf("prune did not restore the DNAT rule:\n%s", rules)
+	}
+	w.mustBerth(t, "network", "rm", "--force", "rep")
+}
+
 func nwDelNetns(t *testing.T, path string) {
 	t.Helper()
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
@@ -637,6 +678,7 @@ func TestNetworkBadInput(t *testing.T) {
 		{[]string{"--ifname", "a/b"}, "interface name"},
 		{[]string{"--rootfs", t.TempDir(), "--dns", "not-an-ip"}, "dns server"},
 		{[]string{"--netns", "/nonexistent/ns"}, "nonexistent"},
+		{[]string{"--rootfs", "/nonexistent/rootfs"}, "write DNS files"}, // connect is undone
 	} {
 		args := append([]string{"network", "connect", "ok"}, c.args...)
 		if !strings.Contains(strings.Join(c.args, " "), "--netns") {
