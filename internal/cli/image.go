@@ -161,6 +161,7 @@ func sideFlags(prefix, what string) []cli.Flag {
 		cli.StringFlag{Name: prefix + "creds", Usage: "USERNAME[:PASSWORD]" + what},
 		cli.StringFlag{Name: prefix + "username", Usage: "user name" + what},
 		cli.StringFlag{Name: prefix + "password", Usage: "password" + what},
+		cli.StringFlag{Name: prefix + "registry-token", Usage: "bearer token" + what},
 		cli.BoolTFlag{Name: prefix + "tls-verify", Usage: "require HTTPS and verify certificates" + what + " (--" + prefix + "tls-verify=false allows plain HTTP)"},
 		cli.StringFlag{Name: prefix + "cert-dir", Usage: "directory with *.crt CA files and client *.cert/*.key pairs" + what},
 	}
@@ -217,10 +218,22 @@ func registryOpts(c *cli.Context, prefix string) (registry.Options, error) {
 	if o.Retries < 0 {
 		return o, errors.New("--retry-times must not be negative")
 	}
+	if log.debug {
+		o.Debugf = log.Debugf
+	}
 	creds, user, pass := c.String(prefix+"creds"), c.String(prefix+"username"), c.String(prefix+"password")
+	token := c.String(prefix + "registry-token")
+	set := 0
+	for _, v := range []string{creds, user + pass, token} {
+		if v != "" {
+			set++
+		}
+	}
 	switch {
-	case creds != "" && (user != "" || pass != ""):
-		return o, fmt.Errorf("--%screds and --%susername/--%spassword cannot be combined", prefix, prefix, prefix)
+	case set > 1:
+		return o, fmt.Errorf("--%screds, --%susername/--%spassword and --%sregistry-token cannot be combined", prefix, prefix, prefix, prefix)
+	case token != "":
+		o.Creds = &registry.Credentials{RegistryToken: token, Source: "--" + prefix + "registry-token"}
 	case creds != "":
 		cr, err := registry.ParseCreds(creds)
 		if err != nil {

@@ -555,3 +555,41 @@ func TestCopyTokenAuth(t *testing.T) {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// TestCopyCancelled cancels a copy while a blob is streaming (as SIGINT
+// does in the CLI): the error is the cancellation and the layout, and its
+// directory, are as before.
+func TestCopyCancelled(t *testing.T) {
+	reg := newRegistry(t)
+	img := randomImage(t, 2)
+	reg.push(t, "app:v1", img)
+	layers, _ := img.Layers()
+	ld, _ := layers[1].Digest()
+	started := make(chan struct{})
+	var once sync.Once
+	reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != "/v2/app/blobs/"+ld.String() || r.Method != http.MethodGet {
+			return false
+		}
+		w.Header().Set("Content-Length", "2048")
+		w.Write(make([]byte, 100))
+		w.(http.Flusher).Flush()
+		once.Do(func() { close(started) })
+		<-r.Context().Done()
+		return true
+	})
+	dir := t.TempDir()
+	before := snapshot(t, dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-started
+		cancel()
+	}()
+	_, err := Copy(ctx, reg.ref(t, "app:v1"), ociRef(t, dir, "v1"), testOpts())
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled copy: %v", err)
+	}
+	if after := snapshot(t, dir); after != before {
+		t.Fatalf("cancelled copy changed the layout:\n%s", after)
+	}
+}

@@ -32,10 +32,9 @@ import (
 // RefName is the index.json annotation that tags a manifest.
 const RefName = ocispec.AnnotationRefName
 
-// lockName is the flock file that serialises index.json updates. It lives
-// in the layout because the lock protects the layout, wherever it is
-// mounted; other tools ignore unknown files in a layout.
-const lockName = ".berth.lock"
+// Writers serialise on a flock of the layout directory itself: the
+// directory's inode outlives every index.json rename, and locking it adds
+// no file to the layout, so even a failed first copy leaves nothing behind.
 
 // stagePrefix starts the names of per-transaction staging directories.
 const stagePrefix = ".berth-staging-"

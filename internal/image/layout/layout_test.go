@@ -241,3 +241,29 @@ func keys(m map[string]string) []string {
 	sort.Strings(k)
 	return k
 }
+
+// TestStaleStagingRemoved: a copy killed mid-way leaves its staging
+// directory; the next transaction removes it, but never a live one.
+func TestStaleStagingRemoved(t *testing.T) {
+	dir := t.TempDir()
+	writeImage(t, dir, "a", "1")
+	stale := filepath.Join(dir, stagePrefix+"dead")
+	os.Mkdir(stale, 0o700)
+	os.WriteFile(filepath.Join(stale, ".tmp-1"), []byte("partial"), 0o600)
+	live, err := Begin(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Abort()
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("stale staging directory kept: %v", err)
+	}
+	other, err := Begin(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Abort()
+	if _, err := os.Stat(live.stage); err != nil {
+		t.Fatalf("a live transaction's staging directory was removed: %v", err)
+	}
+}

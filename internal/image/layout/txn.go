@@ -65,7 +65,7 @@ func Begin(dir string, opts ...Option) (_ *Txn, retErr error) {
 				return nil, fmt.Errorf("open layout: %w", rerr)
 			}
 			for _, e := range ents {
-				if e.Name() != lockName && !strings.HasPrefix(e.Name(), stagePrefix) {
+				if !strings.HasPrefix(e.Name(), stagePrefix) {
 					return nil, fmt.Errorf("open layout %s: directory is not empty and has no %s file; refusing to write an OCI layout into it", dir, ocispec.ImageLayoutFile)
 				}
 			}
@@ -81,6 +81,14 @@ func Begin(dir string, opts ...Option) (_ *Txn, retErr error) {
 	// Under the layout lock, so cleanStale cannot remove another
 	// transaction's staging directory between its mkdir and its flock.
 	unlock, err := Lock(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A failed first copy next door removed the directory it had
+		// created, between our mkdir and our lock: make it again.
+		if err = os.MkdirAll(dir, 0o755); err == nil {
+			t.created = true
+			unlock, err = Lock(dir)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -458,30 +466,22 @@ func (t *Txn) finish() {
 // under the layout lock, taken without waiting: a held lock means someone
 // is committing, so the directory stays.
 func (t *Txn) removeIfUnused() {
-	f, err := os.Open(filepath.Join(t.dir, lockName))
-	if err == nil {
-		defer f.Close()
-		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
-			return
-		}
-	}
-	ents, err := os.ReadDir(t.dir)
+	f, err := os.Open(t.dir)
 	if err != nil {
 		return
 	}
-	for _, e := range ents {
-		if e.Name() != lockName {
-			return
-		}
+	defer f.Close()
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return
 	}
-	os.Remove(filepath.Join(t.dir, lockName))
+	// Remove fails on a non-empty directory, which is what we want.
 	os.Remove(t.dir)
 }
 
-// Lock takes the layout's exclusive lock (creating the lock file), waiting
-// for other writers. Call the returned function to release it.
+// Lock takes the layout's exclusive lock, waiting for other writers. Call
+// the returned function to release it.
 func Lock(dir string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o644)
+	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("lock layout: %w", err)
 	}

@@ -17,11 +17,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 )
 
-// Credentials are what a registry login needs: a user and password, or an
-// identity (refresh) token.
+// Credentials are what a registry login needs: a user and password, an
+// identity (refresh) token, or a ready registry bearer token.
 type Credentials struct {
 	Username, Password string
 	IdentityToken      string
+	RegistryToken      string
 	// Source says where they came from ("--creds", a file path, or
 	// "docker-credential-NAME"), for debug output.
 	Source string
@@ -29,14 +30,14 @@ type Credentials struct {
 
 // Empty reports whether c carries no credentials (anonymous access).
 func (c Credentials) Empty() bool {
-	return c.Username == "" && c.Password == "" && c.IdentityToken == ""
+	return c.Username == "" && c.Password == "" && c.IdentityToken == "" && c.RegistryToken == ""
 }
 
 func (c Credentials) authenticator() authn.Authenticator {
 	if c.Empty() {
 		return authn.Anonymous
 	}
-	return authn.FromConfig(authn.AuthConfig{Username: c.Username, Password: c.Password, IdentityToken: c.IdentityToken})
+	return authn.FromConfig(authn.AuthConfig{Username: c.Username, Password: c.Password, IdentityToken: c.IdentityToken, RegistryToken: c.RegistryToken})
 }
 
 // ParseCreds parses skopeo's --creds USERNAME[:PASSWORD].

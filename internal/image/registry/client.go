@@ -60,6 +60,9 @@ type Options struct {
 	UserAgent string
 	// Transport replaces the HTTP transport (tests).
 	Transport http.RoundTripper
+	// Debugf, if set, is told which credential source was used (the
+	// file or helper program), never the secret itself.
+	Debugf func(format string, a ...any)
 }
 
 // Client accesses one repository of one registry.
@@ -130,6 +133,13 @@ func New(ctx context.Context, named ref.Named, push bool, opts Options) (*Client
 			return nil, err
 		}
 		c.creds = cr
+	}
+	if opts.Debugf != nil {
+		if c.creds.Empty() {
+			opts.Debugf("registry %s: no credentials found, accessing anonymously", named.Registry)
+		} else {
+			opts.Debugf("registry %s: using credentials from %s", named.Registry, c.creds.Source)
+		}
 	}
 	var nopts []name.Option
 	if opts.Insecure {
