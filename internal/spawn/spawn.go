@@ -29,7 +29,8 @@ import (
 
 // Options describe one child.
 type Options struct {
-	// Exe is the runtime binary to re-exec (default /proc/self/exe).
+	// Exe is the runtime binary to re-exec; by default the running binary,
+	// sealed read-only (see sealedExe).
 	Exe        string
 	Cloneflags uintptr
 	UIDMaps    []syscall.SysProcIDMap
@@ -69,13 +70,19 @@ func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 	child := os.NewFile(uintptr(fds[1]), "init-pipe-child")
 	defer child.Close()
 
-	exe := o.Exe
-	if exe == "" {
-		exe = "/proc/self/exe"
-	}
-	cmd := &exec.Cmd{Path: exe, Args: []string{"berth", "init"}}
+	cmd := &exec.Cmd{Path: o.Exe, Args: []string{"berth", "init"}}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
 	cmd.ExtraFiles = append(append(append([]*os.File(nil), o.Keep...), child), o.Extra...)
+	if cmd.Path == "" {
+		exe, err := sealedExe()
+		if err != nil {
+			parent.Close()
+			return nil, fmt.Errorf("protecting the runtime binary: %w", err)
+		}
+		defer exe.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, exe)
+		cmd.Path = "/proc/self/fd/" + strconv.Itoa(2+len(cmd.ExtraFiles))
+	}
 	pipeFd := 3 + len(o.Keep)
 	env := []string{"_BERTH_INITPIPE=" + strconv.Itoa(pipeFd)}
 
