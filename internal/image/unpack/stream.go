@@ -192,10 +192,13 @@ func (l *Layer) produce(ctx context.Context, p *pipe, limit int64) {
 		}
 		defer blob.Close()
 		var src io.Reader = blob
-		var blobHash hash.Hash
 		if l.Digest != "" && l.Digest.Algorithm() == digest.SHA256 {
-			blobHash = sha256.New()
-			src = io.TeeReader(blob, blobHash)
+			// Read and hash the blob in its own goroutine, so the serial
+			// inflate loop does nothing but inflate.
+			raw := newPipe(4, "")
+			go readVerified(ctx, blob, raw, l.Digest)
+			defer raw.drain()
+			src = raw
 		}
 		dr, _, err := Decompress(src, l.MediaType)
 		if err != nil {
@@ -206,7 +209,7 @@ func (l *Layer) produce(ctx context.Context, p *pipe, limit int64) {
 		for {
 			bp := chunkPool.Get().(*[]byte)
 			b := (*bp)[:chunkSize]
-			n, rerr := io.ReadFull(dr, b)
+			n, rerr := fill(dr, b)
 			if n > 0 {
 				total += int64(n)
 				if total > limit {
@@ -226,23 +229,83 @@ func (l *Layer) produce(ctx context.Context, p *pipe, limit int64) {
 			} else {
 				chunkPool.Put(bp)
 			}
-			if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			if rerr == io.EOF {
 				break
 			}
 			if rerr != nil {
 				return fmt.Errorf("decompressing layer: %w", rerr)
 			}
 		}
-		if blobHash != nil {
-			// Trailing bytes after the compressed stream are part of the blob
-			// and must match its digest too.
-			if _, err := io.Copy(io.Discard, src); err != nil {
-				return fmt.Errorf("reading layer: %w", err)
-			}
-			if got := digest.NewDigest(digest.SHA256, blobHash); got != l.Digest {
-				return fmt.Errorf("layer digest mismatch: blob is %s, expected %s", got, l.Digest)
-			}
+		// Trailing bytes after the compressed stream are part of the blob and
+		// must match its digest too; reading to the end returns the digest
+		// check's verdict.
+		if _, err := io.Copy(io.Discard, src); err != nil {
+			return fmt.Errorf("reading layer: %w", err)
 		}
 		return nil
 	}()
+}
+
+// fill reads into b until it is full or the stream ends. Unlike
+// io.ReadFull it keeps io.EOF (a clean end) apart from
+// io.ErrUnexpectedEOF (a truncated stream, which is an error).
+func fill(r io.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := r.Read(b[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// readVerified copies blob into p in chunks, hashing as it goes; the
+// digest verdict is p's final error.
+func readVerified(ctx context.Context, blob io.Reader, p *pipe, want digest.Digest) {
+	defer close(p.done)
+	defer close(p.ch)
+	h := sha256.New()
+	p.err = func() error {
+		for {
+			bp := chunkPool.Get().(*[]byte)
+			b := (*bp)[:chunkSize]
+			n, rerr := fill(blob, b)
+			if n > 0 {
+				h.Write(b[:n])
+				*bp = b[:n]
+				select {
+				case p.ch <- bp:
+				case <-p.stop:
+					chunkPool.Put(bp)
+					return errors.New("unpack aborted")
+				case <-ctx.Done():
+					chunkPool.Put(bp)
+					return ctx.Err()
+				}
+			} else {
+				chunkPool.Put(bp)
+			}
+			if rerr == io.EOF {
+				break
+			}
+			if rerr != nil {
+				return fmt.Errorf("reading layer blob: %w", rerr)
+			}
+		}
+		if got := digest.NewDigest(digest.SHA256, h); got != want {
+			return fmt.Errorf("layer digest mismatch: blob is %s, expected %s", got, want)
+		}
+		return nil
+	}()
+}
+
+// drain stops the producer and waits for it to finish.
+func (p *pipe) drain() {
+	p.Close()
+	for c := range p.ch {
+		chunkPool.Put(c)
+	}
+	<-p.done
 }

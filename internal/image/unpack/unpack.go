@@ -68,10 +68,7 @@ func Unpack(ctx context.Context, rootfs string, layers []Layer, opts Options) (s
 		// Stop and drain producers still running after an error.
 		for _, p := range pipes {
 			if p != nil {
-				p.Close()
-				for range p.ch {
-				}
-				<-p.done
+				p.drain()
 			}
 		}
 	}()
@@ -146,12 +143,7 @@ func ApplyLayer(ctx context.Context, root string, l Layer, opts Options) (Stats,
 	defer a.close()
 	p := newPipe(pipeDepth, l.DiffID)
 	go l.produce(ctx, p, opts.maxBytes())
-	defer func() {
-		p.Close()
-		for range p.ch {
-		}
-		<-p.done
-	}()
+	defer p.drain()
 	if err := a.applyLayer(p); err != nil {
 		return a.stats, err
 	}
