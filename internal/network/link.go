@@ -248,3 +248,26 @@ func hostPrefixes(h *netlink.Handle) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
+
+// delGatewayAddrs removes the gateway addresses from a bridge berth did not
+// create; missing bridge or addresses are fine.
+func delGatewayAddrs(h *netlink.Handle, n *Network) error {
+	br, err := h.LinkByName(n.Bridge)
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", n.Bridge, err)
+	}
+	addrs := []netip.Prefix{netip.PrefixFrom(n.Gateway, n.Subnet.Bits())}
+	if n.Subnet6.IsValid() {
+		addrs = append(addrs, netip.PrefixFrom(n.Gateway6, n.Subnet6.Bits()))
+	}
+	for _, a := range addrs {
+		err := h.AddrDel(br, &netlink.Addr{IPNet: prefixNet(a)})
+		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !isNotFound(err) {
+			return fmt.Errorf("remove %s from %s: %w", a, n.Bridge, err)
+		}
+	}
+	return nil
+}

@@ -835,6 +835,9 @@ func (m *Manager) Remove(ctx context.Context, name string, force bool) error {
 		if err := delLink(h, n.Bridge); err != nil {
 			return err
 		}
+	} else if err := delGatewayAddrs(h, n); err != nil {
+		// The user's bridge stays, without the addresses berth gave it.
+		return err
 	}
 	// Removed while still locked: a connect waiting for the lock then finds
 	// no network.json and fails cleanly instead of writing into a dead dir.

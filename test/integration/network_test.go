@@ -701,6 +701,23 @@ func TestNetworkBadInput(t *testing.T) {
 	nwSameSnap(t, "after bad input", before, w.snapshot(t))
 }
 
+// TestNetworkExistingBridge: a network on a bridge that was already there
+// keeps the bridge on rm, and takes back only its own address.
+func TestNetworkExistingBridge(t *testing.T) {
+	w := nwNewWorld(t, false)
+	nwRun(t, "ip", "-n", w.host, "link", "add", w.bridge, "type", "bridge")
+	nwRun(t, "ip", "-n", w.host, "addr", "add", "192.0.2.254/24", "dev", w.bridge)
+	before := w.snapshot(t)
+	addrsBefore := nwRun(t, "ip", "-n", w.host, "-4", "-o", "addr", "show", "dev", w.bridge)
+	w.mustBerth(t, "network", "create", "ext", "--bridge", w.bridge, "--subnet", nwTestSubnet)
+	w.connect(t, "ext", "--netns", "e1", "--create-netns")
+	w.mustBerth(t, "network", "rm", "--force", "ext")
+	nwSameSnap(t, "existing bridge", before, w.snapshot(t))
+	if after := nwRun(t, "ip", "-n", w.host, "-4", "-o", "addr", "show", "dev", w.bridge); after != addrsBefore {
+		t.Errorf("bridge addresses changed:\nbefore: %s\nafter:  %s", addrsBefore, after)
+	}
+}
+
 // TestNetworkIPv6: a dual-stack network gives both addresses and routes.
 func TestNetworkIPv6(t *testing.T) {
 	w := nwNewWorld(t, false)
