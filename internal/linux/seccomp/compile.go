@@ -33,6 +33,7 @@ package seccomp
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -71,7 +72,8 @@ func (f *Filter) Flags() uint { return uint(f.flags) }
 func (f *Filter) NeedsListener() bool { return f.listener }
 
 type options struct {
-	native specs.Arch
+	native       specs.Arch
+	notifyBanned []string
 }
 
 // Option changes how Compile works.
@@ -82,6 +84,15 @@ type Option func(*options)
 // loadable on a kernel of that architecture; tests and `berth features`-like
 // tooling use it.
 func WithNativeArch(a specs.Arch) Option { return func(o *options) { o.native = a } }
+
+// WithNotifyForbidden rejects profiles that use SCMP_ACT_NOTIFY on the named
+// syscalls: the ones init needs after Load to hand the listener fd to the
+// runtime parent, which would otherwise wait for an agent that cannot
+// have the fd yet (default: "write", runc's rule, since runc's init writes
+// the fd number and the parent takes it with pidfd_getfd).
+func WithNotifyForbidden(names ...string) Option {
+	return func(o *options) { o.notifyBanned = names }
+}
 
 // condition is one argument comparison.
 type condition struct {
@@ -152,14 +163,14 @@ func actionValue(act specs.LinuxSeccompAction, errnoRet *uint) (uint32, error) {
 // Compile validates cfg and compiles it to BPF. Errors name the offending
 // field; unknown syscall names are not errors but Warnings.
 func Compile(cfg *specs.LinuxSeccomp, opts ...Option) (*Filter, error) {
-	o := options{native: NativeArch()}
+	o := options{native: NativeArch(), notifyBanned: []string{"write"}}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if cfg == nil {
 		return nil, fmt.Errorf("seccomp: no profile")
 	}
-	c := &compiler{cfg: cfg, f: &Filter{}}
+	c := &compiler{cfg: cfg, f: &Filter{}, notifyBanned: o.notifyBanned}
 	if err := c.run(o.native); err != nil {
 		return nil, fmt.Errorf("seccomp: %w", err)
 	}
@@ -177,6 +188,8 @@ type compiler struct {
 	rules    []namedRule
 	actions  map[uint32]bool
 	warnSeen map[string]bool
+
+	notifyBanned []string
 }
 
 type namedRule struct {
@@ -335,10 +348,10 @@ func (c *compiler) addSyscall(i int, sc specs.LinuxSyscall) error {
 		if name == "" {
 			return fmt.Errorf("%s: empty syscall name", where)
 		}
-		if sc.Action == specs.ActNotify && name == "write" {
-			// Same restriction as runc: init reports the listener with
-			// write(2) after loading; notifying it would hang the start.
-			return fmt.Errorf("%s: %s cannot be used for the write syscall", where, specs.ActNotify)
+		if sc.Action == specs.ActNotify && slices.Contains(c.notifyBanned, name) {
+			// init reports the listener with this syscall after
+			// loading; notifying it would hang the start.
+			return fmt.Errorf("%s: %s cannot be used for the %s syscall", where, specs.ActNotify, name)
 		}
 		dropped := act == c.defAct
 		if !dropped {

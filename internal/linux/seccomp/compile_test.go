@@ -101,6 +101,17 @@ func TestCompileErrors(t *testing.T) {
 	}
 }
 
+func TestNotifyForbidden(t *testing.T) {
+	cfg := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, ListenerPath: "/x",
+		Syscalls: []specs.LinuxSyscall{{Names: []string{"sendmsg", "write"}, Action: specs.ActNotify}}}
+	if _, err := Compile(cfg, WithNativeArch(specs.ArchX86_64), WithNotifyForbidden("sendmsg")); err == nil || !strings.Contains(err.Error(), "cannot be used for the sendmsg syscall") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := Compile(cfg, WithNativeArch(specs.ArchX86_64), WithNotifyForbidden()); err != nil {
+		t.Fatalf("nothing forbidden: %v", err)
+	}
+}
+
 func TestWarnings(t *testing.T) {
 	cfg := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Flags: []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagWaitKillableRecv},
 		Syscalls: []specs.LinuxSyscall{{Names: []string{"getppid", "no_such_syscall", "no_such_syscall"}, Action: specs.ActErrno}}}
