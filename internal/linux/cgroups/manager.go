@@ -203,6 +203,10 @@ func Load(paths map[string]string, opts ...Option) (Manager, error) {
 		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
 			return nil, fmt.Errorf("load cgroup manager: path %q for %q is not clean and absolute", p, k)
 		}
+		// Destroy removes these trees: never accept one outside cgroupfs.
+		if rel, err := filepath.Rel(c.root, p); err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+			return nil, fmt.Errorf("load cgroup manager: path %q for %q is not below %s", p, k, c.root)
+		}
 	}
 	if c.mode == ModeUnified {
 		dir, ok := paths[""]

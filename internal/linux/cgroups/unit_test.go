@@ -1,6 +1,7 @@
 package cgroups
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"math"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -133,6 +135,8 @@ func TestLoad(t *testing.T) {
 		nil,
 		{"memory": "relative/ct"},
 		{"memory": "/a/../b"},
+		{"memory": "/etc"},
+		{"memory": "/sys/fs/cgroup"},
 	} {
 		if _, err := Load(bad, WithMode(ModeLegacy)); err == nil {
 			t.Errorf("Load(%v) succeeded", bad)
@@ -354,5 +358,68 @@ func TestJoinSub(t *testing.T) {
 	}
 	if err := JoinSub(v2, 7, []string{"memory:sub"}); err == nil || !strings.Contains(err.Error(), "single hierarchy") {
 		t.Errorf("JoinSub(v2 with controller) = %v", err)
+	}
+}
+
+// TestOOMEventsV2Fake drives the v2 watcher through inotify on a fake tree:
+// one event per oom_kill increase, and the channel closes when the cgroup
+// empties after having had processes.
+func TestOOMEventsV2Fake(t *testing.T) {
+	root := t.TempDir()
+	writeTree(t, root, map[string]string{"cgroup.controllers": "memory\n"})
+	dir := root + "/ct"
+	writeTree(t, dir, map[string]string{"cgroup.controllers": "memory\n", "memory.events": "oom 0\noom_kill 0\n", "cgroup.events": "populated 1\nfrozen 0\n"})
+	m, err := New("/ct", "x", WithRoot(root), WithMode(ModeUnified))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ev, err := m.OOMEvents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/memory.events", []byte("oom 2\noom_kill 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		select {
+		case _, ok := <-ev:
+			if !ok {
+				t.Fatalf("closed after %d events, want 2", i)
+			}
+		case <-ctx.Done():
+			t.Fatalf("got %d events, want 2", i)
+		}
+	}
+	if err := os.WriteFile(dir+"/cgroup.events", []byte("populated 0\nfrozen 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case _, ok := <-ev:
+		if ok {
+			t.Fatal("extra OOM event")
+		}
+	case <-ctx.Done():
+		t.Fatal("channel not closed after the cgroup emptied")
+	}
+
+	// Cancelling the context closes the channel too.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	if err := os.WriteFile(dir+"/cgroup.events", []byte("populated 1\nfrozen 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ev2, err := m.OOMEvents(ctx2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel2()
+	select {
+	case _, ok := <-ev2:
+		if ok {
+			t.Fatal("event after cancel")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("channel not closed after cancel")
 	}
 }

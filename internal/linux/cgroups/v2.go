@@ -280,6 +280,14 @@ func (m *v2Manager) OOMEvents(ctx context.Context) (<-chan struct{}, error) {
 		ino.Close()
 		return nil, err
 	}
+	// Both starting values are read before returning, so a change the caller
+	// makes right after the call is seen as a change.
+	start, err := readKV(m.dir, "cgroup.events")
+	if err != nil {
+		ino.Close()
+		return nil, fmt.Errorf("oom events: %w", err)
+	}
+	populated := start["populated"] == 1
 	ch := make(chan struct{})
 	done := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() { ino.Close() })
@@ -303,7 +311,6 @@ func (m *v2Manager) OOMEvents(ctx context.Context) (<-chan struct{}, error) {
 		defer close(done)
 		defer stop()
 		defer ino.Close()
-		populated := false
 		buf := make([]byte, 4096)
 		for {
 			n, err := m.OOMCount()
