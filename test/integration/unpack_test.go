@@ -14,6 +14,7 @@ import (
 	"berth/internal/testutil"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 const busyConfig = `{"User":"web","Env":["PATH=/bin","GREETING=hello"],"Entrypoint":["/bin/sh","-c"],"Cmd":["id; pwd; echo $GREETING $HOME"],"WorkingDir":"/tmp","Labels":{"app":"busy","containerd.io/restart.loguri":"binary:///bin/sh"},"ExposedPorts":{"80/tcp":{}},"StopSignal":"SIGINT"}`
@@ -175,6 +176,16 @@ func TestUnpackOverlay(t *testing.T) {
 	if s := loadSpec(t, b2); s.Hostname != "two" {
 		t.Errorf("hostname %q", s.Hostname)
 	}
+	if runc, err := exec.LookPath("runc"); err == nil {
+		if out, err := runBerth(t, nil, "bundle", "edit", b2, "--terminal=false", "--args", "/bin/cat /etc/motd"); err != nil {
+			t.Fatalf("bundle edit: %v\n%s", err, out)
+		}
+		id := "berth-itest-overlay-" + filepath.Base(dir)
+		t.Cleanup(func() { exec.Command(runc, "delete", "-f", id).Run() })
+		if out, err := exec.Command(runc, "run", "-b", b2, id).CombinedOutput(); err != nil || string(out) != "hi\n" {
+			t.Errorf("runc run on an overlay bundle: %v %q", err, out)
+		}
+	}
 	os.WriteFile(filepath.Join(b1, "rootfs/etc/motd"), []byte("changed"), 0o644)
 	if b, _ := os.ReadFile(filepath.Join(b2, "rootfs/etc/motd")); string(b) != "hi\n" {
 		t.Error("a write in one overlay bundle is visible in another")
@@ -237,5 +248,71 @@ func TestBundleEdit(t *testing.T) {
 	}
 	if des, _ := os.ReadDir(dir); len(des) != 1 {
 		t.Errorf("temp files left in the bundle: %v", des)
+	}
+}
+
+// TestUnpackRootless: an unprivileged user unpacks an image with files of
+// several owners and a device node: no chown failure, ownership recorded in
+// user.rootlesscontainers, the device skipped, a rootless config.json.
+func TestUnpackRootless(t *testing.T) {
+	testutil.RequireRoot(t)
+	setpriv, err := exec.LookPath("setpriv")
+	testutil.Require(t, err == nil, "setpriv (util-linux) not installed")
+	dir, err := os.MkdirTemp("", "berth-itest-rootless-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "berth")
+	data, err := os.ReadFile(berthBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l := writeTar(t, filepath.Join(dir, "l.tar"),
+		tent{name: "etc/", typ: tar.TypeDir},
+		tent{name: "etc/passwd", typ: tar.TypeReg, body: "root:x:0:0::/root:/bin/sh\n"},
+		tent{name: "home/", typ: tar.TypeDir},
+		tent{name: "home/web/", typ: tar.TypeDir, mode: 0o500, uid: 1000, gid: 1000},
+		tent{name: "home/web/f", typ: tar.TypeReg, mode: 0o400, uid: 1000, gid: 1000, body: "x"},
+		tent{name: "dev/", typ: tar.TypeDir},
+		tent{name: "dev/null", typ: tar.TypeChar, mode: 0o666, major: 1, minor: 3},
+		tent{name: "bin/", typ: tar.TypeDir},
+		tent{name: "bin/su", typ: tar.TypeReg, mode: 0o4755, body: "su"})
+	layout := filepath.Join(dir, "layout")
+	makeImage(t, layout, "latest", "{}", l+":gzip")
+	out := filepath.Join(dir, "out")
+	os.Mkdir(out, 0o755)
+	os.Chown(out, 65534, 65534)
+	bundle := filepath.Join(out, "b")
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", bin, "--root", filepath.Join(out, "run"), "unpack", "--image", layout, bundle)
+	if o, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("rootless unpack: %v\n%s", err, o)
+	}
+	f := filepath.Join(bundle, "rootfs/home/web/f")
+	var st unix.Stat_t
+	if err := unix.Lstat(f, &st); err != nil || st.Uid != 65534 || st.Mode&0o7777 != 0o400 {
+		t.Errorf("owner/mode of %s: %d %o %v", f, st.Uid, st.Mode&0o7777, err)
+	}
+	if err := unix.Lstat(filepath.Join(bundle, "rootfs/home/web"), &st); err != nil || st.Mode&0o7777 != 0o500 {
+		t.Errorf("final directory mode %o %v", st.Mode&0o7777, err)
+	}
+	buf := make([]byte, 16)
+	if n, err := unix.Lgetxattr(f, "user.rootlesscontainers", buf); err != nil || string(buf[:n]) != "\x08\xe8\x07\x10\xe8\x07" {
+		t.Errorf("rootless ownership xattr: %x %v", buf[:n], err)
+	}
+	if _, err := os.Lstat(filepath.Join(bundle, "rootfs/dev/null")); !os.IsNotExist(err) {
+		t.Errorf("device node created rootless: %v", err)
+	}
+	s := loadSpec(t, bundle)
+	userns := false
+	for _, n := range s.Linux.Namespaces {
+		userns = userns || n.Type == specs.UserNamespace
+	}
+	if !userns || len(s.Linux.UIDMappings) != 1 || s.Linux.UIDMappings[0].HostID != 65534 {
+		t.Errorf("config is not rootless: %+v", s.Linux)
 	}
 }

@@ -41,7 +41,7 @@ func main() {
 	out := flag.String("o", "", "output OCI layout directory (created or extended)")
 	ref := flag.String("ref", "latest", "org.opencontainers.image.ref.name of the image")
 	config := flag.String("config", "{}", "image config (the \"config\" object) as JSON")
-	flag.Var(&layers, "layer", "layer source DIR or FILE.tar, optionally :gzip|:zstd|:none (default gzip); repeatable")
+	flag.Var(&layers, "layer", "layer source: FILE.tar, or DIR[@PREFIX][+DIR[@PREFIX]...] (directories under PREFIX in one layer), optionally :gzip|:zstd|:none (default gzip); repeatable")
 	flag.Parse()
 	if *out == "" || len(layers) == 0 {
 		fmt.Fprintln(os.Stderr, "usage: mkimage -o LAYOUT [-ref NAME] [-config JSON] -layer SRC[:gzip|zstd|none]...")
@@ -189,6 +189,9 @@ func writeLayer(out, src, comp string) (imgspec.Descriptor, digest.Digest, error
 		return imgspec.Descriptor{}, "", err
 	}
 	if err := bw.Flush(); err != nil {
+		return imgspec.Descriptor{}, "", err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
 		return imgspec.Descriptor{}, "", err
 	}
 	if err := tmp.Close(); err != nil {
