@@ -72,7 +72,7 @@ func seed(t *testing.T, f *fakeFS, dir string, files map[string]string) {
 // newFakeV1 builds root/<controller>/ with parent files and a leaf at
 // root/<controller>/<inner> for every controller, plus the hybrid unified dir.
 func newFakeV1(t *testing.T, inner string) *fakeFS {
-	f := &fakeFS{root: t.TempDir(), seeds: map[string]string{}}
+	f := &fakeFS{root: fakeRoot(t), seeds: map[string]string{}}
 	for ctrl, files := range fakeV1Files {
 		top := filepath.Join(f.root, ctrl)
 		parent := map[string]string{"cgroup.procs": ""}
@@ -87,10 +87,28 @@ func newFakeV1(t *testing.T, inner string) *fakeFS {
 }
 
 func newFakeV2(t *testing.T, inner string) *fakeFS {
-	f := &fakeFS{root: t.TempDir(), seeds: map[string]string{}}
+	f := &fakeFS{root: fakeRoot(t), seeds: map[string]string{}}
 	seed(t, f, f.root, map[string]string{"cgroup.controllers": fakeV2Files["cgroup.controllers"], "cgroup.subtree_control": "", "cgroup.procs": ""})
 	seed(t, f, filepath.Join(f.root, inner), fakeV2Files)
 	return f
+}
+
+// fakeRoot is a fresh directory for a fake tree, on /dev/shm when there is
+// one: a tree is ~100 small files per case, and on a disk-backed /tmp the
+// suite spends seconds creating and removing them.
+func fakeRoot(t *testing.T) string {
+	t.Helper()
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		if d, err := os.MkdirTemp("/dev/shm", "berth-cgfake-"); err == nil {
+			t.Cleanup(func() {
+				if err := os.RemoveAll(d); err != nil {
+					t.Error(err)
+				}
+			})
+			return d
+		}
+	}
+	return t.TempDir()
 }
 
 // diff returns what was written to each file since seeding, keyed by path
