@@ -139,7 +139,7 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 						continue
 					}
 				}
-				if want := len(e.Ports); want > 0 {
+				if want := portRuleCount(e); want > 0 {
 					have := 0
 					for _, t := range tags[chHostports] {
 						if t == epTag(n.Name, id) {

@@ -306,7 +306,7 @@ func (m *Manager) restorePorts(n *Network) error {
 		return err
 	}
 	for _, e := range live {
-		fw.portRules(n.Name, e.ID, e.IPv4.Addr(), e.Ports)
+		fw.portRules(e)
 	}
 	if err := fw.c.Flush(); err != nil {
 		return fmt.Errorf("nftables: restore published ports of %s: %w", n.Name, err)
@@ -450,6 +450,9 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 		}
 	}
 	for i, p := range o.Ports {
+		if p.HostIP.Is6() && !n.Subnet6.IsValid() {
+			return nil, fmt.Errorf("%w: port %s: publishing on an IPv6 address needs a network with --ipv6", ErrInvalid, p)
+		}
 		for _, q := range o.Ports[:i] {
 			if portsConflict(p, q) {
 				return nil, fmt.Errorf("%w: ports %s and %s claim the same host port", ErrInvalid, p, q)
@@ -601,7 +604,7 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 		return nil, err
 	}
 	if len(ep.Ports) > 0 {
-		fw.portRules(name, id, ip, ep.Ports)
+		fw.portRules(ep)
 		if err := fw.c.Flush(); err != nil {
 			return nil, fmt.Errorf("nftables: publish ports: %w", err)
 		}

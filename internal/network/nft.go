@@ -147,6 +147,9 @@ func (fw *firewall) netRules(n *Network) {
 	// over the bridge with the wrong source and be dropped).
 	fw.add(chPostrouting, tag, ifname(unix.NFT_META_OIFNAME, n.Bridge), matchSubnet(netip.MustParsePrefix("127.0.0.0/8"), true, false), masq())
 	fw.add(chPostrouting, tag, ifname(unix.NFT_META_OIFNAME, n.Bridge), matchSubnet(n.Subnet, true, false), ctStatusDNAT(), masq())
+	if n.Subnet6.IsValid() {
+		fw.add(chPostrouting, tag, ifname(unix.NFT_META_OIFNAME, n.Bridge), matchSubnet(n.Subnet6, true, false), ctStatusDNAT(), masq())
+	}
 
 	fw.add(chForward, tag, ifname(unix.NFT_META_IIFNAME, n.Bridge), verdict(expr.VerdictAccept))
 	fw.add(chForward, tag, ifname(unix.NFT_META_OIFNAME, n.Bridge), ctStateEstablished(), verdict(expr.VerdictAccept))
@@ -158,28 +161,50 @@ func (fw *firewall) netRules(n *Network) {
 	}
 }
 
-// portRules queues the DNAT rules of one endpoint.
-func (fw *firewall) portRules(net, id string, ip netip.Addr, ports []PortMapping) {
-	for _, p := range ports {
-		var e [][]expr.Any
-		e = append(e, nfproto(unix.NFPROTO_IPV4), l4proto(p.Protocol))
-		if p.HostIP.IsValid() {
+// portRules queues the DNAT rules of one endpoint: an IPv4 rule per mapping
+// unless its host address is IPv6, and on a dual-stack endpoint an IPv6 rule
+// per mapping unless its host address is IPv4.
+func (fw *firewall) portRules(ep *Endpoint) int {
+	n := 0
+	for _, p := range ep.Ports {
+		for _, v6 := range []bool{false, true} {
+			dst := ep.IPv4.Addr()
+			if v6 {
+				dst = ep.IPv6.Addr()
+			}
+			if !dst.IsValid() || (p.HostIP.IsValid() && p.HostIP.Is6() != v6) {
+				continue
+			}
+			fam, daddrOff := byte(unix.NFPROTO_IPV4), uint32(16)
+			if v6 {
+				fam, daddrOff = unix.NFPROTO_IPV6, 24
+			}
+			e := [][]expr.Any{nfproto(fam), l4proto(p.Protocol)}
+			if p.HostIP.IsValid() {
+				e = append(e, []expr.Any{
+					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOff, Len: uint32(p.HostIP.BitLen() / 8)},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.HostIP.AsSlice()},
+				})
+			}
 			e = append(e, []expr.Any{
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.HostIP.AsSlice()},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(p.HostPort)},
+				&expr.Immediate{Register: 1, Data: dst.AsSlice()},
+				&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(p.ContainerPort)},
+				&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(fam), RegAddrMin: 1, RegProtoMin: 2, Specified: true},
 			})
+			if fw != nil {
+				fw.add(chHostports, epTag(ep.Network, ep.ID), e...)
+			}
+			n++
 		}
-		a := ip.As4()
-		e = append(e, []expr.Any{
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(p.HostPort)},
-			&expr.Immediate{Register: 1, Data: a[:]},
-			&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(p.ContainerPort)},
-			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
-		})
-		fw.add(chHostports, epTag(net, id), e...)
 	}
+	return n
 }
+
+// portRuleCount is how many DNAT rules portRules makes for ep (a nil
+// firewall only counts).
+func portRuleCount(ep *Endpoint) int { return (*firewall)(nil).portRules(ep) }
 
 // delTagged queues deletion of every rule whose comment satisfies match, in
 // the given chains, and returns how many. Missing table or chains are fine:

@@ -8,7 +8,9 @@ import (
 )
 
 // ParsePort parses a -p value: [hostIP:]hostPort:containerPort[/tcp|udp].
-// An IPv6 host address is written in brackets: [::1]:8080:80.
+// An IPv6 host address is written in brackets: [2001:db8::1]:8080:80; it
+// needs a dual-stack network. Without a host address a dual-stack endpoint
+// is published on IPv4 and IPv6.
 func ParsePort(s string) (PortMapping, error) {
 	bad := func(why string) (PortMapping, error) {
 		return PortMapping{}, fmt.Errorf("%w: port %q: %s (want [hostIP:]hostPort:containerPort[/tcp|udp])", ErrInvalid, s, why)
@@ -39,8 +41,8 @@ func ParsePort(s string) (PortMapping, error) {
 		if err != nil {
 			return bad("host address " + strconv.Quote(host) + " is not an IP address")
 		}
-		if a.Is6() && !a.Is4In6() {
-			return bad("IPv6 host addresses are not supported for publishing yet")
+		if a.Zone() != "" {
+			return bad("host address " + strconv.Quote(host) + " has a zone")
 		}
 		pm.HostIP = a.Unmap()
 	}

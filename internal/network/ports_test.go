@@ -24,7 +24,8 @@ func TestParsePort(t *testing.T) {
 		{"80:x", "", "container port"},
 		{"8080:80/sctp", "", "tcp or udp"},
 		{"host:8080:80", "", "not an IP address"},
-		{"[::1]:8080:80", "", "IPv6"},
+		{"[2001:db8::1]:8080:80", "[2001:db8::1]:8080:80/tcp", ""},
+		{"[fe80::1%eth0]:8080:80", "", "zone"},
 		{"[::1:8080:80", "", "unterminated"},
 	} {
 		got, err := ParsePort(c.in)

@@ -49,8 +49,10 @@ type PortMapping struct {
 
 func (p PortMapping) String() string {
 	h := ""
-	if p.HostIP.IsValid() {
+	if p.HostIP.Is4() {
 		h = p.HostIP.String() + ":"
+	} else if p.HostIP.IsValid() {
+		h = "[" + p.HostIP.String() + "]:"
 	}
 	return fmt.Sprintf("%s%d:%d/%s", h, p.HostPort, p.ContainerPort, p.Protocol)
 }

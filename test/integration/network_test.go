@@ -722,7 +722,7 @@ func TestNetworkExistingBridge(t *testing.T) {
 func TestNetworkIPv6(t *testing.T) {
 	w := nwNewWorld(t, false)
 	w.mustBerth(t, "network", "create", "v6", "--bridge", w.bridge, "--subnet", nwTestSubnet, "--ipv6", "fd00:89:77::/64")
-	out := w.mustBerth(t, "network", "connect", "v6", "--netns", "s1", "--create-netns")
+	out := w.mustBerth(t, "network", "connect", "v6", "--netns", "s1", "--create-netns", "-p", "8080:80", "-p", "[2001:db8::1]:8081:80")
 	if !strings.Contains(out, "ip6=fd00:89:77::2/64") {
 		t.Fatalf("connect: %s", out)
 	}
@@ -735,5 +735,37 @@ func TestNetworkIPv6(t *testing.T) {
 	if !bytes.Contains([]byte(rules), []byte("ip6 saddr fd00:89:77::/64")) {
 		t.Errorf("no IPv6 masquerade rule:\n%s", rules)
 	}
+	// Published on both families: from the host's own IPv6 and IPv4 addresses.
+	// (a veth pair: the dummy driver may not be built)
+	nwRun(t, "ip", "-n", w.host, "link", "add", "v6a", "type", "veth", "peer", "name", "v6b")
+	nwRun(t, "ip", "-n", w.host, "link", "set", "v6a", "up")
+	nwRun(t, "ip", "-n", w.host, "link", "set", "v6b", "up")
+	nwRun(t, "ip", "-n", w.host, "addr", "add", "2001:db8::1/64", "dev", "v6a", "nodad")
+	var ln net.Listener
+	nwIn(t, w.cns("s1"), func() (err error) { ln, err = net.Listen("tcp", ":80"); return err })
+	defer ln.Close()
+	go nwServeSource(ln, "s1")
+	for _, c := range []struct{ addr, want string }{
+		{"[2001:db8::1]:8080", "s1 2001:db8::1"},
+		{"[2001:db8::1]:8081", "s1 2001:db8::1"},
+		{nwTestGW + ":8080", "s1 " + nwTestGW},
+	} {
+		if got, err := nwDial(t, w.ns(w.host), c.addr); err != nil || got != c.want {
+			t.Errorf("%s: got %q (err %v), want %q", c.addr, got, err, c.want)
+		}
+	}
+	if _, err := nwDial(t, w.ns(w.host), nwTestGW+":8081"); err == nil {
+		t.Errorf("the IPv6-only mapping answered on IPv4")
+	}
+	if out, err := w.berth("network", "check"); err != nil {
+		t.Errorf("check: %v\n%s", err, out)
+	}
 	w.mustBerth(t, "network", "rm", "--force", "v6")
+	if out, err := w.berth("network", "create", "v4only", "--bridge", w.bridge); err != nil {
+		t.Fatalf("create: %v %s", err, out)
+	}
+	if out, err := w.berth("network", "connect", "v4only", "--netns", "s2", "--create-netns", "-p", "[2001:db8::1]:8081:80"); err == nil || !strings.Contains(out, "--ipv6") {
+		t.Errorf("IPv6 host address on an IPv4 network: err=%v %s", err, out)
+	}
+	w.mustBerth(t, "network", "rm", "--force", "v4only")
 }
