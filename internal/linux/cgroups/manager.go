@@ -30,8 +30,14 @@ import (
 //   - Create makes the cgroup directories (idempotent) without moving anything.
 //   - Apply(pid) does Create and moves pid (a whole process) into every hierarchy.
 //   - Set writes r, devices included; Update writes r but never touches devices
-//     (runc update semantics). A nil r is a no-op. Nothing is written unless
-//     the whole of r is valid for this driver (validation runs first).
+//     (runc update semantics; give it the merged resources, as runc update
+//     does). A nil r is a no-op. Nothing is written unless the whole of r is
+//     valid for this driver (validation runs first). r.Devices is enforced
+//     exactly, starting from deny-all with later rules winning (v1:
+//     devices.allow/deny; v2: an eBPF program on the cgroup); callers append
+//     devices.DefaultAllowed as runc does. An empty r.Devices leaves device
+//     access untouched. Limits for a v1 controller the host does not mount
+//     fail with "cannot set X limit: the X controller is not mounted".
 //   - Freeze/Thaw return once the kernel reports the cgroup FROZEN / THAWED.
 //   - Pids lists every process of the cgroup and of its sub-cgroups.
 //   - Stats returns runc's events "data" object for this cgroup.

@@ -154,12 +154,26 @@ func TestV1KernelLifecycle(t *testing.T) {
 	}
 
 	// Update changes limits but never devices, even when given.
-	if err := m.Update(&specs.LinuxResources{
-		Devices: []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}},
-		Memory:  &specs.LinuxMemory{Limit: p64(96 << 20), Swap: p64(256 << 20)},
-		Pids:    &specs.LinuxPids{Limit: p64(-1)},
-	}); err != nil && !strings.Contains(err.Error(), "memsw") {
-		t.Fatal(err)
+	// Raising memory and memory+swap must write memsw first (the kernel
+	// keeps memory <= memsw at every instant); lowering, memory first.
+	swapOn := r.Memory.Swap != nil
+	for _, lim := range [][2]int64{{192 << 20, 256 << 20}, {96 << 20, 112 << 20}} {
+		mem := &specs.LinuxMemory{Limit: p64(lim[0])}
+		if swapOn {
+			mem.Swap = p64(lim[1])
+		}
+		if err := m.Update(&specs.LinuxResources{
+			Devices: []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}},
+			Memory:  mem,
+			Pids:    &specs.LinuxPids{Limit: p64(-1)},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if swapOn {
+			if got := readTrim(t, m.Path("memory"), "memory.memsw.limit_in_bytes"); got != fmt.Sprint(lim[1]) {
+				t.Errorf("updated memsw = %q, want %d", got, lim[1])
+			}
+		}
 	}
 	if got := readTrim(t, m.Path("memory"), "memory.limit_in_bytes"); got != "100663296" {
 		t.Errorf("updated memory limit = %q", got)
