@@ -130,7 +130,7 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a
 ms=$(median "${ss[@]}")
 mb=$(median "${bs[@]}")
 echo "median: skopeo ${ms}s  berth ${mb}s"
-echo "ratio berth/skopeo: $(echo "scale=3; $mb / $ms" | bc)"
+printf "ratio berth/skopeo: %.3f\n" "$(echo "scale=4; $mb / $ms" | bc)"
 
 # Both layouts must hold the same blobs (same layers, same config).
 diff <(ls "$work/dst-skopeo/blobs/sha256" | sort) <(ls "$work/dst-berth/blobs/sha256" | sort) >/dev/null &&

@@ -254,14 +254,28 @@ func (c *copier) copyManifest(ctx context.Context, m *manifest.Parsed, top bool)
 			}
 		}
 	case manifest.Index:
-		children := map[digest.Digest]ocispec.Descriptor{}
-		for _, d := range m.Index.Manifests {
+		// Fetch every child first and transfer all their blobs as one
+		// parallel batch; copying image by image would leave the pipe
+		// idle between small images.
+		kids := make([]*manifest.Parsed, len(m.Index.Manifests))
+		var blobs []ocispec.Descriptor
+		for i, d := range m.Index.Manifests {
 			c.addPlatform(d.Platform)
 			child, err := c.fetchManifest(ctx, d)
 			if err != nil {
 				return nil, err
 			}
-			w, err := c.copyManifest(ctx, child, false)
+			kids[i] = child
+			if child.Kind == manifest.Image {
+				blobs = append(append(blobs, child.Manifest.Config), child.Manifest.Layers...)
+			}
+		}
+		if err := c.copyBlobs(ctx, blobs); err != nil {
+			return nil, err
+		}
+		children := map[digest.Digest]ocispec.Descriptor{}
+		for i, d := range m.Index.Manifests {
+			w, err := c.copyManifest(ctx, kids[i], false)
 			if err != nil {
 				return nil, err
 			}

@@ -333,6 +333,20 @@ func Temporary(err error) bool {
 	if errors.As(err, &te) {
 		return retryableStatus(te.StatusCode)
 	}
+	// Certificate and name problems do not heal by waiting.
+	var (
+		cv  *tls.CertificateVerificationError
+		ua  x509.UnknownAuthorityError
+		ci  x509.CertificateInvalidError
+		he  x509.HostnameError
+		dns *net.DNSError
+	)
+	if errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &ci) || errors.As(err, &he) {
+		return false
+	}
+	if errors.As(err, &dns) && dns.IsNotFound {
+		return false
+	}
 	var ne net.Error
 	if errors.As(err, &ne) {
 		return true
