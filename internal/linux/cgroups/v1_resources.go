@@ -310,7 +310,8 @@ func v1Memory(dir string, m *specs.LinuxMemory) error {
 		}
 	}
 	// memory.kmem.limit_in_bytes is gone from current kernels; like runc
-	// 1.2+, the deprecated Kernel field is accepted and ignored.
+	// 1.2+, the deprecated Kernel field is accepted and ignored. So is
+	// UseHierarchy: hierarchy is always on since 5.x and the file refuses 0.
 	if v := ptrI64(m.KernelTCP); v != 0 {
 		if err := writeFile(dir, "memory.kmem.tcp.limit_in_bytes", itoa(v)); err != nil {
 			return err
