@@ -151,6 +151,12 @@ report() {
 }
 
 echo "bench/runtime: $(nproc) cpus, kernel $(uname -r), $rounds rounds"
+# A busy machine stretches both runtimes but not equally (the one that
+# forks more suffers more): say so next to the numbers.
+read -r load1 _ </proc/loadavg
+if awk -v l="$load1" -v n="$(nproc)" 'BEGIN {exit !(l > n)}'; then
+	echo "WARNING: load average $load1 exceeds $(nproc) cpus; the numbers below are noisy"
+fi
 
 if [[ -z "$only" || "$only" == run ]]; then
 	for rt in "$berth" "$runc_bin"; do # warm-up: page cache, binary load
