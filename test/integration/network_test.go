@@ -417,45 +417,54 @@ func TestNetworkTopology(t *testing.T) {
 	t.Run("BerthRunJoinsNetns", func(t *testing.T) {
 		// A container started by berth whose config names c2's netns path
 		// joins it and reaches the uplink through the bridge and NAT.
-		bundle := t.TempDir()
-		if err := os.MkdirAll(filepath.Join(bundle, "rootfs", "bin"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		nwRun(t, "cp", "/bin/busybox", filepath.Join(bundle, "rootfs", "bin", "busybox"))
-		cmd := exec.Command(berthBin, "spec")
-		cmd.Dir = bundle
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("berth spec: %v\n%s", err, out)
-		}
-		var spec map[string]any
-		b, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
-		if err := json.Unmarshal(b, &spec); err != nil {
-			t.Fatal(err)
-		}
-		proc := spec["process"].(map[string]any)
-		proc["terminal"] = false
-		proc["args"] = []string{"/bin/busybox", "sh", "-c", "/bin/busybox nc " + nwEchoIP + " 7 </dev/null"}
-		linux := spec["linux"].(map[string]any)
-		nss, _ := linux["namespaces"].([]any)
-		found := false
-		for _, n := range nss {
-			if m := n.(map[string]any); m["type"] == "network" {
-				m["path"], found = w.cns("c2"), true
-			}
-		}
-		if !found {
-			linux["namespaces"] = append(nss, map[string]any{"type": "network", "path": w.cns("c2")})
-		}
-		b, _ = json.Marshal(spec)
-		if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		bundle := nwBundle(t, "/bin/busybox nc "+nwEchoIP+" 7 </dev/null", w.cns("c2"))
 		root, id := t.TempDir(), "nwrun-"+w.sfx
 		t.Cleanup(func() { exec.Command(berthBin, "--root", root, "delete", "--force", id).Run() })
 		out, err := exec.Command("timeout", "20", berthBin, "--root", root, "run", "-b", bundle, id).CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != "uplink "+nwHostIP {
 			t.Errorf("berth run in c2's netns: err=%v output %q, want %q", err, out, "uplink "+nwHostIP)
 		}
+	})
+	t.Run("ConnectByContainerID", func(t *testing.T) {
+		// The runtime's own flow: create (new netns), connect by id through
+		// the state file, start, delete, disconnect after the netns is gone.
+		bundle := nwBundle(t, "/bin/busybox nc "+nwEchoIP+" 7 </dev/null", "")
+		root, id := t.TempDir(), "nwct-"+w.sfx
+		t.Cleanup(func() { exec.Command(berthBin, "--root", root, "delete", "--force", id).Run() })
+		outFile, err := os.Create(filepath.Join(t.TempDir(), "out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer outFile.Close()
+		create := exec.Command(berthBin, "--root", root, "create", "-b", bundle, id)
+		create.Stdout, create.Stderr = outFile, outFile
+		if err := create.Run(); err != nil {
+			b, _ := os.ReadFile(outFile.Name())
+			t.Fatalf("berth create: %v\n%s", err, b)
+		}
+		var ep nwEndpoint
+		out := w.mustBerth(t, "--root", root, "network", "connect", "--format", "json", "web", "--container", id)
+		if err := json.Unmarshal([]byte(out), &ep); err != nil {
+			t.Fatalf("connect output: %v\n%s", err, out)
+		}
+		if ep.ID != "container:"+id || !strings.HasPrefix(ep.Netns, "/proc/") {
+			t.Fatalf("endpoint %+v", ep)
+		}
+		nwRun(t, berthBin, "--root", root, "start", id)
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			st, _ := exec.Command(berthBin, "--root", root, "state", id).Output()
+			if strings.Contains(string(st), `"stopped"`) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		b, _ := os.ReadFile(outFile.Name())
+		if strings.TrimSpace(string(b)) != "uplink "+nwHostIP {
+			t.Errorf("container output %q, want %q", b, "uplink "+nwHostIP)
+		}
+		nwRun(t, berthBin, "--root", root, "delete", "--force", id)
+		w.mustBerth(t, "--root", root, "network", "disconnect", "web", "--container", id)
 	})
 
 	if out, err := w.berth("network", "check"); err != nil {
@@ -632,6 +641,49 @@ func TestNetworkRepair(t *testing.T) {
 		t.Errorf("prune did not restore the DNAT rule:\n%s", rules)
 	}
 	w.mustBerth(t, "network", "rm", "--force", "rep")
+}
+
+// nwBundle makes a busybox bundle running sh -c script; netnsPath, if set,
+// is the network namespace the container joins (else it gets a new one).
+func nwBundle(t *testing.T, script, netnsPath string) string {
+	t.Helper()
+	bundle := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(bundle, "rootfs", "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	nwRun(t, "cp", "/bin/busybox", filepath.Join(bundle, "rootfs", "bin", "busybox"))
+	cmd := exec.Command(berthBin, "spec")
+	cmd.Dir = bundle
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("berth spec: %v\n%s", err, out)
+	}
+	var spec map[string]any
+	b, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err := json.Unmarshal(b, &spec); err != nil {
+		t.Fatal(err)
+	}
+	proc := spec["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{"/bin/busybox", "sh", "-c", script}
+	linux := spec["linux"].(map[string]any)
+	nss, _ := linux["namespaces"].([]any)
+	found := false
+	for _, n := range nss {
+		if m := n.(map[string]any); m["type"] == "network" {
+			found = true
+			if netnsPath != "" {
+				m["path"] = netnsPath
+			}
+		}
+	}
+	if !found {
+		linux["namespaces"] = append(nss, map[string]any{"type": "network", "path": netnsPath})
+	}
+	b, _ = json.Marshal(spec)
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return bundle
 }
 
 func nwDelNetns(t *testing.T, path string) {
