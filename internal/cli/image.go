@@ -66,9 +66,9 @@ The stored reference is printed on stdout.
 Example:
 
     # berth pull alpine
-    # berth pull --src-tls-verify=false localhost:5000/app:v1
+    # berth pull --tls-verify=false --creds me:pw localhost:5000/app:v1
     # berth pull busybox oci:./images/busybox:latest`,
-		Flags:  append(append(copyFlags(), cli.StringFlag{Name: "store", EnvVar: "BERTH_STORE", Value: image.DefaultStore, Usage: "image store (an OCI layout directory)"}), platformFlags()...),
+		Flags:  pullFlags(),
 		Action: pullAction,
 	})
 	register(cli.Command{
@@ -177,20 +177,34 @@ func sideFlags(prefix, what string) []cli.Flag {
 	return fs
 }
 
-func copyFlags() []cli.Flag {
-	fs := []cli.Flag{
+// transferFlags are shared by copy and pull.
+func transferFlags() []cli.Flag {
+	return []cli.Flag{
 		cli.BoolFlag{Name: "all, a", Usage: "copy every image of a multi-platform index"},
 		cli.StringFlag{Name: "multi-arch", Value: "system", Usage: "system (the selected platform) or all (same as --all)"},
 		cli.BoolFlag{Name: "quiet, q", Usage: "print no progress"},
+		cli.IntFlag{Name: "image-parallel-copies", Value: 6, Usage: "blobs transferred at once"},
+		cli.StringFlag{Name: "digestfile", Usage: "write the digest of the written manifest to this file"},
+	}
+}
+
+func copyFlags() []cli.Flag {
+	fs := append(transferFlags(),
 		cli.StringFlag{Name: "authfile", EnvVar: "REGISTRY_AUTH_FILE", Usage: "auth file (default: the containers auth.json search path, then docker's config.json)"},
 		cli.IntFlag{Name: "retry-times", Value: 3, Usage: "retries of a failed request or broken blob stream (network error, 408, 429, 5xx)"},
 		cli.DurationFlag{Name: "retry-delay", Usage: "first delay between retries, doubled each time (default 1s; a Retry-After header wins)"},
-		cli.IntFlag{Name: "image-parallel-copies", Value: 6, Usage: "blobs transferred at once"},
-		cli.StringFlag{Name: "digestfile", Usage: "write the digest of the written manifest to this file"},
 		cli.BoolFlag{Name: "insecure-policy", Usage: "accepted for skopeo compatibility; berth has no mandatory signature policy"},
-	}
+	)
 	fs = append(fs, sideFlags("src-", "source")...)
 	return append(fs, sideFlags("dest-", "destination")...)
+}
+
+// pullFlags: the registry flags name the source, podman-pull style
+// (--creds, --tls-verify); a docker:// DESTINATION-IMAGE uses the defaults.
+func pullFlags() []cli.Flag {
+	fs := append(transferFlags(), cli.StringFlag{Name: "store", EnvVar: "BERTH_STORE", Value: image.DefaultStore, Usage: "image store (an OCI layout directory)"})
+	fs = append(fs, sideFlags("", "")...)
+	return append(fs, platformFlags()...)
 }
 
 func platformFlags() []cli.Flag {
@@ -249,16 +263,27 @@ func registryOpts(c *cli.Context, prefix string) (registry.Options, error) {
 	return o, nil
 }
 
-func imageOpts(c *cli.Context, copying bool) (image.Options, error) {
+// imageOpts reads the flags of copy (both sides), pull (source side as
+// plain --creds etc.) or inspect (no transfer flags).
+func imageOpts(c *cli.Context, cmd string) (image.Options, error) {
 	var o image.Options
 	var err error
-	if copying {
+	switch cmd {
+	case "copy":
 		if o.Src, err = registryOpts(c, "src-"); err != nil {
 			return o, err
 		}
 		if o.Dest, err = registryOpts(c, "dest-"); err != nil {
 			return o, err
 		}
+	default:
+		if o.Src, err = registryOpts(c, ""); err != nil {
+			return o, err
+		}
+		o.Dest = o.Src
+		o.Dest.Creds = nil
+	}
+	if cmd != "inspect" {
 		o.All = c.Bool("all")
 		switch c.String("multi-arch") {
 		case "system", "":
@@ -272,10 +297,6 @@ func imageOpts(c *cli.Context, copying bool) (image.Options, error) {
 		o.Jobs = c.Int("image-parallel-copies")
 		if o.Jobs < 1 {
 			return o, errors.New("--image-parallel-copies must be at least 1")
-		}
-	} else {
-		if o.Src, err = registryOpts(c, ""); err != nil {
-			return o, err
 		}
 	}
 	o.Platform = manifest.Platform{OS: c.String("override-os"), Architecture: c.String("override-arch"), Variant: c.String("override-variant")}
@@ -329,7 +350,7 @@ func copyAction(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("destination: %w", err)
 	}
-	opts, err := imageOpts(c, true)
+	opts, err := imageOpts(c, "copy")
 	if err != nil {
 		return err
 	}
@@ -359,7 +380,7 @@ func pullAction(c *cli.Context) error {
 	if err := imgArgs(c, 1, 2); err != nil {
 		return err
 	}
-	opts, err := imageOpts(c, true)
+	opts, err := imageOpts(c, "pull")
 	if err != nil {
 		return err
 	}
@@ -387,7 +408,7 @@ func inspectAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts, err := imageOpts(c, false)
+	opts, err := imageOpts(c, "inspect")
 	if err != nil {
 		return err
 	}

@@ -86,7 +86,7 @@ func TestImageClassicCopy(t *testing.T) {
 
 	// pull: the short form into the store, tagged with the full reference.
 	store := filepath.Join(w.dir, "store")
-	r = imgMust(t, []string{"BERTH_STORE=" + store}, append([]string{"pull", "-q"}, append(w.auth, w.reg.host+"/test/app:v1")...)...)
+	r = imgMust(t, []string{"BERTH_STORE=" + store}, "pull", "-q", "--cert-dir", w.reg.caDir, "--creds", w.reg.creds(), w.reg.host+"/test/app:v1")
 	want := "oci:" + store + ":" + w.reg.host + "/test/app:v1"
 	if strings.TrimSpace(r.stdout) != want || r.stderr != "" {
 		t.Fatalf("pull printed %q (stderr %q), want %q", r.stdout, r.stderr, want)
