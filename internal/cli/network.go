@@ -20,7 +20,11 @@ func init() {
 	register(cli.Command{
 		Name:  "network",
 		Usage: "create and wire container networks (bridge, veth, netns, NAT, DNS)",
-		Description: `Networks are Linux bridges with a gateway address, NAT and forwarding rules in
+		// urfave/cli prints a parent's Description as its NAME line, so it
+		// starts with the one-line summary.
+		Description: `create and wire container networks
+
+Networks are Linux bridges with a gateway address, NAT and forwarding rules in
 berth's own nftables table ("inet berth"), and a persistent IPAM lease store.
 Everything is done in-process through netlink and nftables; no ip, iptables or
 nft binary is needed.
