@@ -155,10 +155,9 @@ func (p *progress) redraw() {
 		if b.state == "done" {
 			status += " done"
 		}
-		barW := p.width - len(label) - len(status) - 4
-		if barW > 40 {
-			barW = 40
-		}
+		// The same width for every bar (status texts differ in length),
+		// narrower only when the terminal is.
+		barW := min(30, p.width-len(label)-len(" [] 1023.9 MiB / 1023.9 MiB done"))
 		if barW < 5 {
 			sb.WriteString(label + status + "\n")
 			continue

@@ -54,7 +54,7 @@ func TestProgressTerminalBars(t *testing.T) {
 	p.event(image.Event{Kind: image.BlobBytes, Desc: a, N: 2048})
 	p.tick()
 	first := buf.String()
-	if !strings.Contains(first, "["+strings.Repeat("=", 20)+strings.Repeat(" ", 20)+"] 2.0 KiB / 4.0 KiB") || strings.Contains(first, "\x1b[1A") {
+	if !strings.Contains(first, "["+strings.Repeat("=", 15)+strings.Repeat(" ", 15)+"] 2.0 KiB / 4.0 KiB") || strings.Contains(first, "\x1b[1A") {
 		t.Fatalf("first frame: %q", first)
 	}
 	buf.Reset()
