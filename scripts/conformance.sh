@@ -16,13 +16,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 runtime=""
+cache="${XDG_CACHE_HOME:-/var/cache}/berth-conformance"
 args=()
 while (($#)); do
 	case "$1" in
 	--update | -update) args+=(-update) ;;
-	-run | --run | -expect | --expect | -timeout | --timeout | -cache | --cache | -logs | --logs)
+	-run | --run | -expect | --expect | -timeout | --timeout | -cache | --cache | -logs | --logs | -retries | --retries)
 		(($# >= 2)) || { echo "conformance.sh: $1 needs a value" >&2; exit 2; }
 		args+=("-${1#--}" "$2")
+		[[ "$1" == -cache || "$1" == --cache ]] && cache="$2"
 		shift
 		;;
 	-h | --help) args+=(-h) ;;
@@ -49,8 +51,8 @@ runtime="$(realpath -- "$resolved")"
 expect=test/conformance/expected-failures.txt
 [[ "$(basename -- "$runtime")" == runc ]] && expect=test/conformance/expected-failures-runc.txt
 
-cache="${XDG_CACHE_HOME:-/var/cache}/berth-conformance"
 mkdir -p "$cache"
 go build -o "$cache/harness" ./test/conformance
-# -expect comes first so that an -expect in args wins.
+# The harness binary lives in the cache too; -expect comes first so that an
+# -expect in args wins.
 exec "$cache/harness" -runtime "$runtime" -expect "$expect" ${args[@]+"${args[@]}"}

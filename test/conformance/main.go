@@ -131,6 +131,14 @@ func conform(ctx context.Context, o options, stdout, stderr io.Writer) (int, err
 		return 0, err
 	}
 
+	// Taken before the build too: concurrent builds into one cache would
+	// race on swapping the built tree in.
+	lock, err := Lock(ctx, stderr)
+	if err != nil {
+		return 0, fmt.Errorf("lock: %w", err)
+	}
+	defer lock.Close()
+
 	start := time.Now()
 	suite, err := PrepareSuite(ctx, o.cache, stderr)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +32,44 @@ type Sandbox struct {
 
 	// Cleanup counters, reported at the end of the run.
 	LeftContainers, LeftMounts, LeftCgroups int
+}
+
+// lockPath serialises harness runs on one machine: the suite's cgroup tests
+// all use the same fixed cgroup paths (/cgrouptest, testdir/cgrouptest), so
+// two concurrent runs would break each other's tests and cleanups.
+const lockPath = "/run/berth-conformance/lock"
+
+// Lock takes the machine-wide harness lock, waiting for a concurrent run to
+// finish (and saying so). The lock is released when the process exits.
+func Lock(ctx context.Context, log io.Writer) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(lockPath), 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+		return f, nil
+	} else if !errors.Is(err, unix.EWOULDBLOCK) {
+		f.Close()
+		return nil, &os.PathError{Op: "flock", Path: lockPath, Err: err}
+	}
+	fmt.Fprintf(log, "conformance: another run holds %s; waiting for it to finish\n", lockPath)
+	for {
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+			return f, nil
+		} else if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, &os.PathError{Op: "flock", Path: lockPath, Err: err}
+		}
+	}
 }
 
 // NewSandbox creates the private directories and the wrapper.
@@ -82,8 +121,6 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 // Close removes everything the sandbox created; call Clean first.
 func (s *Sandbox) Close() error {
 	err := errors.Join(os.RemoveAll(s.dir), os.Remove(s.Root))
-	// The parent is shared with concurrent runs: remove it only when empty.
-	_ = os.Remove(filepath.Dir(s.Root))
 	return err
 }
 
