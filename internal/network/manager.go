@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -495,14 +496,21 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 
 	created := false
 	if o.CreateNetns {
+		// The marker goes first, so a crash right after creating the netns
+		// still leaves a trace for check. A marker that was already there
+		// belongs to an earlier connect and is left alone.
+		_, statErr := os.Stat(m.markerPath(nsPath))
+		hadMarker := statErr == nil
 		if err := m.markNetns(nsPath); err != nil {
 			return nil, err
 		}
 		if created, err = createNamedNetns(nsPath, filepath.Join(m.stateDir, ".netns.lock")); err != nil {
-			m.unmarkNetns(nsPath)
+			if !hadMarker {
+				m.unmarkNetns(nsPath)
+			}
 			return nil, fmt.Errorf("create netns %s: %w", nsPath, err)
 		}
-		if !created {
+		if !created && !hadMarker {
 			// Not ours: it existed before, so disconnect must keep it.
 			m.unmarkNetns(nsPath)
 		}
@@ -537,6 +545,9 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 	if old, ok := lf.Endpoints[id]; ok {
 		if old.NetnsDev == nsid.dev && old.NetnsIno == nsid.ino {
 			if _, err := h.LinkByName(old.HostVeth); err == nil {
+				if err := sameRequest(old, reqIP, reqIP6, mac, o.Ports); err != nil {
+					return nil, err
+				}
 				return old, nil
 			}
 		}
@@ -623,6 +634,38 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 	return ep, nil
 }
 
+// sameRequest accepts a repeated connect only when what it asks for (if
+// anything) is what the live endpoint already has; a different address, MAC
+// or port list must not be silently ignored.
+func sameRequest(ep *Endpoint, ip, ip6 netip.Addr, mac net.HardwareAddr, ports []PortMapping) error {
+	differ := func(what, want, have string) error {
+		return fmt.Errorf("%w: %s is already connected with %s %s (asked for %s); disconnect it first", ErrInvalid, ep.ID, what, have, want)
+	}
+	if ip.IsValid() && ip != ep.IPv4.Addr() {
+		return differ("ip", ip.String(), ep.IPv4.Addr().String())
+	}
+	if ip6.IsValid() && ip6 != ep.IPv6.Addr() {
+		return differ("ip6", ip6.String(), ep.IPv6.Addr().String())
+	}
+	if mac != nil && mac.String() != ep.MAC {
+		return differ("mac", mac.String(), ep.MAC)
+	}
+	if len(ports) > 0 {
+		key := func(ps []PortMapping) string {
+			ss := make([]string, len(ps))
+			for i, p := range ps {
+				ss[i] = p.String()
+			}
+			sort.Strings(ss)
+			return strings.Join(ss, ",")
+		}
+		if key(ports) != key(ep.Ports) {
+			return differ("ports", key(ports), key(ep.Ports))
+		}
+	}
+	return nil
+}
+
 // checkPorts refuses host ports another endpoint already publishes, in any
 // network (a second DNAT rule would silently lose to the first). The caller
 // holds the global lock, which every port change takes.
@@ -705,9 +748,17 @@ func (m *Manager) teardown(h *netlink.Handle, fw *firewall, ep *Endpoint, dropNe
 		errs = append(errs, err)
 	}
 	if dropNetns && ep.OwnNetns {
-		if err := deleteNamedNetns(ep.Netns); err != nil {
-			errs = append(errs, err)
-		} else {
+		// Only the namespace berth created: if the path now names another
+		// one (the user recreated it), that one is not ours to delete.
+		id, err := statNetns(ep.Netns)
+		switch {
+		case err != nil || (id.dev == ep.NetnsDev && id.ino == ep.NetnsIno):
+			if err := deleteNamedNetns(ep.Netns); err != nil {
+				errs = append(errs, err)
+			} else {
+				m.unmarkNetns(ep.Netns)
+			}
+		default:
 			m.unmarkNetns(ep.Netns)
 		}
 	}

@@ -346,6 +346,9 @@ func TestNetworkTopology(t *testing.T) {
 	if again := w.connect(t, "web", "--netns", "c1"); again.IPv4 != c1.IPv4 || again.HostVeth != c1.HostVeth {
 		t.Errorf("reconnect gave %+v, want %+v", again, c1)
 	}
+	if out, err := w.berth("network", "connect", "web", "--netns", "c1", "-p", "9999:80"); err == nil || !strings.Contains(out, "already connected") {
+		t.Errorf("reconnect asking for other ports: err=%v %s", err, out)
+	}
 
 	// A server in c1 for the published port and container-to-container.
 	var ln net.Listener
