@@ -18,8 +18,12 @@
 //   - several rules for one syscall are ORed; when more than one could match,
 //     the most restrictive action wins (the kernel's own precedence), so the
 //     result never depends on the order of entries in the profile;
-//   - syscall names no filtered architecture knows are skipped with a
-//     warning (Filter.Warnings), never an error;
+//   - a syscall name is resolved per filtered architecture; a real syscall
+//     an architecture lacks is skipped there silently, and a name that no
+//     architecture has is skipped with a warning (Filter.Warnings), never
+//     an error;
+//   - on x86 (32-bit), unconditional rules on socket and SysV IPC calls
+//     also cover their socketcall(2)/ipc(2) entry points, as in libseccomp;
 //   - runc's -ENOSYS stub: unless the default action is permissive (ALLOW,
 //     LOG, TRACE) or already ERRNO(ENOSYS), syscall numbers above the highest
 //     one the profile names get -ENOSYS instead of the default action, so
