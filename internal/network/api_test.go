@@ -7,7 +7,9 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"berth/internal/testutil"
@@ -54,18 +56,42 @@ func TestAttachDetachInNetns(t *testing.T) {
 	if _, err := m.Create(ctx, CreateOptions{Name: "api", Subnet: "10.89.66.0/24", Bridge: "bapi0"}); err != nil {
 		t.Fatal(err)
 	}
+	// EnsureNetwork returns the existing network, or creates a default one.
+	if n, err := EnsureNetwork(ctx, "api", opts...); err != nil || n.Subnet.String() != "10.89.66.0/24" {
+		t.Fatalf("EnsureNetwork existing: %+v %v", n, err)
+	}
+	def, err := EnsureNetwork(ctx, DefaultNetwork, opts...)
+	if err != nil || !def.NAT || def.Subnet.Bits() != 24 || def.Subnet.Overlaps(netip.MustParsePrefix("10.89.66.0/24")) {
+		t.Fatalf("EnsureNetwork default: %+v %v", def, err)
+	}
+	if err := m.Remove(ctx, DefaultNetwork, false); err != nil {
+		t.Fatal(err)
+	}
 	// The runtime hands over a netns path and its container id.
 	nsPath := filepath.Join(nsdir, "ctr")
 	if _, err := createNamedNetns(nsPath, filepath.Join(state, ".netns.lock")); err != nil {
 		t.Fatal(err)
 	}
-	ao := AttachOptions{Container: "ctr1", ManagerOptions: opts, Ports: []PortMapping{{HostPort: 8081, ContainerPort: 80, Protocol: "tcp"}}}
+	// A DNS failure undoes the attach.
+	bad := AttachOptions{Container: "ctr1", ManagerOptions: opts, Rootfs: filepath.Join(state, "no", "such", "rootfs")}
+	if _, err := Attach(ctx, "api", nsPath, bad); err == nil {
+		t.Fatal("attach with a missing rootfs: want an error")
+	}
+	if info, _ := m.Inspect(ctx, "api"); len(info.Endpoints) != 0 {
+		t.Fatalf("failed attach left %d endpoint(s)", len(info.Endpoints))
+	}
+	rootfs := t.TempDir()
+	ao := AttachOptions{Container: "ctr1", ManagerOptions: opts, Ports: []PortMapping{{HostPort: 8081, ContainerPort: 80, Protocol: "tcp"}},
+		Rootfs: rootfs, DNS: DNSConfig{Nameservers: []string{"192.0.2.53"}, Hostname: "ctr1"}}
 	ep, err := Attach(ctx, "api", nsPath, ao)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ep.ID != "container:ctr1" || ep.IPv4.String() != "10.89.66.2/24" || ep.OwnNetns {
 		t.Fatalf("endpoint %+v", ep)
+	}
+	if b, err := os.ReadFile(filepath.Join(rootfs, "etc", "hosts")); err != nil || !strings.Contains(string(b), "10.89.66.2\tctr1") {
+		t.Fatalf("hosts: %q %v", b, err)
 	}
 	again, err := Attach(ctx, "api", nsPath, ao)
 	if err != nil || again.HostVeth != ep.HostVeth {
