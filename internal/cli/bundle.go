@@ -21,8 +21,8 @@ import (
 var configEditFlags = []cli.Flag{
 	cli.StringFlag{Name: "netns", Usage: "join the network namespace at `PATH` (e.g. /var/run/netns/web); \"host\" shares the host's"},
 	cli.StringSliceFlag{Name: "ns", Usage: "join or create a namespace: `TYPE[=PATH]` (network, pid, ipc, uts, mount, user, cgroup, time); PATH \"host\" removes it (repeatable)"},
-	cli.StringSliceFlag{Name: "cap-add", Usage: "add a capability, e.g. `CAP_NET_RAW` or net_raw (repeatable)"},
-	cli.StringSliceFlag{Name: "cap-drop", Usage: "drop a capability, or ALL (repeatable)"},
+	cli.StringSliceFlag{Name: "cap-add", Usage: "add a capability `CAP`, e.g. CAP_NET_RAW or net_raw (repeatable)"},
+	cli.StringSliceFlag{Name: "cap-drop", Usage: "drop a capability `CAP`, or ALL (repeatable)"},
 	cli.StringFlag{Name: "args", Usage: "process arguments: a JSON array ('[\"sh\",\"-c\",\"echo hi\"]') or space-separated `ARGS`"},
 	cli.StringSliceFlag{Name: "env", Usage: "set `K=V` (replacing K), or unset K (repeatable)"},
 	cli.StringFlag{Name: "cwd", Usage: "working directory (absolute `PATH`)"},
@@ -30,7 +30,7 @@ var configEditFlags = []cli.Flag{
 	cli.StringFlag{Name: "hostname", Usage: "container `HOSTNAME`"},
 	cli.StringFlag{Name: "user", Usage: "process `UID[:GID]`"},
 	cli.StringFlag{Name: "readonly", Usage: "read-only rootfs: `true|false`"},
-	cli.StringSliceFlag{Name: "mount", Usage: "add a mount: `type=bind,src=/host,dst=/ctr,ro` (bare words are options; bind gets rbind) (repeatable)"},
+	cli.StringSliceFlag{Name: "mount", Usage: "add a mount `SPEC`: type=bind,src=/host,dst=/ctr,ro (bare words are options; bind gets rbind) (repeatable)"},
 	cli.StringSliceFlag{Name: "unmount", Usage: "remove the mount at `DEST` (repeatable)"},
 	cli.StringSliceFlag{Name: "annotation", Usage: "set `K=V`, or remove K (repeatable)"},
 }

@@ -26,11 +26,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"berth/internal/image/unpack"
 
 	digest "github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,34 +119,78 @@ func validKey(key string) bool {
 
 // Ensure makes sure every layer (bottom first) is in the cache, extracting
 // those that are missing, and returns their keys. The caller holds a shared
-// lock. Concurrent extractions of the same layer are harmless: each writes
-// its own temp directory and the first rename wins.
+// lock. Missing layers are extracted in parallel (each into its own
+// directory); the rare layer that hardlinks into a lower layer not yet
+// extracted is redone once all lower layers are in. Concurrent extractions
+// of the same layer by two processes are harmless: each writes its own temp
+// directory and the first rename wins.
 func (c *Cache) Ensure(ctx context.Context, layers []unpack.Layer, opts unpack.Options) (keys []string, extracted int, err error) {
 	opts.Format = unpack.FormatOverlay
 	opts.OverlayUserXattr = opts.Rootless
-	var lowers []string // top first, for hardlinks into lower layers
+	lowersOf := make([][]string, len(layers)) // top first, for hardlinks into lower layers
+	var missing []int
 	for i, l := range layers {
 		if l.DiffID == "" {
-			return nil, extracted, fmt.Errorf("layer %d has no diff id", i+1)
+			return nil, 0, fmt.Errorf("layer %d has no diff id", i+1)
 		}
 		if err := l.DiffID.Validate(); err != nil {
-			return nil, extracted, fmt.Errorf("layer %d: %w", i+1, err)
+			return nil, 0, fmt.Errorf("layer %d: %w", i+1, err)
 		}
 		key := Key(l.DiffID, opts)
-		final := c.LayerDir(key)
-		if _, err := os.Lstat(final); err != nil {
-			o := opts
-			o.Lowers = lowers
-			if err := c.extract(ctx, key, l, o); err != nil {
-				return nil, extracted, fmt.Errorf("layer %d (%s): %w", i+1, l.Digest, err)
-			}
-			extracted++
+		for j := len(keys) - 1; j >= 0; j-- {
+			lowersOf[i] = append(lowersOf[i], c.LayerDir(keys[j]))
 		}
 		keys = append(keys, key)
-		lowers = append([]string{final}, lowers...)
+		if _, err := os.Lstat(c.LayerDir(key)); err != nil {
+			missing = append(missing, i)
+		}
 	}
-	return keys, extracted, nil
+	extractOne := func(i int) error {
+		o := opts
+		o.Lowers = lowersOf[i]
+		if err := c.extract(ctx, keys[i], layers[i], o); err != nil {
+			return fmt.Errorf("layer %d (%s): %w", i+1, layers[i].Digest, err)
+		}
+		return nil
+	}
+	var (
+		mu    sync.Mutex
+		redo  []int
+		g     errgroup.Group
+		first error
+	)
+	g.SetLimit(extractJobs)
+	for _, i := range missing {
+		g.Go(func() error {
+			err := extractOne(i)
+			mu.Lock()
+			defer mu.Unlock()
+			if errors.Is(err, unpack.ErrHardlinkLower) {
+				redo = append(redo, i)
+				return nil
+			}
+			if err != nil && first == nil {
+				first = err
+			}
+			return err
+		})
+	}
+	g.Wait()
+	if first != nil {
+		return nil, 0, first
+	}
+	sort.Ints(redo)
+	for _, i := range redo {
+		if err := extractOne(i); err != nil {
+			return nil, 0, err
+		}
+	}
+	return keys, len(missing), nil
 }
+
+// extractJobs bounds parallel layer extractions: each already runs its
+// decoder and writers concurrently.
+const extractJobs = 3
 
 func (c *Cache) extract(ctx context.Context, key string, l unpack.Layer, opts unpack.Options) (retErr error) {
 	tmp, err := os.MkdirTemp(filepath.Join(c.dir, "tmp"), key[:12]+"-")

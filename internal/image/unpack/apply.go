@@ -734,8 +734,16 @@ func (a *applier) lowerHardlink(pfd int, base, target string, cause error) error
 			}
 		}
 	}
+	if a.opts.Format == FormatOverlay && len(a.opts.Lowers) > 0 {
+		return fmt.Errorf("%w: %s", ErrHardlinkLower, target)
+	}
 	return invalid("hardlink target %s does not exist in the root: %v", target, cause)
 }
+
+// ErrHardlinkLower is returned in FormatOverlay when a hardlink target is in
+// neither this layer nor any of Options.Lowers (they may not be extracted
+// yet when layers are extracted in parallel).
+var ErrHardlinkLower = errors.New("hardlink target not found in this or any lower layer")
 
 func (a *applier) copyFromLower(lower, target string, pfd int, base string) error {
 	lf, err := os.OpenFile(lower, os.O_RDONLY|unix.O_DIRECTORY, 0)
