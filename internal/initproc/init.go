@@ -87,8 +87,12 @@ func run(conn *ipc.Conn, c *Config) error {
 			return err
 		}
 	}
-	if err := setRlimits(p.Rlimits); err != nil {
-		return err
+	if c.Exec {
+		// init's rlimits are applied by the parent once init is Ready, so
+		// a small RLIMIT_AS cannot starve the Go runtime during setup.
+		if err := setRlimits(p.Rlimits); err != nil {
+			return err
+		}
 	}
 	if p.OOMScoreAdj != nil && !c.Exec {
 		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
@@ -217,11 +221,9 @@ func setupRootfs(conn *ipc.Conn, c *Config) error {
 		} else if err := rootfs.PivotRoot(c.Rootfs); err != nil {
 			return err
 		}
-	} else if err := unix.Chroot(c.Rootfs); err != nil {
-		return fmt.Errorf("chroot %s: %w", c.Rootfs, err)
-	} else if err := unix.Chdir("/"); err != nil {
-		return err
 	}
+	// A joined mount namespace is used as it is: setns already made its
+	// root ours.
 	return nil
 }
 
@@ -455,17 +457,11 @@ func unwrap(err error) error {
 
 // markCloexec marks every fd from `from` up close-on-exec, so nothing the
 // runtime held leaks into the container (CVE-2024-21626 leaked a cgroup dir fd).
+// close_range needs no /proc, which may belong to another pid namespace
+// when the mount namespace was joined.
 func markCloexec(from int) error {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return fmt.Errorf("listing fds: %w", err)
-	}
-	for _, e := range ents {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd < from {
-			continue
-		}
-		unix.CloseOnExec(fd)
+	if err := unix.CloseRange(uint(from), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return os.NewSyscallError("close_range", err)
 	}
 	return nil
 }
@@ -496,6 +492,18 @@ func fixStdioOwner(uid, gid uint32) error {
 // finalize drops to the container's user and capabilities: bounding set
 // first (needs CAP_SETPCAP), then the ids with keepcaps, then capset.
 func finalize(conn *ipc.Conn, c *Config, p *specs.Process, sets caps.Sets, filter *seccompFilter) error {
+	cwd := p.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	// Check the cwd while still privileged and before any seccomp filter
+	// (which may deny getcwd): a cwd that resolves outside the root (a
+	// leaked fd, CVE-2024-21626) is refused.
+	if err := unix.Chdir(cwd); err == nil {
+		if wd, err := os.Getwd(); err != nil || !strings.HasPrefix(wd, "/") {
+			return fmt.Errorf("current working directory is outside of container mount namespace root -- possible container breakout detected")
+		}
+	}
 	if filter != nil && !filter.late && !p.NoNewPrivileges {
 		// Privileged load: still holding CAP_SYS_ADMIN.
 		if err := filter.load(conn); err != nil {
@@ -530,16 +538,9 @@ func finalize(conn *ipc.Conn, c *Config, p *specs.Process, sets caps.Sets, filte
 	} else if !c.Exec {
 		unix.Umask(0o022)
 	}
-	cwd := p.Cwd
-	if cwd == "" {
-		cwd = "/"
-	}
+	// Again as the container user: the cwd must be reachable by it.
 	if err := unix.Chdir(cwd); err != nil {
 		return fmt.Errorf("chdir to cwd (%q) set in config.json failed: %w", cwd, err)
-	}
-	// A cwd that resolves outside the root (a leaked fd, CVE-2024-21626) is refused.
-	if wd, err := os.Getwd(); err != nil || !strings.HasPrefix(wd, "/") {
-		return fmt.Errorf("current working directory is outside of container mount namespace root -- possible container breakout detected")
 	}
 	if err := sets.Apply(); err != nil {
 		return err

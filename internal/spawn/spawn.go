@@ -84,7 +84,10 @@ func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 		cmd.Path = "/proc/self/fd/" + strconv.Itoa(2+len(cmd.ExtraFiles))
 	}
 	pipeFd := 3 + len(o.Keep)
-	env := []string{"_BERTH_INITPIPE=" + strconv.Itoa(pipeFd)}
+	// glibc registers rseq at start-up; in a child cloned from a Go thread
+	// that registration can fail fatally ("rseq registration failed"), and
+	// nothing in init needs rseq.
+	env := []string{"_BERTH_INITPIPE=" + strconv.Itoa(pipeFd), "GLIBC_TUNABLES=glibc.pthread.rseq=0"}
 
 	var early, late []nsutil.Namespace
 	for _, n := range o.Join {
