@@ -184,7 +184,7 @@ func (w *nwWorld) snapshot(t *testing.T) nwSnap {
 	}
 	sort.Strings(links)
 	s.Links = strings.Join(links, " ")
-	s.Ruleset = nwRun(t, "ip", "netns", "exec", w.host, "nft", "list", "ruleset")
+	s.Ruleset = nwRun(t, "ip", "netns", "exec", w.host, "nft", "-s", "list", "ruleset") // -s: without counters
 	var files []string
 	filepath.WalkDir(w.stateDir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && !strings.HasSuffix(p, ".lock") {
@@ -322,6 +322,12 @@ func nwServeDNS(pc net.PacketConn) {
 // container, and a teardown that leaves nothing behind.
 func TestNetworkTopology(t *testing.T) {
 	w := nwNewWorld(t, true)
+	// Someone else's rules (docker, firewalld, the admin) must survive
+	// untouched and must not break berth's: a foreign table with its own
+	// forward and NAT base chains.
+	nwRun(t, "ip", "netns", "exec", w.host, "nft", "add table ip foreign; "+
+		"add chain ip foreign forwarding { type filter hook forward priority 10; policy accept; }; add rule ip foreign forwarding counter; "+
+		"add chain ip foreign natpost { type nat hook postrouting priority 50; }; add rule ip foreign natpost ip saddr 192.0.2.0/24 masquerade")
 	before := w.snapshot(t)
 
 	out := w.mustBerth(t, "network", "create", "web", "--subnet", nwTestSubnet, "--bridge", w.bridge)
