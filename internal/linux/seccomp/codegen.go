@@ -1,6 +1,7 @@
 package seccomp
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sort"
@@ -14,11 +15,17 @@ import (
 // an AUDIT_ARCH value and split the syscall number space at bit 30.
 type subsection struct {
 	arch    *archInfo
-	lo, hi  uint64 // syscall numbers this subsection sees, inclusive
-	bySys   map[uint32][]rule
+	lo, hi  uint64    // syscall numbers this subsection sees, inclusive
+	entries []sysRule // filled in profile order, then sorted by nr (stable)
 	maxNr   uint32
 	haveMax bool
 	entry   label
+}
+
+// sysRule is one rule for one syscall number of a subsection.
+type sysRule struct {
+	nr uint32
+	rule
 }
 
 // outcome of a syscall number: a return value, or a conditional block.
@@ -65,7 +72,7 @@ func (c *compiler) buildSubsections() [][]*subsection {
 	var groups [][]*subsection
 	index := map[uint32]int{}
 	for _, a := range c.arches {
-		s := &subsection{arch: a, lo: 0, hi: 0xffffffff, bySys: make(map[uint32][]rule, len(c.rules))}
+		s := &subsection{arch: a, lo: 0, hi: 0xffffffff, entries: make([]sysRule, 0, len(c.rules)+8)}
 		if a.audit == unix.AUDIT_ARCH_X86_64 {
 			if a.name == specs.ArchX32 {
 				s.lo = x32SyscallBit
@@ -85,14 +92,14 @@ func (c *compiler) buildSubsections() [][]*subsection {
 		known := false
 		for _, g := range groups {
 			for _, s := range g {
-				if m, ok := muxCalls[r.name]; ok && s.arch.muxed && len(r.conds) == 0 {
+				if r.mux != nil && s.arch.muxed && len(r.conds) == 0 {
 					// Argument conditions cannot follow a call into
 					// the multiplexer (its arguments are in memory),
 					// so only unconditional rules are mirrored.
-					if via, ok := s.arch.number(m.via); ok {
+					if via, ok := s.arch.number(r.mux.via); ok {
 						known = true
 						if !r.dropped {
-							s.bySys[via] = append(s.bySys[via], rule{action: r.action, conds: []condition{m.condition()}})
+							s.entries = append(s.entries, sysRule{via, rule{action: r.action, conds: []condition{r.mux.condition()}}})
 						}
 					}
 				}
@@ -105,7 +112,7 @@ func (c *compiler) buildSubsections() [][]*subsection {
 					s.maxNr, s.haveMax = nr, true
 				}
 				if !r.dropped {
-					s.bySys[nr] = append(s.bySys[nr], r.rule)
+					s.entries = append(s.entries, sysRule{nr, r.rule})
 				}
 			}
 		}
@@ -115,6 +122,13 @@ func (c *compiler) buildSubsections() [][]*subsection {
 		if !known && r.idx < 0 && !unknown[r.name] {
 			unknown[r.name] = true
 			c.warn("unknown syscall %q skipped", r.name)
+		}
+	}
+	for _, g := range groups {
+		for _, s := range g {
+			// Stable: rules of one syscall keep profile order, which
+			// breaks ties between equally restrictive actions.
+			slices.SortStableFunc(s.entries, func(a, b sysRule) int { return cmp.Compare(a.nr, b.nr) })
 		}
 	}
 	return groups
@@ -184,15 +198,15 @@ func (c *compiler) generate() ([]unix.SockFilter, error) {
 	return a.assemble()
 }
 
-// intervals splits [s.lo, s.hi] into ranges of equal outcome.
-func (c *compiler) intervals(s *subsection, blockOf func(nr uint32) outcome) []interval {
-	nrs := make([]uint32, 0, len(s.bySys))
-	for nr := range s.bySys {
-		if uint64(nr) >= s.lo && uint64(nr) <= s.hi {
-			nrs = append(nrs, nr)
-		}
-	}
-	slices.Sort(nrs)
+// point is the outcome of one syscall number the profile has rules for.
+type point struct {
+	nr  uint32
+	out outcome
+}
+
+// intervals splits [s.lo, s.hi] into ranges of equal outcome; points are
+// sorted by number and inside the range.
+func (c *compiler) intervals(s *subsection, points []point) []interval {
 
 	enosys := outcome{ret: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS), block: -1}
 	def := outcome{ret: c.defAct, block: -1}
@@ -228,10 +242,10 @@ func (c *compiler) intervals(s *subsection, blockOf func(nr uint32) outcome) []i
 		}
 	}
 	cur := s.lo
-	for _, nr := range nrs {
-		base(cur, uint64(nr))
-		add(uint64(nr), blockOf(nr))
-		cur = uint64(nr) + 1
+	for _, p := range points {
+		base(cur, uint64(p.nr))
+		add(uint64(p.nr), p.out)
+		cur = uint64(p.nr) + 1
 	}
 	base(cur, s.hi+1)
 	return out
@@ -244,30 +258,37 @@ func (c *compiler) emitSubsection(a *assembler, s *subsection, loadNr bool) erro
 		label label
 	}
 	var blocks []*block
-	byKey := map[string]int{}
-	outcomes := make(map[uint32]outcome, len(s.bySys))
-	// Sorted, so that the same profile always yields the same program.
-	sorted := make([]uint32, 0, len(s.bySys))
-	for nr := range s.bySys {
-		sorted = append(sorted, nr)
-	}
-	slices.Sort(sorted)
-	for _, nr := range sorted {
-		rs := normalise(s.bySys[nr])
-		if len(rs[0].conds) == 0 {
-			outcomes[nr] = outcome{ret: rs[0].action, block: -1}
+	var byKey map[string]int
+	points := make([]point, 0, len(s.entries))
+	rules := make([]rule, 0, 8)
+	for i := 0; i < len(s.entries); {
+		nr := s.entries[i].nr
+		rules = rules[:0]
+		for ; i < len(s.entries) && s.entries[i].nr == nr; i++ {
+			rules = append(rules, s.entries[i].rule)
+		}
+		if uint64(nr) < s.lo || uint64(nr) > s.hi {
 			continue
 		}
+		rs := normalise(rules)
+		if len(rs[0].conds) == 0 {
+			points = append(points, point{nr, outcome{ret: rs[0].action, block: -1}})
+			continue
+		}
+		rs = slices.Clone(rs) // rules is reused
 		key := rulesKey(rs)
+		if byKey == nil {
+			byKey = map[string]int{}
+		}
 		bi, ok := byKey[key]
 		if !ok {
 			bi = len(blocks)
 			byKey[key] = bi
 			blocks = append(blocks, &block{rules: rs, label: a.newLabel()})
 		}
-		outcomes[nr] = outcome{block: bi}
+		points = append(points, point{nr, outcome{block: bi}})
 	}
-	ivs := c.intervals(s, func(nr uint32) outcome { return outcomes[nr] })
+	ivs := c.intervals(s, points)
 
 	pool := newRetPool()
 	target := func(o outcome) label {

@@ -198,7 +198,8 @@ type compiler struct {
 
 type namedRule struct {
 	name string
-	idx  int // in sysNames, -1 if no arch has the name
+	idx  int      // in sysNames, -1 if no arch has the name
+	mux  *muxCall // how x86 reaches it through socketcall/ipc, if it does
 	rule
 	dropped bool // same as the default action: counts for the stub, emits nothing
 }
@@ -272,6 +273,11 @@ func (c *compiler) run(native specs.Arch) error {
 	}
 
 	// Rules.
+	n := 0
+	for _, sc := range cfg.Syscalls {
+		n += len(sc.Names)
+	}
+	c.rules = make([]namedRule, 0, n)
 	for i, sc := range cfg.Syscalls {
 		if err := c.addSyscall(i, sc); err != nil {
 			return err
@@ -365,8 +371,12 @@ func (c *compiler) addSyscall(i int, sc specs.LinuxSyscall) error {
 			}
 		}
 		idx := nameIndex(name)
+		var mux *muxCall
+		if m, ok := muxCalls[name]; ok {
+			mux = &m
+		}
 		for _, r := range rules {
-			c.rules = append(c.rules, namedRule{name: name, idx: idx, rule: r, dropped: dropped})
+			c.rules = append(c.rules, namedRule{name: name, idx: idx, mux: mux, rule: r, dropped: dropped})
 		}
 	}
 	return nil
