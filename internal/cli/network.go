@@ -167,7 +167,7 @@ Example:
 		cli.StringFlag{Name: "ip6", Usage: "IPv6 address to lease (IPv6 networks only)"},
 		cli.StringFlag{Name: "mac", Usage: "MAC address of the interface (default: 02:42 + the IPv4 address)"},
 		cli.StringSliceFlag{Name: "publish, p", Usage: "publish a port: [hostIP:]hostPort:containerPort[/tcp|udp] (repeatable)"},
-		cli.StringFlag{Name: "rootfs", Usage: "write resolv.conf (and hosts, hostname) into this rootfs"},
+		cli.StringFlag{Name: "rootfs", Usage: "write resolv.conf (and hosts, hostname) into this rootfs (or bundle directory)"},
 		cli.StringFlag{Name: "hostname", Usage: "hostname for etc/hostname and etc/hosts (with --rootfs)"},
 		cli.StringSliceFlag{Name: "dns", Usage: "nameserver for resolv.conf (default: the host's, without loopback ones)"},
 		cli.StringSliceFlag{Name: "dns-search", Usage: "search domain for resolv.conf"},
@@ -220,7 +220,11 @@ Example:
 			if ep.IPv6.IsValid() {
 				addrs = append(addrs, ep.IPv6.Addr())
 			}
-			if err := network.WriteDNS(root, dns, addrs); err != nil {
+			rootfs, err := network.ResolveRootfs(root)
+			if err == nil {
+				err = network.WriteDNS(rootfs, dns, addrs)
+			}
+			if err != nil {
 				// Leave nothing half-done: undo the connect, unless the
 				// endpoint was already there before this command.
 				if !ep.Created.Before(start) {
@@ -462,12 +466,13 @@ Example:
 var netDNSCmd = cli.Command{
 	Name:      "dns",
 	Usage:     "write resolv.conf, hosts and hostname into a rootfs",
-	ArgsUsage: "ROOTFS",
+	ArgsUsage: "ROOTFS|BUNDLE",
 	Description: `Writes ROOTFS/etc/resolv.conf from --dns/--dns-search/--dns-option, or from
 the host's configuration with loopback nameservers dropped (and
 systemd-resolved's upstream list when the host only names 127.0.0.53). With
 --hostname also etc/hostname and etc/hosts (--ip adds the container's address).
-Symlinks inside ROOTFS are never followed out of it.
+A bundle directory means the rootfs its config.json names. Symlinks inside the
+rootfs are never followed out of it.
 
 Example:
 
@@ -495,7 +500,11 @@ Example:
 			}
 			addrs = append(addrs, a)
 		}
-		if err := network.WriteDNS(c.Args().First(), cfg, addrs); err != nil {
+		rootfs, err := network.ResolveRootfs(c.Args().First())
+		if err != nil {
+			return fmt.Errorf("network dns: %w", err)
+		}
+		if err := network.WriteDNS(rootfs, cfg, addrs); err != nil {
 			return fmt.Errorf("network dns: %w", err)
 		}
 		return nil

@@ -23,7 +23,7 @@ type AttachOptions struct {
 	IP        string
 	MAC       string
 	Ports     []PortMapping
-	// Rootfs, if set, receives etc/resolv.conf (and etc/hosts and
+	// Rootfs (a rootfs or a bundle directory), if set, receives etc/resolv.conf (and etc/hosts and
 	// etc/hostname when DNS.Hostname is set) for the new endpoint.
 	Rootfs string
 	DNS    DNSConfig
@@ -57,7 +57,11 @@ func Attach(ctx context.Context, netName, netnsPath string, opts AttachOptions) 
 	if ep.IPv6.IsValid() {
 		addrs = append(addrs, ep.IPv6.Addr())
 	}
-	if err := WriteDNS(opts.Rootfs, opts.DNS, addrs); err != nil {
+	rootfs, err := ResolveRootfs(opts.Rootfs)
+	if err == nil {
+		err = WriteDNS(rootfs, opts.DNS, addrs)
+	}
+	if err != nil {
 		err = fmt.Errorf("write DNS files into %s: %w", opts.Rootfs, err)
 		if !ep.Created.Before(start) { // this call made the endpoint
 			if derr := m.Disconnect(ctx, netName, co); derr != nil {

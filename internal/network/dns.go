@@ -3,6 +3,7 @@ package network
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -213,6 +214,35 @@ func validHostname(h string) error {
 		}
 	}
 	return nil
+}
+
+// ResolveRootfs accepts a rootfs or a bundle directory: when dir holds a
+// config.json, the rootfs is its root.path (relative to the bundle unless
+// absolute), so `--rootfs bundles/web` and `--rootfs bundles/web/rootfs` mean
+// the same thing.
+func ResolveRootfs(dir string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return dir, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	var cfg struct {
+		Root *struct {
+			Path string `json:"path"`
+		} `json:"root"`
+	}
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return "", fmt.Errorf("bundle %s: config.json: %w", dir, err)
+	}
+	if cfg.Root == nil || cfg.Root.Path == "" {
+		return "", fmt.Errorf("bundle %s: config.json has no root.path", dir)
+	}
+	if filepath.IsAbs(cfg.Root.Path) {
+		return cfg.Root.Path, nil
+	}
+	return filepath.Join(dir, cfg.Root.Path), nil
 }
 
 // WriteDNS writes etc/resolv.conf (always), and etc/hosts and etc/hostname

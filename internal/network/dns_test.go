@@ -200,3 +200,23 @@ func TestWriteDNS(t *testing.T) {
 		t.Errorf("etc has %d entries (temp files left?)", len(ents))
 	}
 }
+
+func TestResolveRootfs(t *testing.T) {
+	plain := t.TempDir()
+	if got, err := ResolveRootfs(plain); err != nil || got != plain {
+		t.Errorf("plain dir: %s %v", got, err)
+	}
+	bundle := t.TempDir()
+	os.WriteFile(filepath.Join(bundle, "config.json"), []byte(`{"root":{"path":"rootfs"}}`), 0o644)
+	if got, err := ResolveRootfs(bundle); err != nil || got != filepath.Join(bundle, "rootfs") {
+		t.Errorf("bundle: %s %v", got, err)
+	}
+	os.WriteFile(filepath.Join(bundle, "config.json"), []byte(`{"root":{"path":"/abs/root"}}`), 0o644)
+	if got, err := ResolveRootfs(bundle); err != nil || got != "/abs/root" {
+		t.Errorf("absolute root: %s %v", got, err)
+	}
+	os.WriteFile(filepath.Join(bundle, "config.json"), []byte(`{"process":{}}`), 0o644)
+	if _, err := ResolveRootfs(bundle); err == nil {
+		t.Error("no root.path: want an error")
+	}
+}
