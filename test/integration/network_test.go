@@ -830,3 +830,39 @@ func TestNetworkIPv6(t *testing.T) {
 	}
 	w.mustBerth(t, "network", "rm", "--force", "v4only")
 }
+
+// TestNetworkDNSCommand: `network dns` on a bundle takes the host's resolvers
+// minus loopback ones, and replaces a resolv.conf symlink that points at a
+// host file instead of writing through it.
+func TestNetworkDNSCommand(t *testing.T) {
+	bundle := t.TempDir()
+	etc := filepath.Join(bundle, "rootfs", "etc")
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(bundle, "config.json"), []byte(`{"root":{"path":"rootfs"}}`), 0o644)
+	victim := filepath.Join(t.TempDir(), "host-file")
+	os.WriteFile(victim, []byte("precious\n"), 0o644)
+	if err := os.Symlink(victim, filepath.Join(etc, "resolv.conf")); err != nil {
+		t.Fatal(err)
+	}
+	hostConf := filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(hostConf, []byte("nameserver 127.0.0.1\nnameserver 192.0.2.9\nsearch lan\n"), 0o644)
+	nwRun(t, berthBin, "network", "dns", bundle, "--host-resolv-conf", hostConf, "--hostname", "box", "--ip", "10.89.0.5")
+	if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+		t.Fatalf("wrote through the symlink: %q", b)
+	}
+	rc, err := os.ReadFile(filepath.Join(etc, "resolv.conf"))
+	if err != nil || !strings.Contains(string(rc), "nameserver 192.0.2.9\nsearch lan\n") || strings.Contains(string(rc), "127.0.0.1") {
+		t.Errorf("resolv.conf: %q %v", rc, err)
+	}
+	if fi, err := os.Lstat(filepath.Join(etc, "resolv.conf")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("resolv.conf is not a regular file: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(etc, "hosts")); !strings.Contains(string(b), "10.89.0.5\tbox\n") {
+		t.Errorf("hosts: %q", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(etc, "hostname")); string(b) != "box\n" {
+		t.Errorf("hostname: %q", b)
+	}
+}
