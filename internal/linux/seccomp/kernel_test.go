@@ -27,6 +27,7 @@ const (
 	envHelper  = "BERTH_SECCOMP_HELPER"
 	envProfile = "BERTH_SECCOMP_PROFILE"
 	envCalls   = "BERTH_SECCOMP_CALLS"
+	envHandoff = "BERTH_SECCOMP_HANDOFF"
 )
 
 type call struct {
@@ -87,7 +88,18 @@ func helperMain() int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	if f.NeedsListener() {
+	if f.NeedsListener() && os.Getenv(envHandoff) == "pidfd" {
+		// runc's flow: report the number on fd 3 with write(2), wait on
+		// fd 4 until the parent took the fd and gave it to the agent.
+		if _, err := unix.Write(3, []byte(fmt.Sprintf("%d\n", fd))); err != nil {
+			return fail("reporting listener: %v", err)
+		}
+		var b [1]byte
+		if _, err := unix.Read(4, b[:]); err != nil {
+			return fail("waiting for the parent: %v", err)
+		}
+		unix.Close(fd)
+	} else if f.NeedsListener() {
 		st := specs.State{Version: specs.Version, ID: "helper", Status: specs.StateCreated, Pid: os.Getpid(), Bundle: "/bundle"}
 		if err := SendListener(cfg.ListenerPath, NewProcessState(st, os.Getpid(), cfg.ListenerMetadata), fd, 0); err != nil {
 			return fail("%v", err)
@@ -165,6 +177,13 @@ type helperRun struct {
 
 func runHelper(t *testing.T, cfg *specs.LinuxSeccomp, calls []call) helperRun {
 	t.Helper()
+	return runHelperWith(t, cfg, calls, nil)
+}
+
+// runHelperWith runs the helper; with handoff set, the helper reports its
+// listener fd number instead of sending it, and handoff gets (pid, fd).
+func runHelperWith(t *testing.T, cfg *specs.LinuxSeccomp, calls []call, handoff func(pid, fd int) error) helperRun {
+	t.Helper()
 	p, err := json.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -177,11 +196,43 @@ func runHelper(t *testing.T, cfg *specs.LinuxSeccomp, calls []call) helperRun {
 	cmd.Env = append(os.Environ(), envHelper+"=1", envProfile+"="+string(p), envCalls+"="+string(c), "GOTRACEBACK=single")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var numR, goW *os.File
+	if handoff != nil {
+		nr, nw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		gr, gw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nr.Close()
+		defer gw.Close()
+		cmd.ExtraFiles = []*os.File{nw, gr}
+		cmd.Env = append(cmd.Env, envHandoff+"=pidfd")
+		defer nw.Close()
+		defer gr.Close()
+		numR, goW = nr, gw
+	}
 	done := make(chan error, 1)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { done <- cmd.Wait() }()
+	if handoff != nil {
+		var fd int
+		if _, err := fmt.Fscanf(numR, "%d\n", &fd); err != nil {
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("reading the listener fd number: %v; stderr: %s", err, stderr.String())
+		}
+		if err := handoff(cmd.Process.Pid, fd); err != nil {
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("handoff: %v", err)
+		}
+		goW.Write([]byte{1})
+	}
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):

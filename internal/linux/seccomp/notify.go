@@ -161,3 +161,21 @@ func NotifRespond(fd int, id uint64, val int64, errno int32, flags uint32) error
 	}
 	return nil
 }
+
+// TakeListener duplicates fd number fd of process pid into the caller
+// (pidfd_getfd, Linux 5.6; close-on-exec). It is runc's way to get the
+// listener out of init: init only write(2)s the number after Load and
+// waits, so the only syscall it needs unnotified is write (the default of
+// WithNotifyForbidden). The caller needs ptrace-attach rights over pid.
+func TakeListener(pid, fd int) (int, error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return -1, fmt.Errorf("seccomp: pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	got, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		return -1, fmt.Errorf("seccomp: pidfd_getfd %d of pid %d: %w", fd, pid, err)
+	}
+	return got, nil
+}

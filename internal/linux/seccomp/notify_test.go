@@ -3,6 +3,7 @@ package seccomp
 import (
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -83,6 +84,13 @@ func startAgent(t *testing.T, sock string, want int) <-chan agentReport {
 
 func TestKernelNotify(t *testing.T) {
 	requireKernelTests(t)
+	t.Run("init sends", func(t *testing.T) { testKernelNotify(t, false) })
+	// The flow berth's runtime can use, like runc: init write(2)s the
+	// number, the parent takes the fd with pidfd_getfd and sends it.
+	t.Run("parent takes with pidfd_getfd", func(t *testing.T) { testKernelNotify(t, true) })
+}
+
+func testKernelNotify(t *testing.T, viaParent bool) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "agent.sock")
 	newDir := filepath.Join(dir, "made-by-continue")
@@ -96,12 +104,24 @@ func TestKernelNotify(t *testing.T) {
 	}
 	fdcwd := int64(unix.AT_FDCWD)
 	atFdcwd := uint64(fdcwd)
-	h := runHelper(t, cfg, []call{
+	var handoff func(pid, fd int) error
+	if viaParent {
+		handoff = func(pid, fd int) error {
+			lfd, err := TakeListener(pid, fd)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(lfd)
+			st := specs.State{Version: specs.Version, ID: "helper", Status: specs.StateCreated, Pid: pid, Bundle: "/bundle"}
+			return SendListener(cfg.ListenerPath, NewProcessState(st, pid, cfg.ListenerMetadata), lfd, 0)
+		}
+	}
+	h := runHelperWith(t, cfg, []call{
 		{Mode: "64", Nr: sys(t, "getppid")},
 		{Mode: "64", Nr: sys(t, "getuid")},
 		{Mode: "64", Nr: sys(t, "mkdirat"), Args: [6]uint64{atFdcwd, 0, 0o755}, Path: newDir},
 		{Mode: "64", Nr: sys(t, "getgid")},
-	})
+	}, handoff)
 	rep := <-reports
 	if rep.err != nil {
 		t.Fatalf("agent: %v (helper stderr: %s)", rep.err, h.stderr)
@@ -204,5 +224,38 @@ func TestSendReceiveListener(t *testing.T) {
 	buf := make([]byte, 1)
 	if _, err := r.Read(buf); err != nil || buf[0] != 'x' {
 		t.Fatalf("read %q, %v", buf, err)
+	}
+}
+
+func TestTakeListener(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command("sleep", "30")
+	cmd.ExtraFiles = []*os.File{w} // fd 3 in the child
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	w.Close()
+	fd, err := TakeListener(cmd.Process.Pid, 3)
+	if err != nil {
+		testSkipOrFail(t, "pidfd_getfd: %v", err)
+	}
+	defer unix.Close(fd)
+	if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil || flags&unix.FD_CLOEXEC == 0 {
+		t.Fatalf("taken fd flags %#x, %v: want close-on-exec", flags, err)
+	}
+	if _, err := unix.Write(fd, []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	if _, err := r.Read(buf); err != nil || buf[0] != 'y' {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	if _, err := TakeListener(cmd.Process.Pid, 99); err == nil || !strings.Contains(err.Error(), "pidfd_getfd 99") {
+		t.Fatalf("bad fd: %v", err)
 	}
 }
