@@ -316,3 +316,42 @@ func TestUnpackRootless(t *testing.T) {
 		t.Errorf("config is not rootless: %+v", s.Linux)
 	}
 }
+
+// TestUnpackIDMap: --uid-map/--gid-map shift ownership on disk and give
+// config.json a user namespace with the same maps.
+func TestUnpackIDMap(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	l := writeTar(t, filepath.Join(dir, "l.tar"),
+		tent{name: "etc/", typ: tar.TypeDir},
+		tent{name: "etc/passwd", typ: tar.TypeReg, body: "root:x:0:0::/root:/bin/sh\n"},
+		tent{name: "srv/", typ: tar.TypeDir, uid: 1000, gid: 1001},
+		tent{name: "srv/s", typ: tar.TypeReg, mode: 0o4750, uid: 1000, gid: 1001, body: "s"},
+		tent{name: "implicit/parent/f", typ: tar.TypeReg, body: "f"})
+	layout := filepath.Join(dir, "layout")
+	makeImage(t, layout, "latest", "{}", l+":none")
+	bundle := filepath.Join(dir, "b")
+	if out, err := runBerth(t, nil, "unpack", "--image", layout, "--uid-map", "0:100000:65536", "--gid-map", "0:200000:65536", bundle); err != nil {
+		t.Fatalf("unpack: %v\n%s", err, out)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(bundle, "rootfs/srv/s"), &st); err != nil || st.Uid != 101000 || st.Gid != 201001 || st.Mode&0o7777 != 0o4750 {
+		t.Errorf("mapped owner: %d:%d mode %o %v", st.Uid, st.Gid, st.Mode&0o7777, err)
+	}
+	for _, p := range []string{"", "etc", "implicit", "implicit/parent"} {
+		if err := unix.Lstat(filepath.Join(bundle, "rootfs", p), &st); err != nil || st.Uid != 100000 || st.Gid != 200000 {
+			t.Errorf("/%s: owner %d:%d, want the mapped root 100000:200000 (%v)", p, st.Uid, st.Gid, err)
+		}
+	}
+	s := loadSpec(t, bundle)
+	if len(s.Linux.UIDMappings) != 1 || s.Linux.UIDMappings[0].HostID != 100000 || len(s.Linux.GIDMappings) != 1 || s.Linux.GIDMappings[0].HostID != 200000 {
+		t.Errorf("config maps: %+v %+v", s.Linux.UIDMappings, s.Linux.GIDMappings)
+	}
+	out, err := runBerth(t, nil, "unpack", "--image", layout, "--uid-map", "0:100000:10", filepath.Join(dir, "b2"))
+	if err == nil || !strings.Contains(out, "uid 1000 is not in the uid map") {
+		t.Errorf("unmapped uid accepted: %v %s", err, out)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "b2")); !os.IsNotExist(err) {
+		t.Errorf("failed unpack left its bundle: %v", err)
+	}
+}

@@ -180,6 +180,7 @@ func (a *applier) mkdirAllDepth(p string, depth int) (int, error) {
 		return -1, &os.PathError{Op: "mkdir", Path: p, Err: unix.ELOOP}
 	}
 	for attempt := 0; attempt < 64; attempt++ {
+		missing := a.missingPrefixes(p)
 		f, err := pathrs.MkdirAllHandle(a.root, p, 0o755)
 		if err == nil {
 			fd, derr := unix.Dup(int(f.Fd()))
@@ -188,6 +189,10 @@ func (a *applier) mkdirAllDepth(p string, depth int) (int, error) {
 				return -1, derr
 			}
 			unix.CloseOnExec(fd)
+			if err := a.ownImplicit(missing); err != nil {
+				unix.Close(fd)
+				return -1, err
+			}
 			return fd, nil
 		}
 		if !errors.Is(err, unix.ENOTDIR) {
@@ -254,6 +259,50 @@ func (a *applier) mkdirAllDepth(p string, depth int) (int, error) {
 		}
 	}
 	return -1, fmt.Errorf("mkdir %s: too many replacements", p)
+}
+
+// missingPrefixes lists the prefixes of p that do not resolve yet, when
+// implicitly created directories need an owner other than the host's root.
+func (a *applier) missingPrefixes(p string) []string {
+	if a.opts.Rootless || len(a.opts.UIDMaps)+len(a.opts.GIDMaps) == 0 {
+		return nil
+	}
+	var out []string
+	for q := p; q != "/"; q = path.Dir(q) {
+		fd, err := a.dirNoCache(q)
+		if err == nil {
+			unix.Close(fd)
+			break
+		}
+		out = append(out, q)
+	}
+	return out
+}
+
+// ownImplicit gives directories made only because an entry needed them the
+// image root's owner (container 0 mapped to the host), so a user-namespaced
+// container does not see them as owned by nobody.
+func (a *applier) ownImplicit(dirs []string) error {
+	if len(dirs) == 0 {
+		return nil
+	}
+	uid, uok := toHost(0, a.opts.UIDMaps)
+	gid, gok := toHost(0, a.opts.GIDMaps)
+	if !uok || !gok {
+		return nil // container root is unmapped: leave host root
+	}
+	for _, d := range dirs {
+		fd, err := a.dirNoCache(d)
+		if err != nil {
+			return &os.PathError{Op: "resolve", Path: d, Err: err}
+		}
+		err = unix.Fchownat(fd, "", int(uid), int(gid), unix.AT_EMPTY_PATH)
+		unix.Close(fd)
+		if err != nil {
+			return &os.PathError{Op: "chown", Path: d, Err: err}
+		}
+	}
+	return nil
 }
 
 // dirNoCache resolves p in the root without creating; the caller closes.

@@ -53,6 +53,9 @@ func Unpack(ctx context.Context, rootfs string, layers []Layer, opts Options) (s
 		return st, err
 	}
 	defer a.close()
+	if err := a.ownImplicit([]string{"/"}); err != nil {
+		return st, err
+	}
 
 	pipes := make([]*pipe, len(layers))
 	ctx, cancel := context.WithCancel(ctx)
