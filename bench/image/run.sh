@@ -9,10 +9,12 @@
 # first, ROUNDS times. Prints per-round times, the medians and
 # berth/skopeo (lower is better; the target is <= 0.8).
 #
-#   bench/image/run.sh                 # ROUNDS=5
+#   bench/image/run.sh                 # ROUNDS=5, plain HTTP, anonymous
+#   TLS=1 bench/image/run.sh           # HTTPS from a throwaway CA + htpasswd auth
 #   ROUNDS=9 LAYER_DIRS="/usr/bin /usr/share" bench/image/run.sh
 #
-# Needs: go, skopeo, docker-registry, jq, sha256sum, gzip. Run from anywhere.
+# Needs: go, skopeo, docker-registry, jq, sha256sum, gzip, bc, curl (and
+# openssl, htpasswd for TLS=1). Run from anywhere.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -26,7 +28,10 @@ done
 work=$(mktemp -d /var/tmp/berth-bench-image.XXXXXX)
 reg_pid=
 cleanup() {
-	[[ -n "$reg_pid" ]] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
+	if [[ -n "$reg_pid" ]]; then
+		kill "$reg_pid" 2>/dev/null || true
+		wait "$reg_pid" 2>/dev/null || true
+	fi
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -85,19 +90,46 @@ storage:
 http:
   addr: 127.0.0.1:$port
 EOF
+scheme=http
+src_flags=(--src-tls-verify=false)
+dest_flags=(--dest-tls-verify=false)
+curl_flags=()
+if [[ "${TLS:-0}" == 1 ]]; then
+	t=$work/tls
+	mkdir -p "$t/certs"
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$t/ca.key" -out "$t/certs/ca.crt" -days 1 -subj "/CN=berth bench CA" 2>/dev/null
+	openssl req -newkey rsa:2048 -nodes -keyout "$t/server.key" -out "$t/server.csr" -subj "/CN=127.0.0.1" 2>/dev/null
+	echo "subjectAltName=IP:127.0.0.1" >"$t/ext"
+	openssl x509 -req -in "$t/server.csr" -CA "$t/certs/ca.crt" -CAkey "$t/ca.key" -CAcreateserial -out "$t/server.crt" -days 1 -extfile "$t/ext" 2>/dev/null
+	htpasswd -Bbn bench bench-pw >"$t/htpasswd"
+	cat >>"$work/registry.yml" <<EOF
+  tls:
+    certificate: $t/server.crt
+    key: $t/server.key
+auth:
+  htpasswd:
+    realm: bench
+    path: $t/htpasswd
+EOF
+	scheme=https
+	src_flags=(--src-cert-dir "$t/certs" --src-creds bench:bench-pw)
+	dest_flags=(--dest-cert-dir "$t/certs" --dest-creds bench:bench-pw)
+	curl_flags=(--cacert "$t/certs/ca.crt" -u bench:bench-pw)
+fi
 docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
 reg_pid=$!
 for _ in $(seq 50); do
-	curl -sf "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break
+	curl -sf "${curl_flags[@]}" "$scheme://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break
 	sleep 0.1
 done
 img="docker://127.0.0.1:$port/bench/image:v1"
-skopeo copy -q --insecure-policy --dest-tls-verify=false --format v2s2 "oci:$src:bench" "$img"
+skopeo copy -q --insecure-policy "${dest_flags[@]}" --format v2s2 "oci:$src:bench" "$img"
+echo "registry: $scheme://127.0.0.1:$port"
 
 # --- paired rounds ---
 now() { date +%s%N; }
-run_skopeo() { skopeo copy -q --insecure-policy --src-tls-verify=false "$img" "oci:$work/dst-skopeo:v1"; }
-run_berth() { "$berth" copy -q --src-tls-verify=false "$img" "oci:$work/dst-berth:v1"; }
+run_skopeo() { skopeo copy -q --insecure-policy "${src_flags[@]}" "$img" "oci:$work/dst-skopeo:v1"; }
+run_berth() { "$berth" copy -q "${src_flags[@]}" "$img" "oci:$work/dst-berth:v1"; }
 timed() { # name -> seconds on stdout
 	rm -rf "$work/dst-$1"
 	sync

@@ -218,10 +218,14 @@ func newTransport(host string, opts Options) (*http.Transport, error) {
 		}
 	}
 	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:       tlsCfg,
-		ForceAttemptHTTP2:     true,
+		Proxy:           http.ProxyFromEnvironment,
+		DialContext:     (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig: tlsCfg,
+		// HTTP/1.1 on purpose: parallel blob downloads then get a TCP
+		// connection each, while HTTP/2 would multiplex them over one
+		// connection and its flow-control window (measured: ~25% slower
+		// for a 340 MiB pull from a local TLS registry).
+		ForceAttemptHTTP2:     false,
 		MaxIdleConns:          64,
 		MaxIdleConnsPerHost:   32,
 		IdleConnTimeout:       90 * time.Second,
