@@ -380,7 +380,10 @@ func (c *Cache) users() (map[string][]string, error) {
 			continue
 		}
 		var r ref
-		if json.Unmarshal(b, &r) != nil || !isOverlayBundle(r.Bundle) {
+		// A ref is stale once its bundle is gone, unless the overlay is still
+		// mounted (a bundle deleted with rm -rf while mounted): its layers
+		// must not be pulled out from under a live mount.
+		if json.Unmarshal(b, &r) != nil || !isOverlayBundle(r.Bundle) && !mounted(filepath.Join(r.Bundle, "rootfs")) {
 			os.Remove(p)
 			continue
 		}
