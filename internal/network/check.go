@@ -70,6 +70,24 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every network lock is held for the whole scan: links, rules, leases
+	// and netns markers are then one consistent picture, and no connect or
+	// disconnect is half-way through while we judge what leaked.
+	netLocks := map[string]*lock{}
+	unlockAll := func() {
+		for name, l := range netLocks {
+			l.Unlock()
+			delete(netLocks, name)
+		}
+	}
+	defer unlockAll()
+	for _, n := range nets {
+		l, err := m.lockNetwork(n.Name)
+		if err != nil {
+			return nil, err
+		}
+		netLocks[n.Name] = l
+	}
 	links, err := retryDump(h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
@@ -101,12 +119,7 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 	missingPorts := map[string]bool{} // networks whose endpoints lack DNAT rules
 	for _, n := range nets {
 		knownNet[n.Name] = true
-		l, err := m.lockNetwork(n.Name)
-		if err != nil {
-			return nil, err
-		}
-		err = func() error {
-			defer l.Unlock()
+		err := func() error {
 			lf, err := m.loadLeases(n.Name)
 			if err != nil {
 				return err
@@ -185,14 +198,13 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 					if err := m.ensureFirewall(n); err != nil {
 						return err
 					}
-					return m.restorePorts(n)
+					return m.restorePortsLocked(n)
 				}); err != nil {
 				return nil, err
 			}
 		}
 		if missingPorts[n.Name] && fix && has {
-			// restorePorts takes the network lock, released above.
-			if err := m.restorePorts(n); err != nil {
+			if err := m.restorePortsLocked(n); err != nil {
 				return nil, err
 			}
 			for i := range rep.Problems {
@@ -283,6 +295,7 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 	}
 
 	if fix && unused {
+		unlockAll() // Remove takes the network locks itself.
 		for _, n := range nets {
 			info, err := m.info(n)
 			if err != nil {

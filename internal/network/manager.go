@@ -286,6 +286,11 @@ func (m *Manager) restorePorts(n *Network) error {
 		return err
 	}
 	defer l.Unlock()
+	return m.restorePortsLocked(n)
+}
+
+// restorePortsLocked is restorePorts for a caller holding the network lock.
+func (m *Manager) restorePortsLocked(n *Network) error {
 	lf, err := m.loadLeases(n.Name)
 	if err != nil {
 		return err
@@ -494,6 +499,15 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 		}
 	}
 
+	// The network lock is taken before the netns is created, so prune (which
+	// holds every network lock while it scans) never sees a netns of an
+	// unfinished connect and takes it for a leak.
+	l, err := m.lockNetwork(name)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Unlock()
+
 	created := false
 	if o.CreateNetns {
 		// The marker goes first, so a crash right after creating the netns
@@ -529,11 +543,6 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 	}
 	defer nsf.Close()
 
-	l, err := m.lockNetwork(name)
-	if err != nil {
-		return nil, err
-	}
-	defer l.Unlock()
 	lf, err := m.loadLeases(name)
 	if err != nil {
 		return nil, err
