@@ -84,6 +84,36 @@ func TestImageClassicCopy(t *testing.T) {
 		t.Fatalf("second tag: index %+v", ix)
 	}
 
+	// --digestfile gets the digest of what was written (the converted
+	// manifest), --src-tls-verify=false works without the CA.
+	df := filepath.Join(w.dir, "digest")
+	imgMust(t, nil, "copy", "-q", "--digestfile", df, "--src-tls-verify=false", "--src-creds", w.reg.creds(), w.img("test/app:v1"), "oci:"+layout+":v2")
+	if b, _ := os.ReadFile(df); string(b) != imgIndex(t, layout)[0].Digest {
+		t.Errorf("--digestfile holds %q, want %s", b, imgIndex(t, layout)[0].Digest)
+	}
+
+	// inspect: summary, raw manifest, config.
+	reg := []string{"--cert-dir", w.reg.caDir, "--creds", w.reg.creds()}
+	r = imgMust(t, nil, append(append([]string{"inspect"}, reg...), w.img("test/app:v1"))...)
+	var sum struct {
+		Name     string
+		RepoTags []string
+		Os       string
+		Layers   []string
+		Env      []string
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil || sum.Name != w.reg.host+"/test/app" || fmt.Sprint(sum.RepoTags) != "[v1]" || sum.Os != "linux" || len(sum.Layers) != 1 || fmt.Sprint(sum.Env) != "[PATH=/bin]" {
+		t.Fatalf("inspect: %+v %v\n%s", sum, err, r.stdout)
+	}
+	r = imgMust(t, nil, append(append([]string{"inspect", "--raw"}, reg...), w.img("test/app:v1"))...)
+	if !strings.Contains(r.stdout, "application/vnd.docker.distribution.manifest.v2+json") {
+		t.Fatalf("inspect --raw is not the registry's Docker manifest: %s", r.stdout)
+	}
+	r = imgMust(t, nil, append(append([]string{"inspect", "--config"}, reg...), w.img("test/app:v1"))...)
+	if !strings.Contains(r.stdout, `"diff_ids"`) {
+		t.Fatalf("inspect --config: %s", r.stdout)
+	}
+
 	// pull: the short form into the store, tagged with the full reference.
 	store := filepath.Join(w.dir, "store")
 	r = imgMust(t, []string{"BERTH_STORE=" + store}, "pull", "-q", "--cert-dir", w.reg.caDir, "--creds", w.reg.creds(), w.reg.host+"/test/app:v1")
