@@ -530,7 +530,27 @@ func TestNetworkConcurrentConnects(t *testing.T) {
 			}
 		}(i)
 	}
+	// prune and check running meanwhile must not take an unfinished connect
+	// for a leak.
+	pruneErrs := make([]error, 3)
+	for i := range pruneErrs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if out, err := w.berth("network", "prune"); err != nil || strings.TrimSpace(out) != "" {
+				pruneErrs[i] = fmt.Errorf("prune during connects: %v: %q", err, out)
+			}
+		}(i)
+	}
 	wg.Wait()
+	for _, err := range pruneErrs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if out, err := w.berth("network", "check"); err != nil {
+		t.Errorf("check after concurrent connects: %v\n%s", err, out)
+	}
 	seen := map[string]int{}
 	for i := 0; i < n; i++ {
 		if errs[i] != nil {
