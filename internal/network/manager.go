@@ -456,6 +456,11 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 		}
 	}
 	for i, p := range o.Ports {
+		// Library callers build PortMapping themselves; hold them to what
+		// ParsePort guarantees.
+		if (p.Protocol != "tcp" && p.Protocol != "udp") || p.HostPort == 0 || p.ContainerPort == 0 {
+			return nil, fmt.Errorf("%w: port %s: want ports 1-65535 and protocol tcp or udp", ErrInvalid, p)
+		}
 		if p.HostIP.Is6() && !n.Subnet6.IsValid() {
 			return nil, fmt.Errorf("%w: port %s: publishing on an IPv6 address needs a network with --ipv6", ErrInvalid, p)
 		}
