@@ -280,6 +280,19 @@ func TestCopyMultiArch(t *testing.T) {
 		}
 	}
 
+	// Registry to registry keeps the Docker list byte for byte.
+	res, err = Copy(context.Background(), reg.ref(t, "multi:1"), reg.ref(t, "mirror:1"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ixDigest, _ := ix.Digest()
+	if res.Digest.String() != ixDigest.String() || res.MediaType != manifest.DockerList {
+		t.Fatalf("registry copy wrote %s (%s), want the source list %s", res.Digest, res.MediaType, ixDigest)
+	}
+	if res, err = Copy(context.Background(), reg.ref(t, "mirror:1"), ociRef(t, t.TempDir(), "m"), opts); err != nil || res.MediaType != manifest.OCIIndex {
+		t.Fatalf("copy of the mirror: %+v %v", res, err)
+	}
+
 	opts.All = false
 	opts.Platform = manifest.Platform{OS: "linux", Architecture: "riscv64"}
 	before := snapshot(t, dir)
