@@ -62,14 +62,22 @@ var handCleanup = [][]string{
 	{"ip", "link", "del", "runc0"},
 }
 
+// perCmd collects each command's durations, keyed by its text, so the
+// report can show where the time goes (kernel-bound link deletions included).
+var perCmd = map[string][]time.Duration{}
+
 func run(env []string, cmds [][]string) error {
 	for _, c := range cmds {
+		t0 := time.Now()
 		tolerate := strings.HasPrefix(c[0], "-")
 		name := strings.TrimPrefix(c[0], "-")
 		cmd := exec.Command(name, c[1:]...)
 		cmd.Env = env
-		if out, err := cmd.CombinedOutput(); err != nil && !tolerate {
-			return fmt.Errorf("%s: %v: %s", strings.Join(c, " "), err, out)
+		out, err := cmd.CombinedOutput()
+		key := strings.Join(c, " ")
+		perCmd[key] = append(perCmd[key], time.Since(t0))
+		if err != nil && !tolerate {
+			return fmt.Errorf("%s: %v: %s", key, err, out)
 		}
 	}
 	return nil
@@ -199,5 +207,23 @@ func bench() error {
 	fmt.Printf("berth       (4 commands):  median %s (setup %s)\n", ms(b), ms(median(berthSetupT)))
 	fmt.Printf("ratio berth/hand: %.3f (setup only: %.3f)\n", float64(b)/float64(h), float64(median(berthSetupT))/float64(median(handSetupT)))
 	fmt.Printf("connect median: CLI %s, in-process %s (disconnect in-process %s)\n", ms(median(cliConnect)), ms(median(libConnect)), ms(median(libDisconnect)))
+	fmt.Println("per-command medians:")
+	type kv struct {
+		k string
+		d time.Duration
+	}
+	var all []kv
+	for k, v := range perCmd {
+		if strings.HasPrefix(strings.TrimPrefix(k, "-"), *berthBin) || strings.HasPrefix(k, "ip link del") || strings.HasPrefix(k, "iptables") || strings.HasPrefix(k, "ip netns") {
+			all = append(all, kv{strings.ReplaceAll(k, *berthBin, "berth"), median(v)})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].d > all[j].d })
+	for _, e := range all {
+		if len(e.k) > 70 {
+			e.k = e.k[:70] + "..."
+		}
+		fmt.Printf("  %9s  %s\n", ms(e.d), e.k)
+	}
 	return nil
 }
