@@ -298,3 +298,13 @@ func imgTree(t *testing.T, dir string) string {
 	})
 	return strings.Join(out, "\n")
 }
+
+// imgUmociUnpack unpacks with umoci, rootless when not run as root.
+func imgUmociUnpack(t *testing.T, image, bundle string) {
+	t.Helper()
+	args := []string{"unpack", "--image", image, bundle}
+	if os.Geteuid() != 0 {
+		args = append([]string{"unpack", "--rootless"}, args[1:]...)
+	}
+	imgRun(t, "umoci", args...)
+}

@@ -67,7 +67,7 @@ func TestImageClassicCopy(t *testing.T) {
 		t.Fatalf("skopeo inspect of berth's layout: %+v %v", info, err)
 	}
 	bundle := filepath.Join(w.dir, "bundle")
-	imgRun(t, "umoci", "unpack", "--image", layout+":latest", bundle)
+	imgUmociUnpack(t, layout+":latest", bundle)
 	if b, err := os.ReadFile(filepath.Join(bundle, "rootfs", "etc", "hello")); err != nil || string(b) != "hello from linux/"+runtime.GOARCH+"\n" {
 		t.Fatalf("umoci unpack of berth's layout: %q %v", b, err)
 	}
@@ -271,7 +271,7 @@ func TestImageInterop(t *testing.T) {
 	imgRun(t, "skopeo", "copy", "-q", "--insecure-policy", "oci:"+skLayout+":v1", "docker-archive:"+skDocker+":example/sk:v1")
 	imgMust(t, nil, "copy", "-q", "docker-archive:"+skDocker, "oci:"+filepath.Join(w.dir, "from-docker")+":v1")
 	bundle := filepath.Join(w.dir, "bundle")
-	imgRun(t, "umoci", "unpack", "--image", filepath.Join(w.dir, "from-docker")+":v1", bundle)
+	imgUmociUnpack(t, filepath.Join(w.dir, "from-docker")+":v1", bundle)
 	if b, _ := os.ReadFile(filepath.Join(bundle, "rootfs", "platform")); string(b) != "linux/"+runtime.GOARCH+"\n" {
 		t.Fatalf("image from skopeo's docker-archive unpacks to %q", b)
 	}
