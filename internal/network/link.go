@@ -271,3 +271,57 @@ func delGatewayAddrs(h *netlink.Handle, n *Network) error {
 	}
 	return nil
 }
+
+// flushUDPConntrack drops conntrack entries aimed at newly published UDP
+// host ports. A UDP flow seen before the DNAT rule existed stays bound to "no
+// NAT" (or to a previous container) until it times out, so a client that
+// keeps its source port would never reach the new container; the portmap
+// plugin flushes for the same reason. TCP needs nothing: a new connection
+// gets a new conntrack entry.
+func flushUDPConntrack(ports []PortMapping) error {
+	var v4, v6 []netlink.CustomConntrackFilter
+	for _, p := range ports {
+		if p.Protocol != "udp" {
+			continue
+		}
+		f := &netlink.ConntrackFilter{}
+		if err := f.AddProtocol(unix.IPPROTO_UDP); err != nil {
+			return err
+		}
+		if err := f.AddPort(netlink.ConntrackOrigDstPort, p.HostPort); err != nil {
+			return err
+		}
+		if p.HostIP.IsValid() {
+			if err := f.AddIP(netlink.ConntrackOrigDstIP, p.HostIP.AsSlice()); err != nil {
+				return err
+			}
+		}
+		if !p.HostIP.IsValid() || p.HostIP.Is4() {
+			v4 = append(v4, f)
+		}
+		if !p.HostIP.IsValid() || p.HostIP.Is6() {
+			v6 = append(v6, f)
+		}
+	}
+	if len(v4)+len(v6) == 0 {
+		return nil
+	}
+	h, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
+	if err != nil {
+		return fmt.Errorf("netlink conntrack: %w", err)
+	}
+	defer h.Close()
+	for _, fam := range []struct {
+		f       netlink.InetFamily
+		filters []netlink.CustomConntrackFilter
+	}{{netlink.FAMILY_V4, v4}, {netlink.FAMILY_V6, v6}} {
+		if len(fam.filters) == 0 {
+			continue
+		}
+		if _, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, fam.f, fam.filters...); err != nil &&
+			!errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EPROTONOSUPPORT) && !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return fmt.Errorf("flush UDP conntrack entries: %w", err)
+		}
+	}
+	return nil
+}

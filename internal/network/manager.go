@@ -633,6 +633,9 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 		if err := fw.c.Flush(); err != nil {
 			return nil, fmt.Errorf("nftables: publish ports: %w", err)
 		}
+		if err := flushUDPConntrack(ep.Ports); err != nil {
+			return nil, err
+		}
 	}
 	lf.Endpoints[id] = ep
 	if ip.Is4() && !reqIP.IsValid() {

@@ -886,3 +886,47 @@ func TestNetworkDNSCommand(t *testing.T) {
 		t.Errorf("hostname: %q", b)
 	}
 }
+
+// TestNetworkUDPPublish: a UDP flow that reached the host before the port was
+// published (and so was bound to "no NAT" in conntrack) reaches the container
+// once the port is published, even from the same source port.
+func TestNetworkUDPPublish(t *testing.T) {
+	w := nwNewWorld(t, true)
+	w.mustBerth(t, "network", "create", "udp", "--bridge", w.bridge, "--subnet", nwTestSubnet)
+	var client net.PacketConn
+	nwIn(t, w.ns(w.uplink), func() (err error) { client, err = net.ListenPacket("udp", nwUplinkIP+":40000"); return err })
+	defer client.Close()
+	hostAddr := &net.UDPAddr{IP: net.ParseIP(nwHostIP), Port: 5300}
+	if _, err := client.WriteTo([]byte("early"), hostAddr); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // let the unreplied flow settle in conntrack
+
+	w.connect(t, "udp", "--netns", "u1", "--create-netns", "-p", "5300:53/udp")
+	var srv net.PacketConn
+	nwIn(t, w.cns("u1"), func() (err error) { srv, err = net.ListenPacket("udp", ":53"); return err })
+	defer srv.Close()
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, from, err := srv.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			srv.WriteTo(append([]byte("u1 "), buf[:n]...), from)
+		}
+	}()
+	buf := make([]byte, 512)
+	got := ""
+	for i := 0; i < 3 && got == ""; i++ {
+		client.WriteTo([]byte("late"), hostAddr)
+		client.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if n, _, err := client.ReadFrom(buf); err == nil {
+			got = string(buf[:n])
+		}
+	}
+	if got != "u1 late" {
+		t.Errorf("UDP from a port seen before publishing: got %q, want %q", got, "u1 late")
+	}
+	w.mustBerth(t, "network", "rm", "--force", "udp")
+}
