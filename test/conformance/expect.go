@@ -310,7 +310,25 @@ func Update(results []TestResult, e Expectations) Expectations {
 			entries = append(entries, x)
 		}
 	}
-	// Stable by test name; within a test, the order the test printed.
-	sort.SliceStable(entries, func(i, j int) bool { return entries[i].Key.Test < entries[j].Key.Test })
+	// By test name; within a test, entries keep their place in the old file
+	// (so a flaky entry does not move around between updates) and new ones
+	// follow in the order the test printed them.
+	pos := map[Key]int{}
+	for i, x := range e.Entries {
+		pos[x.Key] = i
+	}
+	rank := func(x Expectation) int {
+		if p, ok := pos[x.Key]; ok {
+			return p
+		}
+		return len(e.Entries)
+	}
+	sort.SliceStable(entries, func(i, j int) bool {
+		a, b := entries[i], entries[j]
+		if a.Key.Test != b.Key.Test {
+			return a.Key.Test < b.Key.Test
+		}
+		return rank(a) < rank(b)
+	})
 	return Expectations{Header: e.Header, Entries: entries}
 }

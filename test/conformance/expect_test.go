@@ -212,3 +212,23 @@ func TestFlakyEntries(t *testing.T) {
 		t.Error("IsFlaky matched a reason that only contains the word")
 	}
 }
+
+func TestUpdateKeepsOrder(t *testing.T) {
+	exp := Expectations{Entries: []Expectation{
+		{Key: Key{"killsig", 1, "sig"}, Reason: "flaky: race"},
+		{Key: Key{"killsig", 2, "sig"}, Reason: "flaky: race"},
+		{Key: Key{"killsig", 3, "sig"}, Reason: "flaky: race"},
+	}}
+	// Only the third occurrence failed, and a new failure appeared.
+	results := []TestResult{result("killsig",
+		Assertion{Desc: "sig", OK: true}, Assertion{Desc: "sig", OK: true}, Assertion{Desc: "sig"}, Assertion{Desc: "new"})}
+	got := Update(results, exp)
+	var keys []string
+	for _, x := range got.Entries {
+		keys = append(keys, x.Key.String())
+	}
+	want := []string{"killsig #1: sig", "killsig #2: sig", "killsig #3: sig", "killsig #1: new"}
+	if !reflect.DeepEqual(keys, want) {
+		t.Errorf("order %q, want %q", keys, want)
+	}
+}
