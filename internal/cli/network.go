@@ -151,8 +151,8 @@ var netConnectCmd = cli.Command{
 	Description: `Creates a veth pair with one end directly inside the namespace (named --ifname,
 default eth0) and the other on the bridge, leases an address, brings lo and the
 interface up and adds the default route via the gateway. -p publishes ports
-through nftables DNAT (reachable from other hosts, the host itself, localhost
-and other containers). --rootfs also writes etc/resolv.conf, and with
+through nftables DNAT (reachable from other hosts, the host itself, 127.0.0.1
+and other containers; on a dual-stack network also over IPv6, except ::1). --rootfs also writes etc/resolv.conf, and with
 --hostname etc/hosts and etc/hostname, never following symlinks in the rootfs.
 Connecting an endpoint that is already connected prints it again.
 

@@ -19,4 +19,7 @@
 //	NAME/.lock            per-network lock: lease changes
 //	NAME/endpoints.json   the leases: one endpoint per address, with its boot id
 //	.netns/NSNAME         marker for a named netns that connect created
+//	.netns.lock           serialises making the netns dir a shared mount
+//
+// Lock order is always the global lock, then network locks in name order.
 package network

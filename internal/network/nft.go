@@ -15,25 +15,28 @@ import (
 
 // berth's rules live in their own table, "inet berth", next to whatever the
 // host, docker or firewalld keep in theirs; berth never flushes anything but
-// its own table. Layout (in nft syntax):
+// its own table. Layout (in nft syntax; S/S6 the subnets, BR the bridge):
 //
 //	table inet berth {
 //	  chain postrouting { type nat hook postrouting priority srcnat
-//	    ip saddr S ip daddr != S masquerade          # net=N  outbound NAT
-//	    oifname BR ip saddr 127.0.0.0/8 masquerade   # net=N  localhost -> published port
-//	    oifname BR ip saddr S ct status dnat masquerade # net=N hairpin
+//	    ip saddr S ip daddr != S masquerade                 # net=N  outbound NAT (ip6 too)
+//	    oifname BR ip saddr 127.0.0.0/8 masquerade          # net=N  localhost -> published port
+//	    oifname BR ip saddr S ct status dnat masquerade     # net=N  hairpin (ip6 too)
 //	  }
 //	  chain forward { type filter hook forward priority filter
 //	    iifname BR accept; oifname BR ct state established,related accept
-//	    oifname BR ct status dnat accept; oifname BR drop   # net=N
+//	    oifname BR ct status dnat accept; oifname BR drop   # net=N  (no drop with --no-nat)
 //	  }
 //	  chain prerouting { type nat hook prerouting priority dstnat; fib daddr type local jump hostports }
 //	  chain output     { type nat hook output priority dstnat;     fib daddr type local jump hostports }
-//	  chain hostports  { [ip daddr H] tcp dport P dnat ip to C:CP   # ep=N/ID }
+//	  chain hostports  { [ip daddr H] tcp dport P dnat ip to C:CP   # ep=N/ID  (ip6 for dual-stack) }
 //	}
 //
 // Every rule carries a comment ("berth net=N" or "berth ep=N/ID"), so a rule
-// is found and removed by owner, and `check` can name leaked ones.
+// is found and removed by owner, and `check` can name leaked ones. Accepting
+// here cannot override another table's drop (an nft verdict is final only
+// within its table): on a host whose iptables FORWARD policy is DROP
+// (docker), forwarded container traffic still needs an accept there.
 const (
 	tableName     = "berth"
 	chPostrouting = "postrouting"
