@@ -51,10 +51,14 @@ berth="$(realpath "$berth")"
 runc_bin="$(realpath "$runc_bin")"
 
 work="$(mktemp -d /tmp/berth-bench-runtime.XXXXXX)"
-ids=() # every container created, as "runtime-path root id"
+# Containers to remove on exit, as "runtime-path|root|id": the long-lived
+# exec targets, plus the one foreground run in flight (a finished `run`
+# deletes its own container).
+ids=()
+pending=""
 cleanup() {
 	local e rt root id
-	for e in ${ids[@]+"${ids[@]}"}; do
+	for e in ${ids[@]+"${ids[@]}"} ${pending:+"$pending"}; do
 		IFS='|' read -r rt root id <<<"$e"
 		"$rt" --root "$root" delete --force "$id" >/dev/null 2>&1 || true
 	done
@@ -78,17 +82,15 @@ mkdir -p "$work/root-berth" "$work/root-runc"
 name_of() { [[ "$1" == "$berth" ]] && echo berth || echo runc; }
 root_of() { echo "$work/root-$(name_of "$1")"; }
 
-# now_us prints the wall clock in microseconds without forking.
-now_us() { local t=${EPOCHREALTIME/./}; echo "$((10#$t))"; }
-
 # The timing helpers leave their result in REPLY instead of printing it: a
 # command substitution would run them in a subshell, losing the container
-# IDs recorded for cleanup.
+# IDs recorded for cleanup. Time is read from $EPOCHREALTIME (microseconds,
+# no fork), so the timed span holds nothing but the runtime command.
 seq_id=0
 new_id() {
 	seq_id=$((seq_id + 1))
 	REPLY="bench-$$-$seq_id-$(name_of "$1")"
-	ids+=("$1|$(root_of "$1")|$REPLY")
+	pending="$1|$(root_of "$1")|$REPLY"
 }
 
 # time_run RT: one `run` of the bundle; REPLY = elapsed microseconds.
@@ -97,26 +99,27 @@ time_run() {
 	root="$(root_of "$rt")"
 	new_id "$rt"
 	id="$REPLY"
-	t0=$(now_us)
+	t0=${EPOCHREALTIME/./}
 	if ! "$rt" --root "$root" run --bundle "$bundle" "$id" </dev/null >"$work/out" 2>&1; then
 		echo "run.sh: $(name_of "$rt") run failed: $(cat "$work/out")" >&2
 		exit 1
 	fi
-	t1=$(now_us)
-	REPLY=$((t1 - t0))
+	t1=${EPOCHREALTIME/./}
+	pending=""
+	REPLY=$((10#$t1 - 10#$t0))
 }
 
 # time_exec RT ID: one exec of /bin/true into container ID; REPLY = microseconds.
 time_exec() {
 	local rt="$1" id="$2" root t0 t1
 	root="$(root_of "$rt")"
-	t0=$(now_us)
+	t0=${EPOCHREALTIME/./}
 	if ! "$rt" --root "$root" exec "$id" /bin/true </dev/null >"$work/out" 2>&1; then
 		echo "run.sh: $(name_of "$rt") exec failed: $(cat "$work/out")" >&2
 		exit 1
 	fi
-	t1=$(now_us)
-	REPLY=$((t1 - t0))
+	t1=${EPOCHREALTIME/./}
+	REPLY=$((10#$t1 - 10#$t0))
 }
 
 # peak_rss KIND RT [ID]: REPLY = largest %M (KiB) over 5 runs under GNU time.
@@ -126,9 +129,12 @@ peak_rss() {
 	for i in 1 2 3 4 5; do
 		if [[ "$kind" == run ]]; then
 			new_id "$rt"
-			/usr/bin/time -o "$work/rss" -f %M "$rt" --root "$root" run --bundle "$bundle" "$REPLY" </dev/null >/dev/null 2>&1
+			/usr/bin/time -o "$work/rss" -f %M "$rt" --root "$root" run --bundle "$bundle" "$REPLY" </dev/null >"$work/out" 2>&1 ||
+				{ echo "run.sh: $(name_of "$rt") run failed: $(cat "$work/out")" >&2; exit 1; }
+			pending=""
 		else
-			/usr/bin/time -o "$work/rss" -f %M "$rt" --root "$root" exec "$cid" /bin/true </dev/null >/dev/null 2>&1
+			/usr/bin/time -o "$work/rss" -f %M "$rt" --root "$root" exec "$cid" /bin/true </dev/null >"$work/out" 2>&1 ||
+				{ echo "run.sh: $(name_of "$rt") exec failed: $(cat "$work/out")" >&2; exit 1; }
 		fi
 		kb="$(tail -n1 "$work/rss")"
 		((kb > max)) && max=$kb
@@ -184,6 +190,8 @@ if [[ -z "$only" || "$only" == exec ]]; then
 	for rt in "$berth" "$runc_bin"; do
 		new_id "$rt"
 		id="$REPLY"
+		ids+=("$pending")
+		pending=""
 		eval "eid_$(name_of "$rt")=\$id"
 		# The container's stdio goes to a file: a pipe would be held open by
 		# the sleeping init.
