@@ -227,15 +227,21 @@ func delLink(h *netlink.Handle, name string) error {
 	return nil
 }
 
+// hostRoute is one IPv4 route of the host netns.
+type hostRoute struct {
+	dst  netip.Prefix
+	link int
+}
+
 // hostPrefixes lists the IPv4 prefixes already routed in this netns, which a
-// default subnet must not overlap (a container subnet shadowing the uplink's
-// would cut the host off).
-func hostPrefixes(h *netlink.Handle) ([]netip.Prefix, error) {
+// network's subnet must not overlap (a container subnet shadowing the
+// uplink's would cut the host off).
+func hostPrefixes(h *netlink.Handle) ([]hostRoute, error) {
 	routes, err := retryDump(func() ([]netlink.Route, error) { return h.RouteList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}
-	var out []netip.Prefix
+	var out []hostRoute
 	for _, r := range routes {
 		if r.Dst == nil {
 			continue
@@ -243,7 +249,7 @@ func hostPrefixes(h *netlink.Handle) ([]netip.Prefix, error) {
 		a, ok := netip.AddrFromSlice(r.Dst.IP)
 		ones, _ := r.Dst.Mask.Size()
 		if ok && ones > 0 {
-			out = append(out, netip.PrefixFrom(a.Unmap(), ones))
+			out = append(out, hostRoute{dst: netip.PrefixFrom(a.Unmap(), ones), link: r.LinkIndex})
 		}
 	}
 	return out, nil

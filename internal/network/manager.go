@@ -117,6 +117,18 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (_ *Network, retE
 		return nil, err
 	}
 	n := &Network{Name: o.Name, NAT: !o.NoNAT, Created: time.Now().UTC()}
+	routes, err := hostPrefixes(h)
+	if err != nil {
+		return nil, err
+	}
+	// A route through the requested bridge itself is fine: that is the
+	// user's pre-existing bridge being adopted.
+	brIndex := -1
+	if o.Bridge != "" {
+		if l, err := h.LinkByName(o.Bridge); err == nil {
+			brIndex = l.Attrs().Index
+		}
+	}
 	if o.Subnet != "" {
 		if n.Subnet, err = parseSubnet(o.Subnet, false); err != nil {
 			return nil, err
@@ -126,10 +138,19 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (_ *Network, retE
 				return nil, fmt.Errorf("%w: subnet %s overlaps network %s (%s)", ErrInvalid, n.Subnet, other.Name, other.Subnet)
 			}
 		}
+		for _, r := range routes {
+			if r.dst.Overlaps(n.Subnet) && r.link != brIndex {
+				dev := strconv.Itoa(r.link)
+				if l, err := h.LinkByIndex(r.link); err == nil {
+					dev = l.Attrs().Name
+				}
+				return nil, fmt.Errorf("%w: subnet %s overlaps the host route %s dev %s", ErrInvalid, n.Subnet, r.dst, dev)
+			}
+		}
 	} else {
-		taken, err := hostPrefixes(h)
-		if err != nil {
-			return nil, err
+		var taken []netip.Prefix
+		for _, r := range routes {
+			taken = append(taken, r.dst)
 		}
 		for _, other := range nets {
 			taken = append(taken, other.Subnet)

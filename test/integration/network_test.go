@@ -334,6 +334,10 @@ func TestNetworkTopology(t *testing.T) {
 	if !strings.Contains(out, "gateway="+nwTestGW) {
 		t.Fatalf("create output: %s", out)
 	}
+	// A subnet over the host's own uplink route is refused.
+	if out, err := w.berth("network", "create", "clash", "--subnet", "198.51.100.0/25"); err == nil || !strings.Contains(out, "host route 198.51.100.0/24 dev uplink0") {
+		t.Errorf("subnet over the uplink: err=%v %s", err, out)
+	}
 	// Idempotent create; a conflicting one fails and names the conflict.
 	w.mustBerth(t, "network", "create", "web")
 	if out, err := w.berth("network", "create", "web", "--subnet", "10.89.78.0/24"); err == nil || !strings.Contains(out, "subnet") {
