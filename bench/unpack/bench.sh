@@ -62,15 +62,17 @@ layers_of() { # blob paths of a tag's layers, bottom first
 now() { date +%s%N; }
 median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.0f", m}'; }
 
-# time_cmd NAME CMD...: one timed run into a fresh $OUT/x; prints ms.
+# run_once CMD...: one timed run into a fresh $OUT/x; prints "wall_ms cpu_ms"
+# (cpu = user + sys of the command and its children: on a shared machine the
+# wall time also measures the neighbours, the cpu time does not).
 run_once() {
 	rm -rf "$OUT/x"
 	sync
 	local t0 t1
 	t0=$(now)
-	"$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; exit 1; }
+	/usr/bin/time -o "$WORK/time" -f "%U %S" "$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; exit 1; }
 	t1=$(now)
-	echo $(((t1 - t0) / 1000000))
+	echo "$(((t1 - t0) / 1000000)) $(awk '{printf "%.0f", ($1+$2)*1000}' "$WORK/time")"
 }
 
 tar_layers() { # tar -xzf every layer in order into $OUT/x/rootfs (whiteouts are not applied: tar does not know them)
@@ -81,22 +83,29 @@ tar_layers() { # tar -xzf every layer in order into $OUT/x/rootfs (whiteouts are
 for img in single multi; do
 	size=$(du -sm --apparent-size $(layers_of $img) | awk '{s+=$1} END {print s}')
 	n=$(layers_of $img | wc -l)
-	declare -A ms=()
+	declare -A ms=() cpu=()
 	for tool in berth umoci tar; do
-		ts=()
+		ts=() cs=()
 		for i in $(seq 0 "$RUNS"); do # run 0 warms the page cache and is dropped
 			case $tool in
-			berth) t=$(run_once "$BERTH" unpack --image "$LAYOUT:$img" "$OUT/x") ;;
-			umoci) t=$(run_once umoci unpack --image "$LAYOUT:$img" "$OUT/x") ;;
-			tar) t=$(run_once tar_layers $img) ;;
+			berth) r=$(run_once "$BERTH" unpack --image "$LAYOUT:$img" "$OUT/x") ;;
+			umoci) r=$(run_once umoci unpack --image "$LAYOUT:$img" "$OUT/x") ;;
+			tar) r=$(run_once bash -c "$(declare -f layers_of tar_layers); LAYOUT='$LAYOUT' OUT='$OUT' tar_layers $img") ;;
 			esac
-			[ "$i" -gt 0 ] && ts+=("$t")
+			if [ "$i" -gt 0 ]; then
+				ts+=("${r% *}")
+				cs+=("${r#* }")
+			fi
 		done
 		ms[$tool]=$(printf '%s\n' "${ts[@]}" | median)
-		echo "$img ($n layers, ${size} MiB compressed) $tool: runs ${ts[*]} ms, median ${ms[$tool]} ms"
+		cpu[$tool]=$(printf '%s\n' "${cs[@]}" | median)
+		echo "$img ($n layers, ${size} MiB compressed) $tool: wall ${ts[*]} ms, median ${ms[$tool]} ms; cpu median ${cpu[$tool]} ms"
 	done
 	awk -v b="${ms[berth]}" -v u="${ms[umoci]}" -v t="${ms[tar]}" -v img="$img" \
-		'BEGIN {printf "%s: berth/umoci = %.2fx (target <= 0.30), berth/tar = %.2fx (target <= 0.90)\n", img, b/u, b/t}'
+		'BEGIN {printf "%s: wall berth/umoci = %.2fx (target <= 0.30), berth/tar = %.2fx (target <= 0.90)\n", img, b/u, b/t}'
+	awk -v b="${cpu[berth]}" -v u="${cpu[umoci]}" -v t="${cpu[tar]}" -v img="$img" \
+		'BEGIN {printf "%s: cpu  berth/umoci = %.2fx, berth/tar = %.2fx\n", img, b/u, b/t}'
+	uptime
 	rm -rf "$OUT/x"
 done
 
