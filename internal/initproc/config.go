@@ -28,7 +28,7 @@ type Config struct {
 
 	NoPivot      bool `json:"no_pivot"`
 	NoNewKeyring bool `json:"no_new_keyring"`
-	NewMountNS   bool `json:"new_mount_ns"`
+	MountNS      bool `json:"mount_ns"` // the container has a mount namespace (new or joined): build the rootfs in it, as runc does
 	NewUTSNS     bool `json:"new_uts_ns"`
 	UserNS       bool `json:"user_ns"` // the container has a user namespace (new or joined)
 	CgroupNS     bool `json:"cgroup_ns"`

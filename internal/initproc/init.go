@@ -69,6 +69,12 @@ func run(conn *ipc.Conn, c *Config) error {
 		return errors.New("no process in config")
 	}
 	var warnings []string
+	// Our fd table as procfs shows it now: after pivot_root (or a chroot
+	// without any /proc) this is still how init reaches exec.fifo.
+	fdDir, err := unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open /proc/self/fd: %w", err)
+	}
 	if c.UnshareCgroupNS {
 		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 			return fmt.Errorf("unshare cgroup namespace: %w", err)
@@ -84,13 +90,6 @@ func run(conn *ipc.Conn, c *Config) error {
 	}
 	if !c.Exec {
 		if err := finalizeRootfs(c); err != nil {
-			return err
-		}
-	}
-	if c.Exec {
-		// init's rlimits are applied by the parent once init is Ready, so
-		// a small RLIMIT_AS cannot starve the Go runtime during setup.
-		if err := setRlimits(p.Rlimits); err != nil {
 			return err
 		}
 	}
@@ -138,7 +137,7 @@ func run(conn *ipc.Conn, c *Config) error {
 	// stderr and the exit status.
 	conn.Close()
 	if !c.Exec {
-		if err := waitStart(c.FifoFd); err != nil {
+		if err := waitStart(fdDir, c.FifoFd); err != nil {
 			fmt.Fprintln(os.Stderr, "berth init:", err)
 			os.Exit(255)
 		}
@@ -173,7 +172,7 @@ func decode(m ipc.Message, v any) error {
 func setupRootfs(conn *ipc.Conn, c *Config) error {
 	s := c.Spec
 	rc := &rootfs.Config{Rootfs: c.Rootfs, Spec: s, UserNS: c.UserNS, CgroupNS: c.CgroupNS, CgroupPaths: c.CgroupPaths}
-	if c.NewMountNS {
+	if c.MountNS {
 		if err := rootfs.PrepareRoot(rc); err != nil {
 			return err
 		}
@@ -213,7 +212,7 @@ func setupRootfs(conn *ipc.Conn, c *Config) error {
 			return err
 		}
 	}
-	if c.NewMountNS {
+	if c.MountNS {
 		if c.NoPivot {
 			if err := rootfs.MoveRoot(c.Rootfs); err != nil {
 				return err
@@ -221,9 +220,12 @@ func setupRootfs(conn *ipc.Conn, c *Config) error {
 		} else if err := rootfs.PivotRoot(c.Rootfs); err != nil {
 			return err
 		}
+	} else if err := unix.Chroot(c.Rootfs); err != nil {
+		// No mount namespace: the rootfs can only be a chroot.
+		return fmt.Errorf("chroot %s: %w", c.Rootfs, err)
+	} else if err := unix.Chdir("/"); err != nil {
+		return err
 	}
-	// A joined mount namespace is used as it is: setns already made its
-	// root ours.
 	return nil
 }
 
@@ -233,7 +235,7 @@ func finalizeRootfs(c *Config) error {
 		if err := rootfs.Sysctl(s.Linux.Sysctl); err != nil {
 			return err
 		}
-		if c.NewMountNS {
+		if c.MountNS {
 			if err := rootfs.ReadonlyPaths(s.Linux.ReadonlyPaths); err != nil {
 				return err
 			}
@@ -242,7 +244,7 @@ func finalizeRootfs(c *Config) error {
 			}
 		}
 	}
-	if s.Root != nil && s.Root.Readonly && c.NewMountNS {
+	if s.Root != nil && s.Root.Readonly && c.MountNS {
 		if err := rootfs.ReadonlyRoot(); err != nil {
 			return err
 		}
@@ -279,7 +281,7 @@ func setupConsole(c *Config, p *specs.Process) error {
 			return fmt.Errorf("set console size: %w", err)
 		}
 	}
-	if !c.Exec && c.NewMountNS {
+	if !c.Exec && c.MountNS {
 		if err := mountConsole(slave); err != nil {
 			return err
 		}
@@ -517,6 +519,12 @@ func finalize(conn *ipc.Conn, c *Config, p *specs.Process, sets caps.Sets, filte
 	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("set keepcaps: %w", err)
 	}
+	// As late as possible while still privileged (raising a hard limit
+	// needs CAP_SYS_RESOURCE, and only our own uid may prlimit us later), so
+	// a small RLIMIT_AS does not starve the Go runtime during setup.
+	if err := setRlimits(p.Rlimits); err != nil {
+		return err
+	}
 	u := p.User
 	if !(c.UserNS && len(u.AdditionalGids) == 0 && setgroupsDenied()) {
 		gids := make([]int, 0, len(u.AdditionalGids))
@@ -567,13 +575,15 @@ func setgroupsDenied() bool {
 }
 
 // waitStart blocks opening exec.fifo for writing until `start` opens it for
-// reading. The fd we hold is O_PATH; reopening through /proc/self/fd means
+// reading. The fd we hold is O_PATH; reopening through our fd dir means
 // no path into the host's state dir is ever visible (CVE-2016-9962).
-func waitStart(fifoFd int) error {
-	f, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(fifoFd), os.O_WRONLY|unix.O_CLOEXEC, 0)
+func waitStart(fdDir, fifoFd int) error {
+	fd, err := unix.Openat(fdDir, strconv.Itoa(fifoFd), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	unix.Close(fdDir)
 	if err != nil {
 		return fmt.Errorf("open exec fifo: %w", err)
 	}
+	f := os.NewFile(uintptr(fd), "exec.fifo")
 	if _, err := f.Write([]byte("0")); err != nil {
 		f.Close()
 		return fmt.Errorf("write exec fifo: %w", err)

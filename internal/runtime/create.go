@@ -221,7 +221,7 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	cfg := &initproc.Config{
 		ID: id, Bundle: bundle, Rootfs: st.Rootfs, Spec: s, Process: s.Process, HostPid: proc.Pid,
 		NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring,
-		NewMountNS:      plan.newNS(specs.MountNamespace),
+		MountNS:         plan.has(specs.MountNamespace),
 		NewUTSNS:        plan.newNS(specs.UTSNamespace),
 		UserNS:          plan.has(specs.UserNamespace),
 		CgroupNS:        plan.has(specs.CgroupNamespace),
@@ -237,9 +237,6 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	}
 	if err := r.waitReady(proc, st, s, hasHooks); err != nil {
 		return nil, err
-	}
-	if err := applyRlimits(proc.Pid, s.Process.Rlimits); err != nil {
-		return nil, fmt.Errorf("unable to start container process: %w", err)
 	}
 	if err := st.Save(); err != nil {
 		return nil, err
@@ -465,20 +462,4 @@ func sendPidfd(path string, pid int) error {
 	}
 	defer f.Close()
 	return unix.Sendmsg(int(f.Fd()), []byte("pidfd"), unix.UnixRights(pfd), nil, 0)
-}
-
-// applyRlimits sets init's rlimits from the parent once init is Ready (it
-// only waits and execs from then on), so a small RLIMIT_AS cannot starve
-// init's Go runtime during setup.
-func applyRlimits(pid int, rl []specs.POSIXRlimit) error {
-	for _, r := range rl {
-		t, ok := initproc.RlimitType(r.Type)
-		if !ok {
-			return fmt.Errorf("unknown rlimit type %q", r.Type)
-		}
-		if err := unix.Prlimit(pid, t, &unix.Rlimit{Cur: r.Soft, Max: r.Hard}, nil); err != nil {
-			return fmt.Errorf("error setting rlimit type %d: %w", t, err)
-		}
-	}
-	return nil
 }
