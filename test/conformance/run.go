@@ -30,6 +30,10 @@ type Sandbox struct {
 	Tmp     string // TMPDIR of the tests: runtime-tools puts bundles there
 	dir     string // holds Wrapper and Tmp
 
+	// CgroupMounts are the hierarchies cleaned of the suite's fixed cgroup
+	// directories; nil means every cgroup mount of this machine.
+	CgroupMounts []string
+
 	// Cleanup counters, reported at the end of the run.
 	LeftContainers, LeftMounts, LeftCgroups int
 }
@@ -275,7 +279,14 @@ func (s *Sandbox) Clean() error {
 			errs = append(errs, err)
 		}
 	}
-	n, err := removeTestCgroups()
+	cgMounts := s.CgroupMounts
+	if cgMounts == nil {
+		cgMounts, err = cgroupMounts()
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	n, err := removeTestCgroups(cgMounts)
 	s.LeftCgroups += n
 	if err != nil {
 		errs = append(errs, err)
@@ -367,22 +378,31 @@ func mountsUnder(dir string) ([]string, error) {
 // children before parents.
 var testCgroupDirs = []string{"testdir/cgrouptest/container", "testdir/cgrouptest", "testdir", "cgrouptest"}
 
-// removeTestCgroups rmdirs the tests' cgroup directories in every mounted
-// hierarchy. rmdir only succeeds on an empty cgroup, so a cgroup that still
-// holds processes stays (and is reported by the next test that needs it).
-func removeTestCgroups() (int, error) {
+// cgroupMounts lists the mount points of every cgroup v1 hierarchy and of
+// the cgroup v2 tree.
+func cgroupMounts() ([]string, error) {
 	all, err := mountInfo()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	var out []string
+	for _, m := range all {
+		if m[1] == "cgroup" || m[1] == "cgroup2" {
+			out = append(out, m[0])
+		}
+	}
+	return out, nil
+}
+
+// removeTestCgroups rmdirs the tests' cgroup directories below each of
+// mounts. rmdir only succeeds on an empty cgroup, so a cgroup that still
+// holds processes stays (and is reported by the next test that needs it).
+func removeTestCgroups(mounts []string) (int, error) {
 	n := 0
 	var errs []error
-	for _, m := range all {
-		if m[1] != "cgroup" && m[1] != "cgroup2" {
-			continue
-		}
+	for _, m := range mounts {
 		for _, d := range testCgroupDirs {
-			p := filepath.Join(m[0], d)
+			p := filepath.Join(m, d)
 			err := unix.Rmdir(p)
 			switch {
 			case err == nil:

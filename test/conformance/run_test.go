@@ -9,6 +9,10 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"berth/internal/testutil"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestUnescapeMount(t *testing.T) {
@@ -91,5 +95,77 @@ func TestParseFlags(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"-h"}, io.Discard); err != flag.ErrHelp {
 		t.Errorf("-h: %v", err)
+	}
+}
+
+// TestSandboxClean checks the cleanup between tests on the real kernel: a
+// container left in the private root is force-deleted through the runtime,
+// a mount leaked under the bundles is detached, bundles are removed, and the
+// suite's cgroup directories are rmdir'ed (here in a stand-in directory, so
+// the test never touches the machine's cgroups).
+func TestSandboxClean(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "calls")
+	fake := filepath.Join(dir, "fake-runtime")
+	// Records its arguments; "--root R delete --force ID" removes R/ID the
+	// way a real runtime removes its state directory.
+	script := "#!/bin/sh\necho \"$@\" >> " + shellQuote(log) + "\n" +
+		"[ \"$1\" = --root ] && [ \"$3\" = delete ] && rm -rf \"$2/$5\"\nexit 0\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := NewSandbox(fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := sb.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	cg := filepath.Join(dir, "cgroupfs")
+	sb.CgroupMounts = []string{cg}
+	for _, d := range []string{"testdir/cgrouptest/container", "cgrouptest", "unrelated"} {
+		if err := os.MkdirAll(filepath.Join(cg, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(sb.Root, "left-behind"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	mnt := filepath.Join(sb.Tmp, "ocitest1", "rootfs", "proc")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+
+	if err := sb.Clean(); err != nil {
+		t.Fatal(err)
+	}
+	calls, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "--root " + sb.Root + " delete --force left-behind\n"; string(calls) != want {
+		t.Errorf("runtime calls %q, want %q", calls, want)
+	}
+	if sb.LeftContainers != 1 || sb.LeftMounts != 1 || sb.LeftCgroups != 4 {
+		t.Errorf("counters: containers %d mounts %d cgroups %d, want 1 1 4", sb.LeftContainers, sb.LeftMounts, sb.LeftCgroups)
+	}
+	if left, _ := mountsUnder(sb.Tmp); len(left) != 0 {
+		t.Errorf("mounts left: %q", left)
+	}
+	if ents, _ := os.ReadDir(sb.Tmp); len(ents) != 0 {
+		t.Errorf("bundles left: %v", ents)
+	}
+	if _, err := os.Stat(filepath.Join(cg, "unrelated")); err != nil {
+		t.Errorf("an unrelated cgroup was removed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(cg, "testdir")); !os.IsNotExist(err) {
+		t.Errorf("testdir still there: %v", err)
 	}
 }
