@@ -23,6 +23,14 @@ import (
 // normalised references ("docker.io/library/alpine:latest").
 const DefaultStore = "/var/lib/berth/images"
 
+// DefaultOptions are the CLI's defaults: host platform, 6 parallel blobs,
+// 3 retries with exponential backoff from 1s on both sides.
+func DefaultOptions() Options {
+	o := Options{Jobs: 6}
+	o.Src.Retries, o.Dest.Retries = 3, 3
+	return o
+}
+
 // StorePath picks the store directory: flag if set, else $BERTH_STORE,
 // else DefaultStore.
 func StorePath(flag string) string {
