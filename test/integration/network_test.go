@@ -525,7 +525,13 @@ func TestNetworkConcurrentConnects(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			out, err := w.berth("network", "connect", "par", "--format", "json", "--netns", fmt.Sprintf("p%d", i), "--create-netns")
+			// Half of them publish a port: those serialise on the global lock
+			// while the others do not, and all of them touch nftables.
+			args := []string{"network", "connect", "par", "--format", "json", "--netns", fmt.Sprintf("p%d", i), "--create-netns"}
+			if i%2 == 0 {
+				args = append(args, "-p", fmt.Sprintf("%d:80", 10000+i))
+			}
+			out, err := w.berth(args...)
 			if err == nil {
 				err = json.Unmarshal([]byte(out), &eps[i])
 			}
