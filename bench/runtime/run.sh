@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Container start-up benchmark: berth against runc, side by side in one run.
 #
-#   bench/runtime/run.sh [-n ROUNDS] [--berth PATH] [--runc PATH] [--only run|exec]
+#   bench/runtime/run.sh [-n ROUNDS] [--berth PATH] [--runc PATH] [--only run|exec|phases]
 #
 # "run": `RT run` of /bin/true (terminal false) in a busybox bundle, the whole
 # create/start/wait/delete cycle, as one command.
 # "exec": `RT exec ID /bin/true` into a running container (`sleep` as init),
 # one container per runtime, started once.
+# "phases": where the time of "run" goes: `create`, `state`, `start` and
+# `delete` of the same bundle timed one by one, plus `--version` (the floor:
+# process start-up and package initialisation of the binary).
 #
 # The rounds are paired and alternate which runtime goes first, so drift
 # (page cache, CPU frequency, other load on the machine) hits both equally.
@@ -26,14 +29,14 @@ while (($#)); do
 	-n) rounds="${2:?-n needs a number}"; shift ;;
 	--berth) berth="${2:?--berth needs a path}"; shift ;;
 	--runc) runc_bin="${2:?--runc needs a path}"; shift ;;
-	--only) only="${2:?--only needs run or exec}"; shift ;;
-	-h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--only) only="${2:?--only needs run, exec or phases}"; shift ;;
+	-h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift
 done
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -n wants a positive number, got $rounds" >&2; exit 2; }
-[[ -z "$only" || "$only" == run || "$only" == exec ]] || { echo "run.sh: --only wants run or exec, got $only" >&2; exit 2; }
+[[ -z "$only" || "$only" == run || "$only" == exec || "$only" == phases ]] || { echo "run.sh: --only wants run, exec or phases, got $only" >&2; exit 2; }
 ((EUID == 0)) || { echo "run.sh: must run as root (it runs containers)" >&2; exit 2; }
 [[ -x "$runc_bin" ]] || { echo "run.sh: runc not found (apt-get install runc, or --runc PATH)" >&2; exit 2; }
 [[ -x /usr/bin/time ]] || { echo "run.sh: GNU time not found (apt-get install time)" >&2; exit 2; }
@@ -142,6 +145,42 @@ peak_rss() {
 	REPLY=$max
 }
 
+# time_cmd RT ARGS...: one runtime command with the private root; REPLY =
+# microseconds. stdio goes to a file: after create, the container holds it.
+time_cmd() {
+	local rt="$1" t0 t1
+	shift
+	t0=${EPOCHREALTIME/./}
+	if ! "$rt" --root "$(root_of "$rt")" "$@" </dev/null >"$work/out" 2>&1; then
+		echo "run.sh: $(name_of "$rt") $*: $(cat "$work/out")" >&2
+		exit 1
+	fi
+	t1=${EPOCHREALTIME/./}
+	REPLY=$((10#$t1 - 10#$t0))
+}
+
+# phase_round RT: create, state, start, (untimed wait for stopped), delete;
+# appends to the <name>_<phase> arrays.
+phase_round() {
+	local rt="$1" n id i
+	n="$(name_of "$rt")"
+	new_id "$rt"
+	id="$REPLY"
+	time_cmd "$rt" create --bundle "$bundle" "$id"; eval "${n}_create+=($REPLY)"
+	time_cmd "$rt" state "$id"; eval "${n}_state+=($REPLY)"
+	time_cmd "$rt" start "$id"; eval "${n}_start+=($REPLY)"
+	for ((i = 0; i < 500; i++)); do
+		"$rt" --root "$(root_of "$rt")" state "$id" 2>/dev/null | grep -q '"status": "stopped"' && break
+		sleep 0.01
+	done
+	time_cmd "$rt" delete "$id"; eval "${n}_delete+=($REPLY)"
+	pending=""
+	t0=${EPOCHREALTIME/./}
+	"$rt" --version >/dev/null
+	t1=${EPOCHREALTIME/./}
+	eval "${n}_version+=($((10#$t1 - 10#$t0)))"
+}
+
 # median and p90 of microsecond samples, printed in milliseconds.
 stats() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {m = (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; p = v[int(NR*0.9+0.999)]; printf "%.2f %.2f %.2f\n", m/1000, v[1]/1000, p/1000}'; }
 
@@ -220,4 +259,26 @@ if [[ -z "$only" || "$only" == exec ]]; then
 		peak_rss exec "$runc_bin" "$eid_runc"; r_rss=$REPLY
 		report "exec /bin/true" "$(stats "${b[@]}")" "$(stats "${r[@]}")" "$b_rss" "$r_rss"
 	fi
+fi
+
+if [[ -z "$only" || "$only" == phases ]]; then
+	berth_create=() berth_state=() berth_start=() berth_delete=() berth_version=()
+	runc_create=() runc_state=() runc_start=() runc_delete=() runc_version=()
+	phase_round "$berth"; phase_round "$runc_bin" # warm-up, discarded
+	berth_create=() berth_state=() berth_start=() berth_delete=() berth_version=()
+	runc_create=() runc_state=() runc_start=() runc_delete=() runc_version=()
+	for ((i = 0; i < rounds; i++)); do
+		if ((i % 2)); then phase_round "$runc_bin"; phase_round "$berth"; else phase_round "$berth"; phase_round "$runc_bin"; fi
+	done
+	printf 'phases of run: %d paired rounds, medians in ms
+' "$rounds"
+	printf '  %-10s %8s %8s %7s\n' phase berth runc ratio
+	for ph in create state start delete version; do
+		eval 'b_s=("${berth_'"$ph"'[@]}") r_s=("${runc_'"$ph"'[@]}")'
+		read -r bm _ <<<"$(stats "${b_s[@]}")"
+		read -r rm _ <<<"$(stats "${r_s[@]}")"
+		label=$ph
+		[[ $ph == version ]] && label=--version
+		awk -v p="$label" -v b="$bm" -v r="$rm" 'BEGIN {printf "  %-10s %8.2f %8.2f %6.2fx\n", p, b, r, b/r}'
+	done
 fi
