@@ -283,7 +283,7 @@ func (a *applier) missingPrefixes(p string) []string {
 // image root's owner (container 0 mapped to the host), so a user-namespaced
 // container does not see them as owned by nobody.
 func (a *applier) ownImplicit(dirs []string) error {
-	if len(dirs) == 0 {
+	if len(dirs) == 0 || a.opts.Rootless || len(a.opts.UIDMaps)+len(a.opts.GIDMaps) == 0 {
 		return nil
 	}
 	uid, uok := toHost(0, a.opts.UIDMaps)
