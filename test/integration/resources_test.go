@@ -98,15 +98,16 @@ func TestResourcesPidsLimitStopsForkBomb(t *testing.T) {
 	}, "sh", "-c", "i=0; while [ $i -lt 30 ]; do sleep 30 & i=$((i+1)); done; sleep 30")
 	id := r.id()
 	r.must("run", "-d", "-b", b, id)
-	var pidsDir string
-	var st struct{ Pid int }
-	json.Unmarshal([]byte(r.must("state", id)), &st)
-	cg, _ := os.ReadFile("/proc/" + strconv.Itoa(st.Pid) + "/cgroup")
-	for _, l := range strings.Split(string(cg), "\n") {
-		if f := strings.SplitN(l, ":", 3); len(f) == 3 && f[1] == "pids" {
-			pidsDir = filepath.Join("/sys/fs/cgroup/pids", f[2])
-		}
+	// The shell may die of a failed fork at any moment: take the cgroup
+	// from berth's state rather than from /proc/PID/cgroup.
+	var st struct {
+		CgroupPaths map[string]string `json:"cgroup_paths"`
 	}
+	sb, err := os.ReadFile(filepath.Join(r.root, id, "state.json"))
+	if err != nil || json.Unmarshal(sb, &st) != nil {
+		t.Fatalf("reading state: %v", err)
+	}
+	pidsDir := st.CgroupPaths["pids"]
 	deadline := time.Now().Add(5 * time.Second)
 	var events string
 	for time.Now().Before(deadline) {
