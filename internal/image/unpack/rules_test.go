@@ -64,6 +64,23 @@ func TestWhiteoutRules(t *testing.T) {
 			mustNotExist(t, r, "d/sub/old")
 			mustContain(t, r, "d/sub/new", "2")
 		}},
+		{"OpaqueRoot", [][]ent{{file("a", "1"), dir("d/"), file("d/x", "2")}, {file("new", "3"), file(".wh..wh..opq", "")}}, func(t *testing.T, r string) {
+			mustNotExist(t, r, "a")
+			mustNotExist(t, r, "d")
+			mustContain(t, r, "new", "3")
+		}},
+		{"OpaqueMarkerAsDirectory", [][]ent{{dir("d/"), file("d/old", "1")}, {dir("d/.wh..wh..opq/")}}, func(t *testing.T, r string) {
+			mustNotExist(t, r, "d/old")
+			mustNotExist(t, r, "d/.wh..wh..opq")
+		}},
+		{"OpaqueMissingDir", [][]ent{{file("a", "1")}, {file("nodir/.wh..wh..opq", "")}}, func(t *testing.T, r string) {
+			mustContain(t, r, "a", "1")
+			mustNotExist(t, r, "nodir")
+		}},
+		{"WhiteoutMissing", [][]ent{{file("a", "1")}, {file(".wh.nothing", ""), file("nodir/.wh.x", "")}}, func(t *testing.T, r string) {
+			mustContain(t, r, "a", "1")
+			mustNotExist(t, r, "nodir")
+		}},
 		{"AufsMetaIgnored", [][]ent{{file(".wh..wh.plnk", ""), file("a", "1")}}, func(t *testing.T, r string) {
 			mustNotExist(t, r, ".wh..wh.plnk")
 			mustContain(t, r, "a", "1")
