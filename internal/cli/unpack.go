@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"berth/internal/image/bundle"
@@ -136,7 +138,10 @@ func unpackAction(c *cli.Context) (retErr error) {
 	}()
 	opts := unpack.Options{Rootless: rootless, UIDMaps: uids, GIDMaps: gids,
 		MaxBytes: c.Int64("max-size"), MaxEntries: c.Int64("max-entries")}
-	ctx := context.Background()
+	// An interrupted unpack is a failed one: cancel the decoders so the
+	// half-built rootfs and bundle are removed instead of left behind.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
 	if overlay {
 		cache, err := layercache.Open(c.String("layer-cache"))
 		if err != nil {

@@ -233,3 +233,41 @@ func TestVerification(t *testing.T) {
 		t.Error("blob with an invalid digest was opened")
 	}
 }
+
+// cancelReader cancels its context once the first bytes are read.
+type cancelReader struct {
+	r      io.Reader
+	cancel context.CancelFunc
+}
+
+func (c *cancelReader) Read(p []byte) (int, error) {
+	if len(p) > 4096 {
+		p = p[:4096]
+	}
+	n, err := c.r.Read(p)
+	c.cancel()
+	return n, err
+}
+
+// TestCancel: an interrupted unpack (the CLI cancels on SIGINT/SIGTERM)
+// fails with the context's error and removes the half-built rootfs.
+func TestCancel(t *testing.T) {
+	var ents []ent
+	for i := 0; i < 200; i++ {
+		ents = append(ents, file(fmt.Sprintf("f%d", i), strings.Repeat("x", 64<<10)))
+	}
+	tr := tarOf(t, ents...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := Layer{Open: func() (io.ReadCloser, error) {
+		return io.NopCloser(&cancelReader{r: bytes.NewReader(tr), cancel: cancel}), nil
+	}}
+	root := filepath.Join(t.TempDir(), "rootfs")
+	_, err := Unpack(ctx, root, []Layer{l}, Options{Rootless: true})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled, got %v", err)
+	}
+	if _, err := os.Lstat(root); !os.IsNotExist(err) {
+		t.Errorf("rootfs left after cancel: %v", err)
+	}
+}

@@ -207,6 +207,9 @@ func (l *Layer) produce(ctx context.Context, p *pipe, limit int64) {
 		defer dr.Close()
 		var total int64
 		for {
+			if err := ctx.Err(); err != nil {
+				return err // checked every chunk: a ready channel must not outrun a cancel
+			}
 			bp := chunkPool.Get().(*[]byte)
 			b := (*bp)[:chunkSize]
 			n, rerr := fill(dr, b)
@@ -269,6 +272,9 @@ func readVerified(ctx context.Context, blob io.Reader, p *pipe, want digest.Dige
 	h := sha256.New()
 	p.err = func() error {
 		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			bp := chunkPool.Get().(*[]byte)
 			b := (*bp)[:chunkSize]
 			n, rerr := fill(blob, b)
