@@ -62,6 +62,7 @@ func (r *Runtime) Create(id string, o CreateOptions) error {
 }
 
 func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error) {
+	ph := r.phases()
 	bundle, err := filepath.Abs(o.Bundle)
 	if err != nil {
 		return nil, err
@@ -116,6 +117,7 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	st.Config = s
 	st.Created = time.Now().UTC()
 
+	ph.done("load config, state dir")
 	plan, err := planNamespaces(s)
 	if err != nil {
 		return nil, err
@@ -154,6 +156,7 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	if err := cg.Create(); err != nil {
 		return nil, fmt.Errorf("create cgroup: %w", err)
 	}
+	ph.done("exec.fifo, cgroup create")
 	cgFD := -1
 	if f, err := cg.CgroupFD(); err == nil {
 		defer f.Close()
@@ -199,6 +202,7 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	if err != nil {
 		return nil, fmt.Errorf("unable to start container process: %w", err)
 	}
+	ph.done("spawn init")
 	if cgFD < 0 {
 		if err := cg.Apply(proc.Pid); err != nil {
 			return nil, fmt.Errorf("unable to apply cgroup configuration: %w", err)
@@ -232,12 +236,14 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		KeepFds:  len(so.Keep),
 		ExtraEnv: listenEnv,
 	}
+	ph.done("cgroup apply and limits")
 	if err := proc.Conn.SendData(ipc.Bootstrap, cfg); err != nil {
 		return nil, fmt.Errorf("unable to start container process: %w", err)
 	}
 	if err := r.waitReady(proc, st, s, hasHooks); err != nil {
 		return nil, err
 	}
+	ph.done("init setup until ready")
 	if err := st.Save(); err != nil {
 		return nil, err
 	}
@@ -251,6 +257,7 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 			return nil, err
 		}
 	}
+	ph.done("state, pid file")
 	return &created{c: c, proc: proc}, nil
 }
 

@@ -78,12 +78,14 @@ func (r *Runtime) Run(id string, o RunOptions) (int, error) {
 		defer master.Close()
 		restore = relayTerminal(master)
 	}
+	ph := r.phases()
 	if err := r.startLocked(c); err != nil {
 		c.Release()
 		r.teardown(id)
 		return 1, err
 	}
 	c.Release()
+	ph.done("start")
 
 	status := -1
 	for status < 0 {
@@ -101,6 +103,7 @@ func (r *Runtime) Run(id string, o RunOptions) (int, error) {
 			_ = unix.Kill(pid, sig.(unix.Signal))
 		}
 	}
+	ph.done("process ran")
 	if restore != nil {
 		restore()
 	}
@@ -108,6 +111,7 @@ func (r *Runtime) Run(id string, o RunOptions) (int, error) {
 		if err := r.teardown(id); err != nil {
 			return status, err
 		}
+		ph.done("teardown")
 	}
 	return status, nil
 }

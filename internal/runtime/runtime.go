@@ -30,6 +30,29 @@ func (r *Runtime) warn(format string, a ...any) {
 	}
 }
 
+func (r *Runtime) debugf(format string, a ...any) {
+	if r.Debug != nil {
+		r.Debug(fmt.Sprintf(format, a...))
+	}
+}
+
+// phase logs, at debug level, how long each step of an operation took.
+type phase struct {
+	r    *Runtime
+	last time.Time
+}
+
+func (r *Runtime) phases() *phase { return &phase{r: r, last: time.Now()} }
+
+func (p *phase) done(what string) {
+	if p.r.Debug == nil {
+		return
+	}
+	now := time.Now()
+	p.r.debugf("%s: %v", what, now.Sub(p.last).Round(time.Microsecond))
+	p.last = now
+}
+
 // Container is a loaded container under its lock.
 type Container struct {
 	*state.State

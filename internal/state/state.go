@@ -140,7 +140,8 @@ func (s *State) Save() error {
 }
 
 // WriteFileAtomic writes data to a temp file beside path and renames it into
-// place, so readers see the old content or the new, never a part.
+// place, so readers see the old content or the new, never a part. No fsync:
+// the state root lives on tmpfs (/run) and does not survive a reboot anyway.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	dir, base := filepath.Split(path)
 	f, err := os.CreateTemp(dir, "."+base+"-*")
@@ -151,9 +152,6 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	_, err = f.Write(data)
 	if err == nil {
 		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
