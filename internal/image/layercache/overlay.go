@@ -205,6 +205,14 @@ func RemoveBundle(bundle string) error {
 	if err != nil {
 		return err
 	}
+	if bundle == "/" {
+		return errors.New("refusing to remove /")
+	}
+	if fi, err := os.Lstat(bundle); err != nil {
+		return err
+	} else if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", bundle)
+	}
 	if _, err := os.Lstat(filepath.Join(bundle, "config.json")); err != nil {
 		if _, err2 := os.Lstat(filepath.Join(bundle, "rootfs")); err2 != nil {
 			return fmt.Errorf("%s does not look like a bundle (no config.json or rootfs): %w", bundle, err)
