@@ -159,11 +159,20 @@ func conform(ctx context.Context, o options, stdout, stderr io.Writer) (int, err
 	if len(names) == 0 {
 		return 0, fmt.Errorf("-run %q matches no test", o.filter)
 	}
-	if err := os.RemoveAll(o.logs); err != nil {
-		return 0, err
-	}
 	if err := os.MkdirAll(o.logs, 0o755); err != nil {
 		return 0, err
+	}
+	// Only the previous run's own files go: -logs may name a directory
+	// that holds other things.
+	old, err := filepath.Glob(filepath.Join(o.logs, "*.tap"))
+	if err != nil {
+		return 0, err
+	}
+	olderr, _ := filepath.Glob(filepath.Join(o.logs, "*.err"))
+	for _, f := range append(old, olderr...) {
+		if err := os.Remove(f); err != nil {
+			return 0, err
+		}
 	}
 
 	sb, err := NewSandbox(rt)
