@@ -217,6 +217,7 @@ func openFromLayout(dir, ref string, store bool) (*Image, error) {
 			MediaType: l.MediaType,
 			Digest:    l.Digest,
 			DiffID:    cfg.RootFS.DiffIDs[i],
+			Size:      l.Size,
 		})
 	}
 	return img, nil

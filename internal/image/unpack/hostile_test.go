@@ -215,6 +215,8 @@ func TestVerification(t *testing.T) {
 	}{
 		{"BlobDigest", Layer{Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(bad)), nil }, Digest: sha(blob), DiffID: sha(tr)}},
 		{"DiffID", Layer{Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob)), nil }, Digest: sha(blob), DiffID: sha([]byte("x"))}},
+		{"SizeTooSmall", Layer{Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob)), nil }, Digest: sha(blob), Size: int64(len(blob)) - 1}},
+		{"SizeTooLarge", Layer{Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob)), nil }, DiffID: sha(tr), Size: int64(len(blob)) + 1}},
 		{"TruncatedGzipNoDigests", Layer{Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob[:len(blob)-12])), nil }}},
 		{"InvalidDigest", Layer{Open: func() (io.ReadCloser, error) { opened = true; return io.NopCloser(bytes.NewReader(blob)), nil }, Digest: "sha256:../../../../etc/pwn"}},
 	}

@@ -28,6 +28,9 @@ type Layer struct {
 	Digest digest.Digest
 	// DiffID is the digest of the uncompressed tar; when set it is verified.
 	DiffID digest.Digest
+	// Size is the blob size from its descriptor; when > 0 a blob of any
+	// other size is refused (and never read past Size+1 bytes).
+	Size int64
 }
 
 var (
@@ -192,11 +195,14 @@ func (l *Layer) produce(ctx context.Context, p *pipe, limit int64) {
 		}
 		defer blob.Close()
 		var src io.Reader = blob
+		if l.Size > 0 {
+			src = &sizeChecked{r: io.LimitReader(blob, l.Size+1), want: l.Size}
+		}
 		if l.Digest != "" && l.Digest.Algorithm() == digest.SHA256 {
 			// Read and hash the blob in its own goroutine, so the serial
 			// inflate loop does nothing but inflate.
 			raw := newPipe(4, "")
-			go readVerified(ctx, blob, raw, l.Digest)
+			go readVerified(ctx, src, raw, l.Digest)
 			defer raw.drain()
 			src = raw
 		}
@@ -314,4 +320,23 @@ func (p *pipe) drain() {
 		chunkPool.Put(c)
 	}
 	<-p.done
+}
+
+// sizeChecked fails a blob whose length differs from its descriptor's.
+type sizeChecked struct {
+	r    io.Reader
+	n    int64
+	want int64
+}
+
+func (s *sizeChecked) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.n += int64(n)
+	if s.n > s.want {
+		return n, fmt.Errorf("layer blob is larger than its descriptor's %d bytes", s.want)
+	}
+	if err == io.EOF && s.n != s.want {
+		return n, fmt.Errorf("layer blob is %d bytes, its descriptor says %d", s.n, s.want)
+	}
+	return n, err
 }
