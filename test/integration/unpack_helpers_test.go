@@ -22,43 +22,43 @@ import (
 )
 
 var (
-	mkimageOnce sync.Once
-	mkimageBin  string
-	mkimageErr  error
+	unpackMkimageOnce sync.Once
+	unpackMkimageBin  string
+	unpackMkimageErr  error
 )
 
 // mkimage builds bench/unpack/mkimage once: it writes OCI layouts from
 // directories and tar files, offline.
-func mkimage(t *testing.T) string {
+func unpackMkimage(t *testing.T) string {
 	t.Helper()
-	mkimageOnce.Do(func() {
+	unpackMkimageOnce.Do(func() {
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
-		mkimageBin = filepath.Join(filepath.Dir(berthBin), "mkimage")
-		cmd := exec.Command("go", "build", "-o", mkimageBin, "./bench/unpack/mkimage")
+		unpackMkimageBin = filepath.Join(filepath.Dir(berthBin), "mkimage")
+		cmd := exec.Command("go", "build", "-o", unpackMkimageBin, "./bench/unpack/mkimage")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			mkimageErr = fmt.Errorf("building mkimage: %v\n%s", err, out)
+			unpackMkimageErr = fmt.Errorf("building mkimage: %v\n%s", err, out)
 		}
 	})
-	if mkimageErr != nil {
-		t.Fatal(mkimageErr)
+	if unpackMkimageErr != nil {
+		t.Fatal(unpackMkimageErr)
 	}
-	return mkimageBin
+	return unpackMkimageBin
 }
 
-func makeImage(t *testing.T, layout, ref, config string, layers ...string) {
+func unpackMakeImage(t *testing.T, layout, ref, config string, layers ...string) {
 	t.Helper()
 	args := []string{"-o", layout, "-ref", ref, "-config", config}
 	for _, l := range layers {
 		args = append(args, "-layer", l)
 	}
-	if out, err := exec.Command(mkimage(t), args...).CombinedOutput(); err != nil {
+	if out, err := exec.Command(unpackMkimage(t), args...).CombinedOutput(); err != nil {
 		t.Fatalf("mkimage %v: %v\n%s", args, err, out)
 	}
 }
 
-func runBerth(t *testing.T, env []string, args ...string) (string, error) {
+func unpackRun(t *testing.T, env []string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(berthBin, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -66,8 +66,8 @@ func runBerth(t *testing.T, env []string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// busyboxRootfs makes a tiny rootfs from Debian's busybox-static.
-func busyboxRootfs(t *testing.T, dir string) {
+// unpackBusybox makes a tiny rootfs from Debian's busybox-static.
+func unpackBusybox(t *testing.T, dir string) {
 	t.Helper()
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
@@ -93,8 +93,8 @@ func busyboxRootfs(t *testing.T, dir string) {
 	os.Chmod(filepath.Join(dir, "tmp"), 0o1777)
 }
 
-// tent is one entry of a hand-made layer.
-type tent struct {
+// unpackEnt is one entry of a hand-made layer.
+type unpackEnt struct {
 	name, body, link string
 	typ              byte
 	mode             int64
@@ -103,7 +103,7 @@ type tent struct {
 	xattrs           map[string]string
 }
 
-func writeTar(t *testing.T, path string, ents ...tent) string {
+func unpackWriteTar(t *testing.T, path string, ents ...unpackEnt) string {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -138,22 +138,22 @@ func writeTar(t *testing.T, path string, ents ...tent) string {
 }
 
 // node is what the equivalence test compares for each path.
-type node struct {
+type unpackNode struct {
 	typ, mode, owner, link, content, xattrs, rdev, mtime string
 	nlink                                                uint64
 }
 
 // tree describes every path under root (root itself included).
-func tree(t *testing.T, root string) map[string]node {
+func unpackTree(t *testing.T, root string) map[string]unpackNode {
 	t.Helper()
-	out := map[string]node{}
+	out := map[string]unpackNode{}
 	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(root, p)
 		st := fi.Sys().(*syscall.Stat_t)
-		n := node{typ: fi.Mode().Type().String(), mode: fmt.Sprintf("%o", st.Mode&0o7777),
+		n := unpackNode{typ: fi.Mode().Type().String(), mode: fmt.Sprintf("%o", st.Mode&0o7777),
 			owner: fmt.Sprintf("%d:%d", st.Uid, st.Gid), mtime: fi.ModTime().UTC().Format(time.RFC3339)}
 		switch {
 		case fi.Mode().IsRegular():
@@ -169,7 +169,7 @@ func tree(t *testing.T, root string) map[string]node {
 		case fi.Mode()&(os.ModeDevice|os.ModeCharDevice) != 0:
 			n.rdev = fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
 		}
-		n.xattrs = listXattrs(p)
+		n.xattrs = unpackXattrs(p)
 		out[rel] = n
 		return nil
 	})
@@ -179,7 +179,7 @@ func tree(t *testing.T, root string) map[string]node {
 	return out
 }
 
-func listXattrs(p string) string {
+func unpackXattrs(p string) string {
 	buf := make([]byte, 8192)
 	n, err := unix.Llistxattr(p, buf)
 	if err != nil || n == 0 {
@@ -198,7 +198,7 @@ func listXattrs(p string) string {
 	return strings.Join(parts, ",")
 }
 
-func diffTrees(a, b map[string]node) []string {
+func unpackDiffTrees(a, b map[string]unpackNode) []string {
 	var out []string
 	for k, v := range a {
 		w, ok := b[k]

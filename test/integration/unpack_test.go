@@ -17,17 +17,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const busyConfig = `{"User":"web","Env":["PATH=/bin","GREETING=hello"],"Entrypoint":["/bin/sh","-c"],"Cmd":["id; pwd; echo $GREETING $HOME"],"WorkingDir":"/tmp","Labels":{"app":"busy","containerd.io/restart.loguri":"binary:///bin/sh"},"ExposedPorts":{"80/tcp":{}},"StopSignal":"SIGINT"}`
+const unpackBusyConfig = `{"User":"web","Env":["PATH=/bin","GREETING=hello"],"Entrypoint":["/bin/sh","-c"],"Cmd":["id; pwd; echo $GREETING $HOME"],"WorkingDir":"/tmp","Labels":{"app":"busy","containerd.io/restart.loguri":"binary:///bin/sh"},"ExposedPorts":{"80/tcp":{}},"StopSignal":"SIGINT"}`
 
-func busyImage(t *testing.T, dir string) string {
+func unpackBusyImage(t *testing.T, dir string) string {
 	rootfs := filepath.Join(dir, "src")
-	busyboxRootfs(t, rootfs)
+	unpackBusybox(t, rootfs)
 	layout := filepath.Join(dir, "layout")
-	makeImage(t, layout, "latest", busyConfig, rootfs+":gzip")
+	unpackMakeImage(t, layout, "latest", unpackBusyConfig, rootfs+":gzip")
 	return layout
 }
 
-func loadSpec(t *testing.T, bundle string) *specs.Spec {
+func unpackLoadSpec(t *testing.T, bundle string) *specs.Spec {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
 	if err != nil {
@@ -48,15 +48,15 @@ func TestUnpackRunsUnderRunc(t *testing.T) {
 	runc, err := exec.LookPath("runc")
 	testutil.Require(t, err == nil, "runc not installed")
 	dir := t.TempDir()
-	layout := busyImage(t, dir)
+	layout := unpackBusyImage(t, dir)
 	bundle := filepath.Join(dir, "bundle")
-	if out, err := runBerth(t, nil, "unpack", "--image", layout+":latest", "--terminal=false", bundle); err != nil {
+	if out, err := unpackRun(t, nil, "unpack", "--image", layout+":latest", "--terminal=false", bundle); err != nil {
 		t.Fatalf("unpack: %v\n%s", err, out)
 	}
 	if fi, err := os.Stat(bundle); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("bundle mode: %v %v", fi, err)
 	}
-	s := loadSpec(t, bundle)
+	s := unpackLoadSpec(t, bundle)
 	if s.Annotations["app"] != "busy" || s.Annotations["org.opencontainers.image.stopSignal"] != "SIGINT" {
 		t.Errorf("annotations: %v", s.Annotations)
 	}
@@ -81,17 +81,17 @@ func TestUnpackStoreRef(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
 	rootfs := filepath.Join(dir, "src")
-	busyboxRootfs(t, rootfs)
+	unpackBusybox(t, rootfs)
 	store := filepath.Join(dir, "store")
-	makeImage(t, store, "docker.io/library/busy:1.0", busyConfig, rootfs+":zstd")
+	unpackMakeImage(t, store, "docker.io/library/busy:1.0", unpackBusyConfig, rootfs+":zstd")
 	bundle := filepath.Join(dir, "b")
-	if out, err := runBerth(t, []string{"BERTH_STORE=" + store}, "unpack", "--image", "busy:1.0", bundle); err != nil {
+	if out, err := unpackRun(t, []string{"BERTH_STORE=" + store}, "unpack", "--image", "busy:1.0", bundle); err != nil {
 		t.Fatalf("unpack: %v\n%s", err, out)
 	}
 	if _, err := os.Stat(filepath.Join(bundle, "rootfs/bin/busybox")); err != nil {
 		t.Error(err)
 	}
-	out, err := runBerth(t, []string{"BERTH_STORE=" + store}, "unpack", "--image", "busy:2.0", filepath.Join(dir, "b2"))
+	out, err := unpackRun(t, []string{"BERTH_STORE=" + store}, "unpack", "--image", "busy:2.0", filepath.Join(dir, "b2"))
 	if err == nil || !strings.Contains(out, "not found") {
 		t.Errorf("missing tag: %v %s", err, out)
 	}
@@ -105,12 +105,12 @@ func TestUnpackHostileCLI(t *testing.T) {
 	dir := t.TempDir()
 	outside := filepath.Join(dir, "outside")
 	os.Mkdir(outside, 0o755)
-	escape := writeTar(t, filepath.Join(dir, "escape.tar"),
-		tent{name: "./", typ: tar.TypeSymlink, link: outside})
+	escape := unpackWriteTar(t, filepath.Join(dir, "escape.tar"),
+		unpackEnt{name: "./", typ: tar.TypeSymlink, link: outside})
 	layout := filepath.Join(dir, "layout")
-	makeImage(t, layout, "escape", "{}", escape+":gzip")
+	unpackMakeImage(t, layout, "escape", "{}", escape+":gzip")
 	bundle := filepath.Join(dir, "b")
-	out, err := runBerth(t, nil, "unpack", "--image", layout+":escape", bundle)
+	out, err := unpackRun(t, nil, "unpack", "--image", layout+":escape", bundle)
 	if err == nil || !strings.Contains(out, "root directory") {
 		t.Errorf("root symlink accepted: %v %s", err, out)
 	}
@@ -118,8 +118,8 @@ func TestUnpackHostileCLI(t *testing.T) {
 		t.Errorf("bundle left behind: %v", err)
 	}
 	// Corrupt one byte of the only layer blob.
-	good := writeTar(t, filepath.Join(dir, "good.tar"), tent{name: "a", typ: tar.TypeReg, body: strings.Repeat("x", 4096)})
-	makeImage(t, layout, "corrupt", "{}", good+":none")
+	good := unpackWriteTar(t, filepath.Join(dir, "good.tar"), unpackEnt{name: "a", typ: tar.TypeReg, body: strings.Repeat("x", 4096)})
+	unpackMakeImage(t, layout, "corrupt", "{}", good+":none")
 	blobs, _ := filepath.Glob(filepath.Join(layout, "blobs/sha256/*"))
 	for _, b := range blobs {
 		if fi, _ := os.Stat(b); fi.Size() > 4096 {
@@ -128,7 +128,7 @@ func TestUnpackHostileCLI(t *testing.T) {
 			os.WriteFile(b, data, 0o644)
 		}
 	}
-	out, err = runBerth(t, nil, "unpack", "--image", layout+":corrupt", bundle)
+	out, err = unpackRun(t, nil, "unpack", "--image", layout+":corrupt", bundle)
 	if err == nil || !strings.Contains(out, "digest mismatch") {
 		t.Errorf("corrupt blob accepted: %v %s", err, out)
 	}
@@ -146,24 +146,24 @@ func TestUnpackOverlay(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
-	busyboxRootfs(t, src)
-	upper := writeTar(t, filepath.Join(dir, "l2.tar"),
-		tent{name: "etc/", typ: tar.TypeDir},
-		tent{name: "etc/.wh.group", typ: tar.TypeReg},
-		tent{name: "etc/motd", typ: tar.TypeReg, body: "hi\n"})
+	unpackBusybox(t, src)
+	upper := unpackWriteTar(t, filepath.Join(dir, "l2.tar"),
+		unpackEnt{name: "etc/", typ: tar.TypeDir},
+		unpackEnt{name: "etc/.wh.group", typ: tar.TypeReg},
+		unpackEnt{name: "etc/motd", typ: tar.TypeReg, body: "hi\n"})
 	layout := filepath.Join(dir, "layout")
-	makeImage(t, layout, "latest", `{"Cmd":["sh"]}`, src+":gzip", upper+":zstd")
+	unpackMakeImage(t, layout, "latest", `{"Cmd":["sh"]}`, src+":gzip", upper+":zstd")
 	env := []string{"BERTH_LAYERS=" + filepath.Join(dir, "cache"), "BERTH_STORE=" + filepath.Join(dir, "nostore")}
 	b1, b2 := filepath.Join(dir, "b1"), filepath.Join(dir, "b2")
 	t.Cleanup(func() {
-		runBerth(t, env, "bundle", "rm", b1)
-		runBerth(t, env, "bundle", "rm", b2)
+		unpackRun(t, env, "bundle", "rm", b1)
+		unpackRun(t, env, "bundle", "rm", b2)
 	})
-	if out, err := runBerth(t, env, "unpack", "--overlay", "--image", layout, b1); err != nil {
+	if out, err := unpackRun(t, env, "unpack", "--overlay", "--image", layout, b1); err != nil {
 		t.Fatalf("unpack --overlay: %v\n%s", err, out)
 	}
 	start := time.Now()
-	if out, err := runBerth(t, env, "unpack", "--overlay", "--image", layout, "--hostname", "two", b2); err != nil {
+	if out, err := unpackRun(t, env, "unpack", "--overlay", "--image", layout, "--hostname", "two", b2); err != nil {
 		t.Fatalf("second unpack --overlay: %v\n%s", err, out)
 	}
 	t.Logf("overlay bundle from cached layers: %v", time.Since(start))
@@ -173,11 +173,11 @@ func TestUnpackOverlay(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(b2, "rootfs/etc/group")); !os.IsNotExist(err) {
 		t.Errorf("whited-out file visible: %v", err)
 	}
-	if s := loadSpec(t, b2); s.Hostname != "two" {
+	if s := unpackLoadSpec(t, b2); s.Hostname != "two" {
 		t.Errorf("hostname %q", s.Hostname)
 	}
 	if runc, err := exec.LookPath("runc"); err == nil {
-		if out, err := runBerth(t, nil, "bundle", "edit", b2, "--terminal=false", "--args", "/bin/cat /etc/motd"); err != nil {
+		if out, err := unpackRun(t, nil, "bundle", "edit", b2, "--terminal=false", "--args", "/bin/cat /etc/motd"); err != nil {
 			t.Fatalf("bundle edit: %v\n%s", err, out)
 		}
 		id := "berth-itest-overlay-" + filepath.Base(dir)
@@ -190,22 +190,22 @@ func TestUnpackOverlay(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(b2, "rootfs/etc/motd")); string(b) != "hi\n" {
 		t.Error("a write in one overlay bundle is visible in another")
 	}
-	out, _ := runBerth(t, env, "layers", "ls")
+	out, _ := unpackRun(t, env, "layers", "ls")
 	if strings.Count(out, "\n") != 3 {
 		t.Errorf("layers ls: %s", out)
 	}
-	if out, err := runBerth(t, env, "layers", "gc"); err != nil || strings.TrimSpace(out) != "" {
+	if out, err := unpackRun(t, env, "layers", "gc"); err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("gc removed layers in use: %v %q", err, out)
 	}
 	for _, b := range []string{b1, b2} {
-		if out, err := runBerth(t, env, "bundle", "rm", b); err != nil {
+		if out, err := unpackRun(t, env, "bundle", "rm", b); err != nil {
 			t.Fatalf("bundle rm: %v\n%s", err, out)
 		}
 		if _, err := os.Lstat(b); !os.IsNotExist(err) {
 			t.Errorf("bundle left: %v", err)
 		}
 	}
-	out, err := runBerth(t, env, "layers", "gc")
+	out, err := unpackRun(t, env, "layers", "gc")
 	if err != nil || len(strings.Fields(out)) != 2 {
 		t.Errorf("gc after rm: %v %q", err, out)
 	}
@@ -222,10 +222,10 @@ func TestBundleEdit(t *testing.T) {
 	args := []string{"bundle", "edit", dir, "--netns", "/var/run/netns/web", "--cap-add", "CAP_NET_RAW", "--cap-drop", "kill",
 		"--args", `["ping","-c1","10.0.0.1"]`, "--env", "A=1", "--cwd", "/srv", "--terminal=false", "--hostname", "web",
 		"--mount", "type=bind,src=/srv,dst=/data,ro"}
-	if out, err := runBerth(t, nil, args...); err != nil {
+	if out, err := unpackRun(t, nil, args...); err != nil {
 		t.Fatalf("bundle edit: %v\n%s", err, out)
 	}
-	s := loadSpec(t, dir)
+	s := unpackLoadSpec(t, dir)
 	var netns string
 	for _, n := range s.Linux.Namespaces {
 		if n.Type == specs.NetworkNamespace {
@@ -239,7 +239,7 @@ func TestBundleEdit(t *testing.T) {
 		t.Errorf("edit not applied: %+v", s)
 	}
 	before, _ := os.ReadFile(filepath.Join(dir, "config.json"))
-	if out, err := runBerth(t, nil, "bundle", "edit", dir, "--hostname", "x", "--cap-add", "CAP_FLY"); err == nil || !strings.Contains(out, "CAP_FLY") {
+	if out, err := unpackRun(t, nil, "bundle", "edit", dir, "--hostname", "x", "--cap-add", "CAP_FLY"); err == nil || !strings.Contains(out, "CAP_FLY") {
 		t.Errorf("bad capability accepted: %v %s", err, out)
 	}
 	after, _ := os.ReadFile(filepath.Join(dir, "config.json"))
@@ -272,18 +272,18 @@ func TestUnpackRootless(t *testing.T) {
 	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	l := writeTar(t, filepath.Join(dir, "l.tar"),
-		tent{name: "etc/", typ: tar.TypeDir},
-		tent{name: "etc/passwd", typ: tar.TypeReg, body: "root:x:0:0::/root:/bin/sh\n"},
-		tent{name: "home/", typ: tar.TypeDir},
-		tent{name: "home/web/", typ: tar.TypeDir, mode: 0o500, uid: 1000, gid: 1000},
-		tent{name: "home/web/f", typ: tar.TypeReg, mode: 0o400, uid: 1000, gid: 1000, body: "x"},
-		tent{name: "dev/", typ: tar.TypeDir},
-		tent{name: "dev/null", typ: tar.TypeChar, mode: 0o666, major: 1, minor: 3},
-		tent{name: "bin/", typ: tar.TypeDir},
-		tent{name: "bin/su", typ: tar.TypeReg, mode: 0o4755, body: "su"})
+	l := unpackWriteTar(t, filepath.Join(dir, "l.tar"),
+		unpackEnt{name: "etc/", typ: tar.TypeDir},
+		unpackEnt{name: "etc/passwd", typ: tar.TypeReg, body: "root:x:0:0::/root:/bin/sh\n"},
+		unpackEnt{name: "home/", typ: tar.TypeDir},
+		unpackEnt{name: "home/web/", typ: tar.TypeDir, mode: 0o500, uid: 1000, gid: 1000},
+		unpackEnt{name: "home/web/f", typ: tar.TypeReg, mode: 0o400, uid: 1000, gid: 1000, body: "x"},
+		unpackEnt{name: "dev/", typ: tar.TypeDir},
+		unpackEnt{name: "dev/null", typ: tar.TypeChar, mode: 0o666, major: 1, minor: 3},
+		unpackEnt{name: "bin/", typ: tar.TypeDir},
+		unpackEnt{name: "bin/su", typ: tar.TypeReg, mode: 0o4755, body: "su"})
 	layout := filepath.Join(dir, "layout")
-	makeImage(t, layout, "latest", "{}", l+":gzip")
+	unpackMakeImage(t, layout, "latest", "{}", l+":gzip")
 	out := filepath.Join(dir, "out")
 	os.Mkdir(out, 0o755)
 	os.Chown(out, 65534, 65534)
@@ -307,7 +307,7 @@ func TestUnpackRootless(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(bundle, "rootfs/dev/null")); !os.IsNotExist(err) {
 		t.Errorf("device node created rootless: %v", err)
 	}
-	s := loadSpec(t, bundle)
+	s := unpackLoadSpec(t, bundle)
 	userns := false
 	for _, n := range s.Linux.Namespaces {
 		userns = userns || n.Type == specs.UserNamespace
@@ -322,16 +322,16 @@ func TestUnpackRootless(t *testing.T) {
 func TestUnpackIDMap(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
-	l := writeTar(t, filepath.Join(dir, "l.tar"),
-		tent{name: "etc/", typ: tar.TypeDir},
-		tent{name: "etc/passwd", typ: tar.TypeReg, body: "root:x:0:0::/root:/bin/sh\n"},
-		tent{name: "srv/", typ: tar.TypeDir, uid: 1000, gid: 1001},
-		tent{name: "srv/s", typ: tar.TypeReg, mode: 0o4750, uid: 1000, gid: 1001, body: "s"},
-		tent{name: "implicit/parent/f", typ: tar.TypeReg, body: "f"})
+	l := unpackWriteTar(t, filepath.Join(dir, "l.tar"),
+		unpackEnt{name: "etc/", typ: tar.TypeDir},
+		unpackEnt{name: "etc/passwd", typ: tar.TypeReg, body: "root:x:0:0::/root:/bin/sh\n"},
+		unpackEnt{name: "srv/", typ: tar.TypeDir, uid: 1000, gid: 1001},
+		unpackEnt{name: "srv/s", typ: tar.TypeReg, mode: 0o4750, uid: 1000, gid: 1001, body: "s"},
+		unpackEnt{name: "implicit/parent/f", typ: tar.TypeReg, body: "f"})
 	layout := filepath.Join(dir, "layout")
-	makeImage(t, layout, "latest", "{}", l+":none")
+	unpackMakeImage(t, layout, "latest", "{}", l+":none")
 	bundle := filepath.Join(dir, "b")
-	if out, err := runBerth(t, nil, "unpack", "--image", layout, "--uid-map", "0:100000:65536", "--gid-map", "0:200000:65536", bundle); err != nil {
+	if out, err := unpackRun(t, nil, "unpack", "--image", layout, "--uid-map", "0:100000:65536", "--gid-map", "0:200000:65536", bundle); err != nil {
 		t.Fatalf("unpack: %v\n%s", err, out)
 	}
 	var st unix.Stat_t
@@ -343,11 +343,11 @@ func TestUnpackIDMap(t *testing.T) {
 			t.Errorf("/%s: owner %d:%d, want the mapped root 100000:200000 (%v)", p, st.Uid, st.Gid, err)
 		}
 	}
-	s := loadSpec(t, bundle)
+	s := unpackLoadSpec(t, bundle)
 	if len(s.Linux.UIDMappings) != 1 || s.Linux.UIDMappings[0].HostID != 100000 || len(s.Linux.GIDMappings) != 1 || s.Linux.GIDMappings[0].HostID != 200000 {
 		t.Errorf("config maps: %+v %+v", s.Linux.UIDMappings, s.Linux.GIDMappings)
 	}
-	out, err := runBerth(t, nil, "unpack", "--image", layout, "--uid-map", "0:100000:10", filepath.Join(dir, "b2"))
+	out, err := unpackRun(t, nil, "unpack", "--image", layout, "--uid-map", "0:100000:10", filepath.Join(dir, "b2"))
 	if err == nil || !strings.Contains(out, "uid 1000 is not in the uid map") {
 		t.Errorf("unmapped uid accepted: %v %s", err, out)
 	}

@@ -12,8 +12,8 @@ import (
 	"berth/internal/testutil"
 )
 
-// capNetRaw is a v2 security.capability value granting cap_net_raw.
-var capNetRaw = string([]byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+// unpackCapNetRaw is a v2 security.capability value granting cap_net_raw.
+var unpackCapNetRaw = string([]byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 
 // TestUnpackUmociEquivalence unpacks the same images with umoci and with
 // berth and compares the trees: types, modes (special bits included),
@@ -26,52 +26,52 @@ func TestUnpackUmociEquivalence(t *testing.T) {
 	dir := t.TempDir()
 	layout := filepath.Join(dir, "layout")
 
-	l1 := writeTar(t, filepath.Join(dir, "l1.tar"),
-		tent{name: "./", typ: tar.TypeDir, mode: 0o755},
-		tent{name: "bin/", typ: tar.TypeDir},
-		tent{name: "bin/su", typ: tar.TypeReg, mode: 0o4755, body: "su"},
-		tent{name: "bin/ping", typ: tar.TypeReg, mode: 0o755, body: "ping", xattrs: map[string]string{"security.capability": capNetRaw}},
-		tent{name: "bin/link", typ: tar.TypeLink, link: "bin/su"},
-		tent{name: "bin/sh", typ: tar.TypeSymlink, link: "busybox", mode: 0o777},
-		tent{name: "bin/abs", typ: tar.TypeSymlink, link: "/etc/passwd", mode: 0o777},
-		tent{name: "shared/", typ: tar.TypeDir, mode: 0o2775, gid: 50},
-		tent{name: "tmp/", typ: tar.TypeDir, mode: 0o1777},
-		tent{name: "home/", typ: tar.TypeDir},
-		tent{name: "home/web/", typ: tar.TypeDir, mode: 0o700, uid: 1000, gid: 1000},
-		tent{name: "home/web/notes", typ: tar.TypeReg, mode: 0o600, uid: 1000, gid: 1000, body: "n", xattrs: map[string]string{"user.tag": "v"}},
-		tent{name: "dev/", typ: tar.TypeDir},
-		tent{name: "dev/null", typ: tar.TypeChar, mode: 0o666, major: 1, minor: 3},
-		tent{name: "dev/sda1", typ: tar.TypeBlock, mode: 0o660, major: 8, minor: 1, gid: 6},
-		tent{name: "dev/fifo", typ: tar.TypeFifo, mode: 0o620},
-		tent{name: "etc/", typ: tar.TypeDir},
-		tent{name: "etc/passwd", typ: tar.TypeReg, body: "root:x:0:0::/root:/bin/sh\n"},
-		tent{name: "etc/motd", typ: tar.TypeReg, body: "motd"},
-		tent{name: "etc/empty", typ: tar.TypeReg},
-		tent{name: "var/", typ: tar.TypeDir},
-		tent{name: "var/cache/", typ: tar.TypeDir},
-		tent{name: "var/cache/a", typ: tar.TypeReg, body: "a"},
-		tent{name: "var/cache/sub/", typ: tar.TypeDir},
-		tent{name: "var/cache/sub/b", typ: tar.TypeReg, body: "b"},
-		tent{name: "opt/", typ: tar.TypeDir},
-		tent{name: "opt/x", typ: tar.TypeReg, body: strings.Repeat("big", 1<<20)},
-		tent{name: "data", typ: tar.TypeReg, body: "file that becomes a dir"},
-		tent{name: "lib/", typ: tar.TypeDir},
-		tent{name: "lib/mod", typ: tar.TypeReg, body: "dir that becomes a symlink"},
+	l1 := unpackWriteTar(t, filepath.Join(dir, "l1.tar"),
+		unpackEnt{name: "./", typ: tar.TypeDir, mode: 0o755},
+		unpackEnt{name: "bin/", typ: tar.TypeDir},
+		unpackEnt{name: "bin/su", typ: tar.TypeReg, mode: 0o4755, body: "su"},
+		unpackEnt{name: "bin/ping", typ: tar.TypeReg, mode: 0o755, body: "ping", xattrs: map[string]string{"security.capability": unpackCapNetRaw}},
+		unpackEnt{name: "bin/link", typ: tar.TypeLink, link: "bin/su"},
+		unpackEnt{name: "bin/sh", typ: tar.TypeSymlink, link: "busybox", mode: 0o777},
+		unpackEnt{name: "bin/abs", typ: tar.TypeSymlink, link: "/etc/passwd", mode: 0o777},
+		unpackEnt{name: "shared/", typ: tar.TypeDir, mode: 0o2775, gid: 50},
+		unpackEnt{name: "tmp/", typ: tar.TypeDir, mode: 0o1777},
+		unpackEnt{name: "home/", typ: tar.TypeDir},
+		unpackEnt{name: "home/web/", typ: tar.TypeDir, mode: 0o700, uid: 1000, gid: 1000},
+		unpackEnt{name: "home/web/notes", typ: tar.TypeReg, mode: 0o600, uid: 1000, gid: 1000, body: "n", xattrs: map[string]string{"user.tag": "v"}},
+		unpackEnt{name: "dev/", typ: tar.TypeDir},
+		unpackEnt{name: "dev/null", typ: tar.TypeChar, mode: 0o666, major: 1, minor: 3},
+		unpackEnt{name: "dev/sda1", typ: tar.TypeBlock, mode: 0o660, major: 8, minor: 1, gid: 6},
+		unpackEnt{name: "dev/fifo", typ: tar.TypeFifo, mode: 0o620},
+		unpackEnt{name: "etc/", typ: tar.TypeDir},
+		unpackEnt{name: "etc/passwd", typ: tar.TypeReg, body: "root:x:0:0::/root:/bin/sh\n"},
+		unpackEnt{name: "etc/motd", typ: tar.TypeReg, body: "motd"},
+		unpackEnt{name: "etc/empty", typ: tar.TypeReg},
+		unpackEnt{name: "var/", typ: tar.TypeDir},
+		unpackEnt{name: "var/cache/", typ: tar.TypeDir},
+		unpackEnt{name: "var/cache/a", typ: tar.TypeReg, body: "a"},
+		unpackEnt{name: "var/cache/sub/", typ: tar.TypeDir},
+		unpackEnt{name: "var/cache/sub/b", typ: tar.TypeReg, body: "b"},
+		unpackEnt{name: "opt/", typ: tar.TypeDir},
+		unpackEnt{name: "opt/x", typ: tar.TypeReg, body: strings.Repeat("big", 1<<20)},
+		unpackEnt{name: "data", typ: tar.TypeReg, body: "file that becomes a dir"},
+		unpackEnt{name: "lib/", typ: tar.TypeDir},
+		unpackEnt{name: "lib/mod", typ: tar.TypeReg, body: "dir that becomes a symlink"},
 	)
-	l2 := writeTar(t, filepath.Join(dir, "l2.tar"),
-		tent{name: "etc/", typ: tar.TypeDir, mode: 0o750},
-		tent{name: "etc/.wh.motd", typ: tar.TypeReg},
-		tent{name: "var/cache/", typ: tar.TypeDir},
-		tent{name: "var/cache/.wh..wh..opq", typ: tar.TypeReg},
-		tent{name: "var/cache/new", typ: tar.TypeReg, body: "new"},
-		tent{name: ".wh.opt", typ: tar.TypeReg},
-		tent{name: "data/", typ: tar.TypeDir},
-		tent{name: "data/inside", typ: tar.TypeReg, body: "i"},
-		tent{name: "lib", typ: tar.TypeSymlink, link: "usr/lib", mode: 0o777},
-		tent{name: "bin/link2", typ: tar.TypeLink, link: "bin/ping"},
-		tent{name: "bin/su", typ: tar.TypeReg, mode: 0o4711, body: "su v2"},
+	l2 := unpackWriteTar(t, filepath.Join(dir, "l2.tar"),
+		unpackEnt{name: "etc/", typ: tar.TypeDir, mode: 0o750},
+		unpackEnt{name: "etc/.wh.motd", typ: tar.TypeReg},
+		unpackEnt{name: "var/cache/", typ: tar.TypeDir},
+		unpackEnt{name: "var/cache/.wh..wh..opq", typ: tar.TypeReg},
+		unpackEnt{name: "var/cache/new", typ: tar.TypeReg, body: "new"},
+		unpackEnt{name: ".wh.opt", typ: tar.TypeReg},
+		unpackEnt{name: "data/", typ: tar.TypeDir},
+		unpackEnt{name: "data/inside", typ: tar.TypeReg, body: "i"},
+		unpackEnt{name: "lib", typ: tar.TypeSymlink, link: "usr/lib", mode: 0o777},
+		unpackEnt{name: "bin/link2", typ: tar.TypeLink, link: "bin/ping"},
+		unpackEnt{name: "bin/su", typ: tar.TypeReg, mode: 0o4711, body: "su v2"},
 	)
-	makeImage(t, layout, "crafted", "{}", l1+":gzip", l2+":none")
+	unpackMakeImage(t, layout, "crafted", "{}", l1+":gzip", l2+":none")
 
 	// A Debian rootfs stand-in from the host's own Debian files (no
 	// network for debootstrap): /etc, /usr/sbin, python's stdlib and the
@@ -82,17 +82,17 @@ func TestUnpackUmociEquivalence(t *testing.T) {
 			parts = append(parts, p+"@"+strings.TrimPrefix(p, "/"))
 		}
 	}
-	deb2 := writeTar(t, filepath.Join(dir, "deb2.tar"),
-		tent{name: "etc/", typ: tar.TypeDir},
-		tent{name: "etc/.wh.hostname", typ: tar.TypeReg},
-		tent{name: "usr/", typ: tar.TypeDir},
-		tent{name: "usr/share/", typ: tar.TypeDir},
-		tent{name: "usr/share/zoneinfo/", typ: tar.TypeDir},
-		tent{name: "usr/share/zoneinfo/Europe/", typ: tar.TypeDir},
-		tent{name: "usr/share/zoneinfo/Europe/.wh..wh..opq", typ: tar.TypeReg},
-		tent{name: "usr/share/zoneinfo/Europe/Berth", typ: tar.TypeReg, body: "TZif"},
+	deb2 := unpackWriteTar(t, filepath.Join(dir, "deb2.tar"),
+		unpackEnt{name: "etc/", typ: tar.TypeDir},
+		unpackEnt{name: "etc/.wh.hostname", typ: tar.TypeReg},
+		unpackEnt{name: "usr/", typ: tar.TypeDir},
+		unpackEnt{name: "usr/share/", typ: tar.TypeDir},
+		unpackEnt{name: "usr/share/zoneinfo/", typ: tar.TypeDir},
+		unpackEnt{name: "usr/share/zoneinfo/Europe/", typ: tar.TypeDir},
+		unpackEnt{name: "usr/share/zoneinfo/Europe/.wh..wh..opq", typ: tar.TypeReg},
+		unpackEnt{name: "usr/share/zoneinfo/Europe/Berth", typ: tar.TypeReg, body: "TZif"},
 	)
-	makeImage(t, layout, "debian", `{"Cmd":["bash"]}`, strings.Join(parts, "+")+":gzip", deb2+":gzip")
+	unpackMakeImage(t, layout, "debian", `{"Cmd":["bash"]}`, strings.Join(parts, "+")+":gzip", deb2+":gzip")
 
 	for _, ref := range []string{"crafted", "debian"} {
 		t.Run(ref, func(t *testing.T) {
@@ -103,15 +103,15 @@ func TestUnpackUmociEquivalence(t *testing.T) {
 			}
 			tu := time.Since(start)
 			start = time.Now()
-			if out, err := runBerth(t, nil, "unpack", "--image", layout+":"+ref, bb); err != nil {
+			if out, err := unpackRun(t, nil, "unpack", "--image", layout+":"+ref, bb); err != nil {
 				t.Fatalf("berth unpack: %v\n%s", err, out)
 			}
 			t.Logf("umoci %v, berth %v", tu, time.Since(start))
-			a, b := tree(t, filepath.Join(bb, "rootfs")), tree(t, filepath.Join(ub, "rootfs"))
+			a, b := unpackTree(t, filepath.Join(bb, "rootfs")), unpackTree(t, filepath.Join(ub, "rootfs"))
 			if len(a) < 10 {
 				t.Fatalf("berth rootfs has only %d paths", len(a))
 			}
-			if d := diffTrees(a, b); len(d) > 0 {
+			if d := unpackDiffTrees(a, b); len(d) > 0 {
 				if len(d) > 40 {
 					d = append(d[:40], "...")
 				}
