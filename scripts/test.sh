@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README): installs what the tests need, then runs every
-# test. Root-only tests run when this runs as root; CI=true turns their skips
-# into failures.
+# test: unit and integration tests (root-only ones run when this runs as
+# root; CI=true turns their skips into failures), short fuzz runs, and the
+# runtime-tools validation suite against berth.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,21 @@ if ((${#missing[@]})); then
 fi
 
 go mod download
-test -z "$(gofmt -l cmd internal test bench 2>/dev/null)" || { echo "gofmt needed:"; gofmt -l cmd internal test bench; exit 1; }
+unformatted="$(gofmt -l cmd internal test bench 2>/dev/null || true)"
+if [[ -n "$unformatted" ]]; then
+	echo "gofmt needed:"; echo "$unformatted"; exit 1
+fi
 go vet ./...
-go test -count=1 -timeout 40m ./... "$@"
+go test -count=1 -timeout 45m ./... "$@"
+
+# Short fuzz runs over the checked-in corpora.
+go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 10s ./internal/spec
+go test -run '^$' -fuzz '^FuzzCompile$' -fuzztime 10s ./internal/linux/seccomp
+
+if [[ $(id -u) == 0 ]]; then
+	bash scripts/conformance.sh
+elif [[ "${CI:-}" == true ]]; then
+	echo "runtime-tools validation needs root" >&2; exit 1
+else
+	echo "skipping runtime-tools validation (needs root)"
+fi
