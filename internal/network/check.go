@@ -100,6 +100,23 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
+	// berth's accepts in docker's DOCKER-USER chains, by tag.
+	dockerChains, err := fw.dockerUserChains()
+	if err != nil {
+		return nil, err
+	}
+	dockerTags := map[string]int{}
+	for _, ch := range dockerChains {
+		rules, err := fw.c.GetRules(ch.Table, ch)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: list %s: %w", dockerUserChain, err)
+		}
+		for _, r := range rules {
+			if _, _, ok := tagNet(ruleTag(r)); ok {
+				dockerTags[ruleTag(r)]++
+			}
+		}
+	}
 	rep := &Report{Problems: []Problem{}}
 	add := func(p Problem, repair func() error) error {
 		if fix && repair != nil {
@@ -211,6 +228,30 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 				if rep.Problems[i].Kind == "missing-rules" && rep.Problems[i].Network == n.Name {
 					rep.Problems[i].Fixed = true
 				}
+			}
+		}
+	}
+
+	// Accepts in DOCKER-USER: missing for a network, or left by a removed one.
+	for _, n := range nets {
+		n := n
+		if len(dockerChains) > 0 && dockerTags[netTag(n.Name)] == 0 {
+			if err := add(Problem{Kind: "missing-rules", Network: n.Name, Detail: "no accept rules in iptables chain " + dockerUserChain},
+				func() error { return m.ensureFirewall(n) }); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for t := range dockerTags {
+		if net, _, _ := tagNet(t); !knownNet[net] {
+			if err := add(Problem{Kind: "leaked-rule", Network: net, Detail: fmt.Sprintf("chain %s: %q", dockerUserChain, t)},
+				func() error {
+					if err := fw.dockerUserRules(&Network{Name: net}, true); err != nil {
+						return err
+					}
+					return fw.c.Flush()
+				}); err != nil {
+				return nil, err
 			}
 		}
 	}

@@ -291,6 +291,9 @@ func (m *Manager) ensureFirewall(n *Network) error {
 		return err
 	}
 	fw.netRules(n)
+	if err := fw.dockerUserRules(n, false); err != nil {
+		return err
+	}
 	if err := fw.c.Flush(); err != nil {
 		return fmt.Errorf("nftables: rules for network %s: %w", n.Name, err)
 	}
@@ -367,9 +370,18 @@ func (m *Manager) removeFirewall(name string, dropTable bool) error {
 	if err != nil {
 		return err
 	}
-	ok, err := fw.tableExists()
-	if err != nil || !ok {
+	if err := fw.dockerUserRules(&Network{Name: name}, true); err != nil {
 		return err
+	}
+	ok, err := fw.tableExists()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if err := fw.c.Flush(); err != nil {
+			return fmt.Errorf("nftables: remove rules of %s: %w", name, err)
+		}
+		return nil
 	}
 	if dropTable {
 		fw.c.DelTable(fw.table)

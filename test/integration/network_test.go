@@ -940,3 +940,57 @@ func TestNetworkUDPPublish(t *testing.T) {
 	}
 	w.mustBerth(t, "network", "rm", "--force", "udp")
 }
+
+// TestNetworkDockerForwardDrop: on a host where docker (iptables backend) set
+// the FORWARD policy to DROP, berth's accepts in DOCKER-USER let its
+// containers out; iptables still parses the chain; rm restores it exactly.
+func TestNetworkDockerForwardDrop(t *testing.T) {
+	if _, err := exec.LookPath("iptables"); err != nil {
+		testutil.Require(t, false, "iptables not installed")
+	}
+	w := nwNewWorld(t, true)
+	ipt := func(args ...string) string {
+		return nwRun(t, "nsenter", append([]string{"--net=" + w.ns(w.host)}, args...)...)
+	}
+	if out, err := exec.Command("nsenter", "--net="+w.ns(w.host), "iptables", "--version").CombinedOutput(); err != nil || !strings.Contains(string(out), "nf_tables") {
+		testutil.Require(t, false, "iptables is not the nf_tables variant: "+string(out))
+	}
+	ipt("iptables", "-N", "DOCKER-USER")
+	ipt("iptables", "-A", "DOCKER-USER", "-j", "RETURN")
+	ipt("iptables", "-P", "FORWARD", "DROP")
+	ipt("iptables", "-I", "FORWARD", "-j", "DOCKER-USER")
+	norm := func(s string) string {
+		var keep []string
+		for _, l := range strings.Split(s, "\n") {
+			if !strings.HasPrefix(l, "#") {
+				keep = append(keep, strings.Split(l, " [")[0]) // drop packet counters
+			}
+		}
+		return strings.Join(keep, "\n")
+	}
+	before := norm(ipt("iptables-save"))
+
+	w.mustBerth(t, "network", "create", "dk", "--bridge", w.bridge, "--subnet", nwTestSubnet)
+	w.connect(t, "dk", "--netns", "k1", "--create-netns")
+	if rules := ipt("iptables", "-S", "DOCKER-USER"); !strings.Contains(rules, "-A DOCKER-USER -i "+w.bridge+` -m comment --comment "berth net=dk" -j ACCEPT`) {
+		t.Errorf("DOCKER-USER:\n%s", rules)
+	}
+	if got, err := nwDial(t, w.cns("k1"), nwEchoIP+":7"); err != nil || got != "uplink "+nwHostIP {
+		t.Errorf("through FORWARD DROP: got %q (err %v)", got, err)
+	}
+	// Docker restarted and rebuilt its chain without berth's rules: check
+	// notices, prune puts them back.
+	ipt("iptables", "-F", "DOCKER-USER")
+	ipt("iptables", "-A", "DOCKER-USER", "-j", "RETURN")
+	if out, err := w.berth("network", "check"); err == nil || !strings.Contains(out, "DOCKER-USER") {
+		t.Errorf("check after DOCKER-USER flush: err=%v\n%s", err, out)
+	}
+	w.mustBerth(t, "network", "prune")
+	if out, err := w.berth("network", "check"); err != nil {
+		t.Errorf("check after prune: %v\n%s", err, out)
+	}
+	w.mustBerth(t, "network", "rm", "--force", "dk")
+	if after := norm(ipt("iptables-save")); after != before {
+		t.Errorf("iptables after rm:\n%s\nbefore:\n%s", after, before)
+	}
+}
