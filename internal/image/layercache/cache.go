@@ -110,7 +110,7 @@ func (c *Cache) LayerDir(key string) string { return filepath.Join(c.dir, "sha25
 
 func validKey(key string) bool {
 	hexPart, suffix, _ := strings.Cut(key, "-")
-	if len(hexPart) != 64 || len(suffix) > 12 {
+	if len(hexPart) != 64 && len(hexPart) != 128 || len(suffix) > 12 { // sha256 or sha512
 		return false
 	}
 	_, err := hex.DecodeString(hexPart + suffix)

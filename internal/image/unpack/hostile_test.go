@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	digest "github.com/opencontainers/go-digest"
 )
 
 // TestHostileLayers is the breakout matrix (containerd TestBreakouts, umoci
@@ -217,6 +219,8 @@ func TestVerification(t *testing.T) {
 		{"DiffID", Layer{Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob)), nil }, Digest: sha(blob), DiffID: sha([]byte("x"))}},
 		{"SizeTooSmall", Layer{Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob)), nil }, Digest: sha(blob), Size: int64(len(blob)) - 1}},
 		{"SizeTooLarge", Layer{Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob)), nil }, DiffID: sha(tr), Size: int64(len(blob)) + 1}},
+		{"UnsupportedAlgorithm", Layer{Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob)), nil }, DiffID: "md5:d41d8cd98f00b204e9800998ecf8427e"}},
+		{"Sha512Mismatch", Layer{Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob)), nil }, Digest: digest.Digest("sha512:" + strings.Repeat("0", 128))}},
 		{"TruncatedGzipNoDigests", Layer{Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob[:len(blob)-12])), nil }}},
 		{"InvalidDigest", Layer{Open: func() (io.ReadCloser, error) { opened = true; return io.NopCloser(bytes.NewReader(blob)), nil }, Digest: "sha256:../../../../etc/pwn"}},
 	}
@@ -233,6 +237,12 @@ func TestVerification(t *testing.T) {
 	}
 	if opened {
 		t.Error("blob with an invalid digest was opened")
+	}
+	// sha512 digests are verified too, not skipped.
+	good := Layer{Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob)), nil },
+		Digest: digest.SHA512.FromBytes(blob), DiffID: digest.SHA512.FromBytes(tr)}
+	if _, err := Unpack(context.Background(), filepath.Join(t.TempDir(), "r"), []Layer{good}, Options{Rootless: true}); err != nil {
+		t.Errorf("sha512 layer: %v", err)
 	}
 }
 

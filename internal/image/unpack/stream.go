@@ -4,7 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
+	_ "crypto/sha256" // digest algorithms go-digest resolves at run time
+	_ "crypto/sha512"
 	"errors"
 	"fmt"
 	"hash"
@@ -127,9 +128,10 @@ type pipe struct {
 
 func newPipe(depth int, diffID digest.Digest) *pipe {
 	p := &pipe{ch: make(chan *[]byte, depth), done: make(chan struct{}), stop: make(chan struct{}), want: diffID}
-	if diffID != "" && diffID.Algorithm() == digest.SHA256 {
-		p.h = sha256.New()
-	}
+	if diffID.Validate() == nil {
+		p.h = diffID.Algorithm().Hash()
+	} // else produce fails on the invalid DiffID before sending anything
+
 	return p
 }
 
@@ -142,7 +144,7 @@ func (p *pipe) Read(b []byte) (int, error) {
 				return 0, p.err
 			}
 			if p.h != nil {
-				if got := digest.NewDigest(digest.SHA256, p.h); got != p.want {
+				if got := digest.NewDigest(p.want.Algorithm(), p.h); got != p.want {
 					return 0, fmt.Errorf("layer diff id mismatch: uncompressed tar is %s, expected %s", got, p.want)
 				}
 				p.h = nil
@@ -198,7 +200,7 @@ func (l *Layer) produce(ctx context.Context, p *pipe, limit int64) {
 		if l.Size > 0 {
 			src = &sizeChecked{r: io.LimitReader(blob, l.Size+1), want: l.Size}
 		}
-		if l.Digest != "" && l.Digest.Algorithm() == digest.SHA256 {
+		if l.Digest != "" {
 			// Read and hash the blob in its own goroutine, so the serial
 			// inflate loop does nothing but inflate.
 			raw := newPipe(4, "")
@@ -275,7 +277,7 @@ func fill(r io.Reader, b []byte) (int, error) {
 func readVerified(ctx context.Context, blob io.Reader, p *pipe, want digest.Digest) {
 	defer close(p.done)
 	defer close(p.ch)
-	h := sha256.New()
+	h := want.Algorithm().Hash()
 	p.err = func() error {
 		for {
 			if err := ctx.Err(); err != nil {
@@ -306,7 +308,7 @@ func readVerified(ctx context.Context, blob io.Reader, p *pipe, want digest.Dige
 				return fmt.Errorf("reading layer blob: %w", rerr)
 			}
 		}
-		if got := digest.NewDigest(digest.SHA256, h); got != want {
+		if got := digest.NewDigest(want.Algorithm(), h); got != want {
 			return fmt.Errorf("layer digest mismatch: blob is %s, expected %s", got, want)
 		}
 		return nil
