@@ -85,8 +85,9 @@ var netCreateCmd = cli.Command{
 	Usage:     "create a bridge network",
 	ArgsUsage: "NAME",
 	Description: `Creates the bridge with the gateway address, turns on IP forwarding, adds
-masquerade and forward rules for the subnet to nftables table "inet berth", and
-saves the definition. Creating an existing network with the same (or no)
+masquerade and forward rules for the subnet to nftables table "inet berth"
+(plus accepts in docker's DOCKER-USER chain when it exists, since docker's
+FORWARD policy is DROP), and saves the definition. Creating an existing network with the same (or no)
 options repairs it and succeeds; conflicting options are an error.
 
 Example:

@@ -35,8 +35,7 @@ import (
 // Every rule carries a comment ("berth net=N" or "berth ep=N/ID"), so a rule
 // is found and removed by owner, and `check` can name leaked ones. Accepting
 // here cannot override another table's drop (an nft verdict is final only
-// within its table): on a host whose iptables FORWARD policy is DROP
-// (docker), forwarded container traffic still needs an accept there.
+// within its table); for docker's FORWARD DROP see nft_docker.go.
 const (
 	tableName     = "berth"
 	chPostrouting = "postrouting"
