@@ -164,6 +164,7 @@ func sideFlags(prefix, what string) []cli.Flag {
 		cli.StringFlag{Name: prefix + "registry-token", Usage: "bearer token" + what},
 		cli.BoolTFlag{Name: prefix + "tls-verify", Usage: "require HTTPS and verify certificates" + what + " (--" + prefix + "tls-verify=false allows plain HTTP)"},
 		cli.StringFlag{Name: prefix + "cert-dir", Usage: "directory with *.crt CA files and client *.cert/*.key pairs" + what},
+		cli.BoolFlag{Name: prefix + "no-creds", Usage: "access the registry anonymously" + what},
 	}
 	if prefix == "" {
 		fs = append(fs,
@@ -185,6 +186,7 @@ func transferFlags() []cli.Flag {
 		cli.BoolFlag{Name: "quiet, q", Usage: "print no progress"},
 		cli.IntFlag{Name: "image-parallel-copies", Value: 6, Usage: "blobs transferred at once"},
 		cli.StringFlag{Name: "digestfile", Usage: "write the digest of the written manifest to this file"},
+		cli.BoolFlag{Name: "preserve-digests", Usage: "fail rather than convert a manifest (conversion changes its digest)"},
 	}
 }
 
@@ -243,6 +245,12 @@ func registryOpts(c *cli.Context, prefix string) (registry.Options, error) {
 			set++
 		}
 	}
+	if c.Bool(prefix + "no-creds") {
+		if set > 0 {
+			return o, fmt.Errorf("--%sno-creds cannot be combined with credentials", prefix)
+		}
+		o.Creds = &registry.Credentials{}
+	}
 	switch {
 	case set > 1:
 		return o, fmt.Errorf("--%screds, --%susername/--%spassword and --%sregistry-token cannot be combined", prefix, prefix, prefix, prefix)
@@ -294,6 +302,7 @@ func imageOpts(c *cli.Context, cmd string) (image.Options, error) {
 		default:
 			return o, fmt.Errorf("--multi-arch %q: want system or all", c.String("multi-arch"))
 		}
+		o.PreserveDigests = c.Bool("preserve-digests")
 		o.Jobs = c.Int("image-parallel-copies")
 		if o.Jobs < 1 {
 			return o, errors.New("--image-parallel-copies must be at least 1")
@@ -367,6 +376,9 @@ func copyAction(c *cli.Context) error {
 }
 
 func finishCopy(c *cli.Context, p *progress, res *image.Result) error {
+	for _, w := range res.Warnings {
+		log.Warnf("%s", w)
+	}
 	if f := c.String("digestfile"); f != "" {
 		if err := writeFileAtomic(f, []byte(res.Digest.String())); err != nil {
 			return fmt.Errorf("digestfile: %w", err)

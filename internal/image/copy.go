@@ -15,6 +15,7 @@ package image
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -50,6 +51,9 @@ type Options struct {
 	Progress func(Event)
 	// NoSync skips fsync when writing layouts (scratch use only).
 	NoSync bool
+	// PreserveDigests fails the copy instead of converting a manifest
+	// (which would change its digest), as skopeo --preserve-digests.
+	PreserveDigests bool
 }
 
 // EventKind says what an Event reports.
@@ -87,6 +91,9 @@ type Result struct {
 	// Blobs fetched and skipped (already present), and bytes fetched.
 	Fetched, Skipped int
 	Bytes            int64
+	// Warnings the caller should show (a single-platform source whose
+	// platform is not the one asked for).
+	Warnings []string
 }
 
 // source is where images come from.
@@ -149,6 +156,7 @@ func Copy(ctx context.Context, src, dst ref.Ref, opts Options) (_ *Result, retEr
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}
+	sourceWasImage := top.Kind == manifest.Image
 	if top.Kind == manifest.Index && !opts.All {
 		child, err := manifest.Select(top.Index, opts.Platform)
 		if err != nil {
@@ -174,7 +182,34 @@ func Copy(ctx context.Context, src, dst ref.Ref, opts Options) (_ *Result, retEr
 		return nil, err
 	}
 	c.res.Digest, c.res.MediaType = out.Digest, out.MediaType
+	if sourceWasImage {
+		c.checkPlatform(ctx, top)
+	}
 	return c.res, nil
+}
+
+// checkPlatform warns, as skopeo does, when a single-platform source is
+// not for the platform asked for: the copy is still what the user named,
+// but it may not run here. The config was just copied, so reading it is
+// cheap; failing to read it only loses the warning.
+func (c *copier) checkPlatform(ctx context.Context, m *manifest.Parsed) {
+	if m.Kind != manifest.Image || (m.Manifest.Config.MediaType != manifest.OCIConfig && m.Manifest.Config.MediaType != manifest.DockerConfig) {
+		return
+	}
+	rc, err := c.src.Blob(ctx, m.Manifest.Config)
+	if err != nil {
+		return
+	}
+	defer rc.Close()
+	var cfg ocispec.Image
+	if json.NewDecoder(layout.NewVerifier(rc, m.Manifest.Config, "config")).Decode(&cfg) != nil {
+		return
+	}
+	p := &ocispec.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}
+	if !manifest.Matches(p, c.opts.Platform) {
+		c.res.Warnings = append(c.res.Warnings, fmt.Sprintf("image platform (%s) does not match the expected platform (%s)",
+			manifest.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}, c.opts.Platform))
+	}
 }
 
 func fillPlatform(p manifest.Platform) manifest.Platform {
@@ -247,6 +282,9 @@ func (c *copier) copyManifest(ctx context.Context, m *manifest.Parsed, top bool)
 			return nil, err
 		}
 		out = m
+		if c.dst.OCIOnly() && c.opts.PreserveDigests && m.IsDocker() {
+			return nil, fmt.Errorf("manifest %s uses Docker media types; writing it to an OCI layout changes its digest, which --preserve-digests forbids", m.Digest)
+		}
 		if c.dst.OCIOnly() {
 			var err error
 			if out, err = manifest.ToOCI(m); err != nil {
@@ -283,6 +321,9 @@ func (c *copier) copyManifest(ctx context.Context, m *manifest.Parsed, top bool)
 		}
 		var err error
 		if c.dst.OCIOnly() {
+			if c.opts.PreserveDigests && m.IsDocker() {
+				return nil, fmt.Errorf("index %s uses Docker media types; writing it to an OCI layout changes its digest, which --preserve-digests forbids", m.Digest)
+			}
 			out, err = manifest.IndexToOCI(m, children, false)
 		} else {
 			out, err = manifest.UpdateIndex(m, children)

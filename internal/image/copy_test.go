@@ -606,3 +606,44 @@ func TestCopyCancelled(t *testing.T) {
 		t.Fatalf("cancelled copy changed the layout:\n%s", after)
 	}
 }
+
+func TestCopyPlatformWarningAndPreserveDigests(t *testing.T) {
+	reg := newRegistry(t)
+	img := randomImage(t, 1)
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "arm64"
+	img, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.push(t, "arm:v1", img)
+	opts := testOpts() // asks for linux/amd64
+	res, err := Copy(context.Background(), reg.ref(t, "arm:v1"), ociRef(t, t.TempDir(), "v1"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "image platform (linux/arm64) does not match the expected platform (linux/amd64)") {
+		t.Fatalf("warnings %q", res.Warnings)
+	}
+	opts.Platform = manifest.Platform{OS: "linux", Architecture: "arm64"}
+	if res, _ := Copy(context.Background(), reg.ref(t, "arm:v1"), ociRef(t, t.TempDir(), "v1"), opts); len(res.Warnings) != 0 {
+		t.Fatalf("matching platform warned: %q", res.Warnings)
+	}
+
+	opts.PreserveDigests = true
+	dir := t.TempDir()
+	_, err = Copy(context.Background(), reg.ref(t, "arm:v1"), ociRef(t, dir, "v1"), opts)
+	if err == nil || !strings.Contains(err.Error(), "--preserve-digests") {
+		t.Fatalf("Docker manifest into oci: with PreserveDigests: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("refused copy left %d entries", len(ents))
+	}
+	// Registry to registry keeps the manifest, so the digest survives.
+	res, err = Copy(context.Background(), reg.ref(t, "arm:v1"), reg.ref(t, "arm2:v1"), opts)
+	want, _ := img.Digest()
+	if err != nil || res.Digest.String() != want.String() {
+		t.Fatalf("registry copy with PreserveDigests: %v %v", res, err)
+	}
+}
