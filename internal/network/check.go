@@ -143,6 +143,9 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 			}
 			changed := false
 			for id, e := range lf.Endpoints {
+				// Known even when collected below: teardown removes its rules,
+				// which must not be reported again as leaked.
+				knownEp[n.Name+"/"+id] = true
 				switch {
 				case endpointStale(e):
 					e := e
@@ -185,7 +188,6 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 					}
 				}
 				knownVeth[e.HostVeth] = true
-				knownEp[n.Name+"/"+id] = true
 				referencedNetns[e.Netns] = true
 			}
 			if changed {
