@@ -270,6 +270,16 @@ func TestImageInterop(t *testing.T) {
 	skDocker := filepath.Join(w.dir, "skopeo-docker.tar")
 	imgRun(t, "skopeo", "copy", "-q", "--insecure-policy", "oci:"+skLayout+":v1", "docker-archive:"+skDocker+":example/sk:v1")
 	imgMust(t, nil, "copy", "-q", "docker-archive:"+skDocker, "oci:"+filepath.Join(w.dir, "from-docker")+":v1")
+	// dir: both ways.
+	skDir := filepath.Join(w.dir, "skopeo-dir")
+	imgRun(t, "skopeo", "copy", "-q", "--insecure-policy", "oci:"+skLayout+":v1", "dir:"+skDir)
+	imgMust(t, nil, "copy", "-q", "dir:"+skDir, "oci:"+filepath.Join(w.dir, "from-dir")+":v1")
+	berthDir := filepath.Join(w.dir, "berth-dir")
+	imgMust(t, nil, "copy", "-q", "oci:"+berthLayout+":v1", "dir:"+berthDir)
+	if out := imgRun(t, "skopeo", "inspect", "dir:"+berthDir); !strings.Contains(out, info.Layers[0]) {
+		t.Fatalf("skopeo inspect of berth's dir: %s", out)
+	}
+
 	bundle := filepath.Join(w.dir, "bundle")
 	imgUmociUnpack(t, filepath.Join(w.dir, "from-docker")+":v1", bundle)
 	if b, _ := os.ReadFile(filepath.Join(bundle, "rootfs", "platform")); string(b) != "linux/"+runtime.GOARCH+"\n" {
