@@ -138,7 +138,7 @@ func Copy(ctx context.Context, src, dst ref.Ref, opts Options) (_ *Result, retEr
 		return nil, err
 	}
 	defer s.Close()
-	d, err := openDest(ctx, dst, opts)
+	d, err := openDest(ctx, dst, src, opts)
 	if err != nil {
 		return nil, err
 	}

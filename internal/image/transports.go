@@ -39,14 +39,19 @@ func openSource(ctx context.Context, r ref.Ref, opts Options) (source, error) {
 	return nil, fmt.Errorf("transport %q cannot be a source", r.Transport)
 }
 
-func openDest(ctx context.Context, r ref.Ref, opts Options) (destination, error) {
+func openDest(ctx context.Context, r, src ref.Ref, opts Options) (destination, error) {
 	switch r.Transport {
 	case ref.Docker:
-		c, err := registry.New(ctx, *r.Named, true, opts.Dest)
+		ro := opts.Dest
+		if src.Transport == ref.Docker && src.Named.Registry == r.Named.Registry && src.Named.Repository != r.Named.Repository {
+			// Same registry: blobs can be mounted, not re-uploaded.
+			ro.MountFrom = src.Named.Repository
+		}
+		c, err := registry.New(ctx, *r.Named, true, ro)
 		if err != nil {
 			return nil, err
 		}
-		return &registryDest{c: c}, nil
+		return &registryDest{c: c, mountFrom: ro.MountFrom}, nil
 	case ref.OCI:
 		return newLayoutDest(r.Path, r.Tag, opts, nil)
 	case ref.OCIArchive:
@@ -75,10 +80,19 @@ func (s *registrySource) Close() error { return nil }
 
 // registryDest pushes to a docker:// repository. Manifests keep their media
 // types: registries take both Docker and OCI.
-type registryDest struct{ c *registry.Client }
+type registryDest struct {
+	c         *registry.Client
+	mountFrom string
+}
 
+// HasBlob also reports true for a blob it could mount from the source
+// repository on the same registry: either way nothing needs uploading.
 func (d *registryDest) HasBlob(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
-	return d.c.HasBlob(ctx, desc.Digest)
+	has, err := d.c.HasBlob(ctx, desc.Digest)
+	if err != nil || has || d.mountFrom == "" {
+		return has, err
+	}
+	return d.c.MountBlob(ctx, desc.Digest, d.mountFrom)
 }
 
 func (d *registryDest) PutBlob(ctx context.Context, desc ocispec.Descriptor, open func() (io.ReadCloser, error)) error {

@@ -257,6 +257,13 @@ func TestImageInterop(t *testing.T) {
 		t.Fatalf("list-tags: %s", r.stdout)
 	}
 
+	// Registry to registry on one host: blobs are mounted, not moved.
+	r = imgMust(t, nil, append(append(w.copyArgs(), "--dest-cert-dir", w.reg.caDir, "--dest-creds", w.reg.creds()), w.img("test/app:v1"), w.img("test/mounted:v1"))...)
+	if !strings.Contains(r.stderr, "0 blobs fetched") || !strings.Contains(r.stderr, "2 already present") {
+		t.Errorf("same-registry copy transferred blobs instead of mounting them:\n%s", r.stderr)
+	}
+	imgMust(t, nil, w.copyArgs("-q", w.img("test/mounted:v1"), "oci:"+filepath.Join(w.dir, "mounted")+":v1")...)
+
 	// Archives both ways.
 	skArchive := filepath.Join(w.dir, "skopeo.tar")
 	imgRun(t, "skopeo", "copy", "-q", "--insecure-policy", "oci:"+skLayout+":v1", "oci-archive:"+skArchive+":v1")

@@ -63,6 +63,10 @@ type Options struct {
 	// Debugf, if set, is told which credential source was used (the
 	// file or helper program), never the secret itself.
 	Debugf func(format string, a ...any)
+	// MountFrom names a repository on the same registry that blobs may be
+	// mounted from instead of uploaded (a registry-to-registry copy
+	// within one host); its pull scope is requested too.
+	MountFrom string
 }
 
 // Client accesses one repository of one registry.
@@ -164,6 +168,9 @@ func New(ctx context.Context, named ref.Named, push bool, opts Options) (*Client
 		scope = transport.PushScope
 	}
 	scopes := []string{"repository:" + named.Repository + ":" + scope}
+	if opts.MountFrom != "" && opts.MountFrom != named.Repository {
+		scopes = append(scopes, "repository:"+opts.MountFrom+":"+transport.PullScope)
+	}
 	var rt http.RoundTripper
 	err = c.retry(ctx, "connect to "+named.Registry, func() error {
 		var err error
@@ -592,6 +599,32 @@ func (r *resumer) Read(p []byte) (int, error) {
 }
 
 func (r *resumer) Close() error { return r.body.Close() }
+
+// MountBlob asks the registry to link blob d from repository from into
+// this one (cross-repository mount), which moves no data. It reports
+// whether the registry did; a registry that declines starts an ordinary
+// upload instead, which is cancelled here so PutBlob can start its own.
+func (c *Client) MountBlob(ctx context.Context, d digest.Digest, from string) (bool, error) {
+	what := "mount blob " + d.String() + " from " + from
+	u := c.url("/blobs/uploads/?mount=%s&from=%s", url.QueryEscape(d.String()), url.QueryEscape(from))
+	resp, err := c.request(ctx, what, http.MethodPost, u, nil, nil, 0, http.StatusCreated, http.StatusAccepted)
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusCreated {
+		return true, nil
+	}
+	if loc, err := resp.Request.URL.Parse(resp.Header.Get("Location")); err == nil && resp.Header.Get("Location") != "" {
+		// Best effort: an abandoned upload session expires anyway.
+		if req, err := http.NewRequestWithContext(ctx, http.MethodDelete, loc.String(), nil); err == nil {
+			if r, err := c.hc.Do(req); err == nil {
+				r.Body.Close()
+			}
+		}
+	}
+	return false, nil
+}
 
 // PutBlob uploads a blob in one PUT (monolithic upload). open is called
 // for each attempt and must return the blob from its start.
