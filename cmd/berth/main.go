@@ -1,3 +1,9 @@
+// berth's processes live for milliseconds: reading the cgroup CPU limit at
+// start-up (and re-reading it in the background) costs more than it saves.
+
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
+
 // Command berth is a container runtime toolkit in one binary: an OCI runtime
 // that is a drop-in for runc, image copy, bundle unpack and networking.
 package main

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -70,12 +69,16 @@ type State struct {
 	dir string
 }
 
-var idRe = regexp.MustCompile(`^[\w+.-]+$`)
-
-// ValidateID enforces runc's container ID rule.
+// ValidateID enforces runc's container ID rule: [A-Za-z0-9_+.-]+, not "."
+// or "..".
 func ValidateID(id string) error {
-	if id == "" || id == "." || id == ".." || !idRe.MatchString(id) || len(id) > 1024 {
+	if id == "" || id == "." || id == ".." || len(id) > 1024 {
 		return ErrInvalidID
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '+' || c == '.' || c == '-') {
+			return ErrInvalidID
+		}
 	}
 	return nil
 }

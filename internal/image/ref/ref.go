@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Transport names where an image lives.
@@ -204,20 +205,26 @@ var (
 	// One path component of a repository, as distribution/reference
 	// defines it: lowercase alphanumerics joined by ".", "_", "__" or
 	// dashes.
-	componentRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
+	componentRE = lazyRE(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
 	// A registry host: DNS labels or an IPv6 literal in brackets, and an
 	// optional port.
-	domainRE = regexp.MustCompile(`^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$`)
-	tagRE    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-	layoutRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,511}$`)
-	digestRE = regexp.MustCompile(`^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$`)
+	domainRE = lazyRE(`^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$`)
+	tagRE    = lazyRE(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+	layoutRE = lazyRE(`^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,511}$`)
+	digestRE = lazyRE(`^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$`)
 )
 
-func validTag(s string) bool { return layoutRE.MatchString(s) }
+// lazyRE compiles a pattern on first use: the binary is also the
+// container's init, whose start-up should not pay for image parsing.
+func lazyRE(pattern string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(pattern) })
+}
+
+func validTag(s string) bool { return layoutRE().MatchString(s) }
 
 // ValidDigest reports whether d is a sha256 or sha512 digest in canonical
 // (lowercase hex) form.
-func ValidDigest(d string) bool { return digestRE.MatchString(d) }
+func ValidDigest(d string) bool { return digestRE().MatchString(d) }
 
 // ParseNamed parses and normalises a Docker image name. A first path
 // component that contains '.' or ':' or is "localhost" is a registry;
@@ -244,12 +251,12 @@ func ParseNamed(s string) (Named, error) {
 	if i := strings.LastIndex(rest, ":"); i >= 0 && i > strings.LastIndex(rest, "/") {
 		n.Tag = rest[i+1:]
 		rest = rest[:i]
-		if !tagRE.MatchString(n.Tag) {
+		if !tagRE().MatchString(n.Tag) {
 			return Named{}, invalid(s, "tag %q must be 1-128 of letters, digits, '_', '.', '-' and not start with '.' or '-'", n.Tag)
 		}
 	}
 	if first, remainder, ok := strings.Cut(rest, "/"); ok && (strings.ContainsAny(first, ".:") || first == "localhost" || first != strings.ToLower(first)) {
-		if !domainRE.MatchString(first) {
+		if !domainRE().MatchString(first) {
 			return Named{}, invalid(s, "registry %q is not a valid host[:port]", first)
 		}
 		n.Registry, rest = first, remainder
@@ -264,7 +271,7 @@ func ParseNamed(s string) (Named, error) {
 		return Named{}, invalid(s, "no repository name")
 	}
 	for _, c := range strings.Split(rest, "/") {
-		if !componentRE.MatchString(c) {
+		if !componentRE().MatchString(c) {
 			if c != strings.ToLower(c) {
 				return Named{}, invalid(s, "repository name must be lowercase")
 			}

@@ -42,9 +42,12 @@ func PrepareRoot(c *Config) error {
 		return &os.PathError{Op: "make / " + propName(flag), Path: "/", Err: err}
 	}
 	// pivot_root fails if the new root's parent mount is shared; make the
-	// mount holding the rootfs private (only in our namespace).
-	if err := makeParentPrivate(c.Rootfs); err != nil {
-		return err
+	// mount holding the rootfs private (only in our namespace). After an
+	// rslave or rprivate / nothing is shared, so mountinfo need not be read.
+	if flag&unix.MS_SHARED != 0 {
+		if err := makeParentPrivate(c.Rootfs); err != nil {
+			return err
+		}
 	}
 	if err := unix.Mount(c.Rootfs, c.Rootfs, "bind", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return &os.PathError{Op: "bind mount rootfs", Path: c.Rootfs, Err: err}
