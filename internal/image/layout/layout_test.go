@@ -96,6 +96,13 @@ func TestCommitAndRead(t *testing.T) {
 			t.Errorf("staging directory %s left after commit", p)
 		}
 	}
+	// Everything is world-readable, as skopeo writes it.
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().Perm()&0o444 != 0o444 {
+			t.Errorf("%s has mode %v", p, fi.Mode().Perm())
+		}
+		return nil
+	})
 }
 
 func TestTagsReplaceAndKeep(t *testing.T) {

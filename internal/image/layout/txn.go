@@ -176,6 +176,13 @@ func (t *Txn) WriteBlob(desc ocispec.Descriptor, r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("stage blob: %w", err)
 	}
+	// CreateTemp makes 0600 files; blobs are public content that other
+	// users' tools (umoci --rootless, skopeo) must be able to read.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("stage blob: %w", err)
+	}
 	tmp := f.Name()
 	ok := false
 	defer func() {
