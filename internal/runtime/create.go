@@ -153,15 +153,20 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
-	if err := cg.Create(); err != nil {
-		return nil, fmt.Errorf("create cgroup: %w", err)
-	}
-	ph.done("exec.fifo, cgroup create")
+	// On a unified host the child is born in its cgroup (CLONE_INTO_CGROUP),
+	// so the cgroup must exist first. Otherwise Apply creates it after the
+	// clone, while the child's runtime starts up.
 	cgFD := -1
-	if f, err := cg.CgroupFD(); err == nil {
-		defer f.Close()
-		cgFD = int(f.Fd())
+	if cg.Mode() == cgroups.ModeUnified {
+		if err := cg.Create(); err != nil {
+			return nil, fmt.Errorf("create cgroup: %w", err)
+		}
+		if f, err := cg.CgroupFD(); err == nil {
+			defer f.Close()
+			cgFD = int(f.Fd())
+		}
 	}
+	ph.done("exec.fifo, cgroup")
 
 	so := &spawn.Options{
 		Cloneflags:       plan.cloneflags,
