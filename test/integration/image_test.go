@@ -244,6 +244,11 @@ func TestImageInterop(t *testing.T) {
 		t.Fatalf("berth inspect of skopeo's layout: %s %v", r.stdout, err)
 	}
 	imgMust(t, nil, "copy", "-q", "oci:"+skLayout+":v1", "oci:"+filepath.Join(w.dir, "copied")+":v1")
+	// berth adds a tag to skopeo's layout; skopeo still reads both.
+	imgMust(t, nil, w.copyArgs("-q", w.img("test/app:v1"), "oci:"+skLayout+":berth")...)
+	for _, tag := range []string{"v1", "berth"} {
+		imgRun(t, "skopeo", "inspect", "oci:"+skLayout+":"+tag)
+	}
 
 	// Push what skopeo wrote, then let skopeo read the pushed image.
 	push := []string{"copy", "-q", "--dest-cert-dir", w.reg.caDir, "--dest-creds", w.reg.creds()}
