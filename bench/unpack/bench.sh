@@ -8,7 +8,7 @@
 # files, one directory per layer, gzip-compressed like registry images.
 #
 #   sudo bench/unpack/bench.sh                 # defaults
-#   RUNS=7 DIRS="/usr/bin /usr/lib/python3.11" sudo bench/unpack/bench.sh
+#   RUNS=7 DIRS="/usr/bin /usr/lib/python3.11" MULTI_DIRS="/usr/include /etc" sudo bench/unpack/bench.sh
 #   OUT_ON_DISK=1 sudo bench/unpack/bench.sh   # extract to disk, not tmpfs
 #
 # By default extraction goes to a tmpfs so the numbers measure the
@@ -18,7 +18,11 @@
 set -euo pipefail
 
 RUNS=${RUNS:-5}
+# The single-layer image: these directories in one layer (~400 MB).
 DIRS=${DIRS:-"/usr/bin /usr/sbin /usr/lib/python3.11 /usr/share/zoneinfo /usr/share/perl5 /etc"}
+# The multi-layer image: one layer per directory, of similar sizes, as in
+# real images (base, libraries, runtime, app, config).
+MULTI_DIRS=${MULTI_DIRS:-"/usr/include /usr/share/doc /usr/lib/python3.11 /usr/sbin /usr/share/perl5 /etc"}
 WORK=${WORK:-/var/tmp/berth-bench-unpack}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 
@@ -44,12 +48,12 @@ LAYOUT="$WORK/layout"
 
 single="" multi=()
 for d in $DIRS; do
-	[ -d "$d" ] || continue
-	p="$d@${d#/}"
-	single="${single:+$single+}$p"
-	multi+=(-layer "$p:gzip")
+	[ -d "$d" ] && single="${single:+$single+}$d@${d#/}"
 done
-echo "building images from: $DIRS" >&2
+for d in $MULTI_DIRS; do
+	[ -d "$d" ] && multi+=(-layer "$d@${d#/}:gzip")
+done
+echo "building images: single = $DIRS; multi = $MULTI_DIRS" >&2
 "$WORK/mkimage" -o "$LAYOUT" -ref single -layer "$single:gzip"
 "$WORK/mkimage" -o "$LAYOUT" -ref multi "${multi[@]}"
 
