@@ -72,7 +72,14 @@ func TestUnpackRunsUnderRunc(t *testing.T) {
 	}
 	want := "uid=1000(web) gid=1000(web) groups=10(wheel)\n/tmp\nhello /home/web\n"
 	if string(out) != want {
-		t.Errorf("container output %q, want %q", out, want)
+		t.Errorf("runc: container output %q, want %q", out, want)
+	}
+	// And under berth's own runtime.
+	root := filepath.Join(dir, "state")
+	t.Cleanup(func() { exec.Command(berthBin, "--root", root, "delete", "-f", id).Run() })
+	out, err = exec.Command(berthBin, "--root", root, "run", "-b", bundle, id).CombinedOutput()
+	if err != nil || string(out) != want {
+		t.Errorf("berth run: %v, output %q, want %q", err, out, want)
 	}
 }
 
