@@ -1067,7 +1067,7 @@ type writerPool struct {
 }
 
 func newWriterPool(n int) *writerPool {
-	p := &writerPool{jobs: make(chan job, 256)}
+	p := &writerPool{jobs: make(chan job, 64)} // at most 64 MiB of file content in flight
 	for i := 0; i < n; i++ {
 		p.quit.Add(1)
 		go func() {
