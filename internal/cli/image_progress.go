@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"berth/internal/image"
+	"berth/internal/image/manifest"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/urfave/cli"
@@ -35,6 +36,7 @@ type progress struct {
 type blobProgress struct {
 	size, done int64
 	state      string // "", "done", "skipped"
+	kind       string // "blob" or "config", as skopeo labels them
 }
 
 // plainInterval is how often the non-terminal summary line is printed.
@@ -84,7 +86,10 @@ func (p *progress) event(e image.Event) {
 	defer p.mu.Unlock()
 	b := p.blobs[e.Desc.Digest]
 	if b == nil && e.Kind != image.ManifestDone {
-		b = &blobProgress{size: e.Desc.Size}
+		b = &blobProgress{size: e.Desc.Size, kind: "blob"}
+		if e.Desc.MediaType == manifest.OCIConfig || e.Desc.MediaType == manifest.DockerConfig {
+			b.kind = "config"
+		}
 		p.blobs[e.Desc.Digest] = b
 		p.order = append(p.order, e.Desc.Digest)
 	}
@@ -94,16 +99,16 @@ func (p *progress) event(e image.Event) {
 	case image.BlobDone:
 		b.done, b.state = b.size, "done"
 		if !p.tty {
-			fmt.Fprintf(p.w, "Copying blob %s done %s\n", short(e.Desc.Digest), human(b.size))
+			fmt.Fprintf(p.w, "Copying %s %s done %s\n", b.kind, short(e.Desc.Digest), human(b.size))
 		}
 	case image.BlobSkipped:
 		b.state = "skipped"
 		if !p.tty {
-			fmt.Fprintf(p.w, "Copying blob %s skipped: already exists\n", short(e.Desc.Digest))
+			fmt.Fprintf(p.w, "Copying %s %s skipped: already exists\n", b.kind, short(e.Desc.Digest))
 		}
 	case image.BlobStart:
 		if !p.tty {
-			fmt.Fprintf(p.w, "Copying blob %s (%s)\n", short(e.Desc.Digest), human(b.size))
+			fmt.Fprintf(p.w, "Copying %s %s (%s)\n", b.kind, short(e.Desc.Digest), human(b.size))
 		}
 	}
 }
@@ -141,7 +146,7 @@ func (p *progress) redraw() {
 	for _, d := range p.order {
 		b := p.blobs[d]
 		sb.WriteString("\x1b[2K")
-		label := "Copying blob " + short(d)
+		label := "Copying " + b.kind + " " + short(d)
 		switch b.state {
 		case "skipped":
 			sb.WriteString(label + " skipped: already exists\n")

@@ -72,3 +72,14 @@ func TestHuman(t *testing.T) {
 		}
 	}
 }
+
+func TestProgressLabelsConfig(t *testing.T) {
+	var buf bytes.Buffer
+	p := &progress{w: &buf, blobs: map[digest.Digest]*blobProgress{}, stopCh: make(chan struct{})}
+	c := progressDesc("cfg", 300)
+	c.MediaType = "application/vnd.oci.image.config.v1+json"
+	p.event(image.Event{Kind: image.BlobStart, Desc: c})
+	if got := buf.String(); got != "Copying config "+short(c.Digest)+" (300 B)\n" {
+		t.Fatalf("config line %q", got)
+	}
+}
