@@ -555,6 +555,22 @@ func TestCopyTokenAuth(t *testing.T) {
 	if len(scopes) == 0 || scopes[0] != "repository:private/app:pull" {
 		t.Fatalf("token scopes %v", scopes)
 	}
+	// login: the token exchange alone checks the password, with no scope.
+	mu.Lock()
+	scopes = nil
+	mu.Unlock()
+	good := registry.Options{Creds: &registry.Credentials{Username: "alice", Password: "secret"}, Insecure: true}
+	if err := registry.CheckLogin(context.Background(), reg.host, good); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	if len(scopes) != 1 || scopes[0] != "" {
+		t.Fatalf("login asked for scopes %q", scopes)
+	}
+	bad := registry.Options{Creds: &registry.Credentials{Username: "alice", Password: "nope"}, Insecure: true}
+	if err := registry.CheckLogin(context.Background(), reg.host, bad); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("login with a wrong password: %v", err)
+	}
+
 	write("alice", "wrong")
 	_, err := Copy(context.Background(), reg.ref(t, "private/app:v1"), ociRef(t, t.TempDir(), "v1"), opts)
 	if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), authFile) {

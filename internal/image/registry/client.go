@@ -167,7 +167,12 @@ func New(ctx context.Context, named ref.Named, push bool, opts Options) (*Client
 	if push {
 		scope = transport.PushScope
 	}
-	scopes := []string{"repository:" + named.Repository + ":" + scope}
+	// No repository (login) means no scope: token servers then check
+	// the credentials alone, as `docker login` does.
+	var scopes []string
+	if named.Repository != "" {
+		scopes = append(scopes, "repository:"+named.Repository+":"+scope)
+	}
 	if opts.MountFrom != "" && opts.MountFrom != named.Repository {
 		scopes = append(scopes, "repository:"+opts.MountFrom+":"+transport.PullScope)
 	}
@@ -735,7 +740,7 @@ func CheckLogin(ctx context.Context, host string, opts Options) error {
 	if opts.Creds == nil {
 		return errors.New("login: no credentials given")
 	}
-	c, err := New(ctx, ref.Named{Registry: host, Repository: "berth-login-check"}, false, opts)
+	c, err := New(ctx, ref.Named{Registry: host}, false, opts)
 	if err != nil {
 		return err
 	}
