@@ -21,7 +21,7 @@ args=()
 while (($#)); do
 	case "$1" in
 	--update | -update) args+=(-update) ;;
-	-run | --run | -expect | --expect | -timeout | --timeout | -cache | --cache | -logs | --logs | -retries | --retries)
+	-run | --run | -expect | --expect | -timeout | --timeout | -cache | --cache | -logs | --logs | -retries | --retries | -total | --total)
 		(($# >= 2)) || { echo "conformance.sh: $1 needs a value" >&2; exit 2; }
 		args+=("-${1#--}" "$2")
 		[[ "$1" == -cache || "$1" == --cache ]] && cache="$2"

@@ -34,6 +34,7 @@ type options struct {
 	cache   string
 	filter  string
 	timeout time.Duration
+	total   time.Duration
 	logs    string
 	retries int
 }
@@ -56,6 +57,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.cache, "cache", defaultCache(), "where the built suite is cached between runs")
 	fs.StringVar(&o.filter, "run", "", "only run tests whose name matches this regular expression")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "time limit for one validation executable")
+	fs.DurationVar(&o.total, "total", 20*time.Minute, "time limit for the whole run, so a hanging runtime cannot eat CI's budget (a healthy run takes about 2 minutes)")
 	fs.IntVar(&o.retries, "retries", 1, "times a test that disagrees with the expectations is run again (0: never)")
 	fs.StringVar(&o.logs, "logs", "", "directory for each test's TAP and stderr (default <cache>/last-run)")
 	fs.Usage = func() {
@@ -75,6 +77,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.timeout <= 0 {
 		return o, fmt.Errorf("-timeout %s must be positive", o.timeout)
+	}
+	if o.total <= 0 {
+		return o, fmt.Errorf("-total %s must be positive", o.total)
 	}
 	if o.retries < 0 {
 		return o, fmt.Errorf("-retries %d must not be negative", o.retries)
@@ -96,7 +101,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.total)
+	defer cancel()
 	code, err := conform(ctx, o, stdout, stderr)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("the run took longer than -total %s; stopped (%w)", o.total, err)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "conformance:", err)
 		return 2
@@ -175,6 +185,7 @@ func conform(ctx context.Context, o options, stdout, stderr io.Writer) (int, err
 		}
 	}
 
+	RemoveStale(stderr)
 	sb, err := NewSandbox(rt)
 	if err != nil {
 		return 0, fmt.Errorf("sandbox: %w", err)

@@ -76,6 +76,30 @@ func Lock(ctx context.Context, log io.Writer) (*os.File, error) {
 	}
 }
 
+// RemoveStale removes the sandboxes of earlier runs that were killed before
+// their cleanup (SIGKILL, a machine reset). Call it holding the lock, so no
+// live run owns them. A state root that still lists containers, or a temp
+// dir with mounts below it, is left alone and reported: removing it blindly
+// could recurse through a bind mount into host files.
+func RemoveStale(log io.Writer) {
+	roots, _ := filepath.Glob(filepath.Join(filepath.Dir(lockPath), "root-*"))
+	for _, r := range roots {
+		if err := os.Remove(r); err != nil && !os.IsNotExist(err) {
+			fmt.Fprintf(log, "conformance: warning: stale state root %s still holds containers; delete them with RUNTIME --root %s delete --force ID\n", r, r)
+		}
+	}
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "berth-conformance-*"))
+	for _, d := range dirs {
+		if m, err := mountsUnder(d); err != nil || len(m) > 0 {
+			fmt.Fprintf(log, "conformance: warning: stale %s has mounts below it; not removed\n", d)
+			continue
+		}
+		if err := os.RemoveAll(d); err != nil {
+			fmt.Fprintf(log, "conformance: warning: remove stale %s: %v\n", d, err)
+		}
+	}
+}
+
 // NewSandbox creates the private directories and the wrapper.
 func NewSandbox(runtimePath string) (*Sandbox, error) {
 	dir, err := os.MkdirTemp("", "berth-conformance-")
