@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -100,6 +101,11 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 			proc.Cmd.Process.Kill()
 			proc.Cmd.Wait()
 			proc.Conn.Close()
+		}
+		if st.NetworkAttached {
+			if err := r.Network.Detach(context.Background(), id); err != nil {
+				retErr = errors.Join(retErr, fmt.Errorf("cleanup: %w", err))
+			}
 		}
 		if cg != nil {
 			if err := cg.Destroy(); err != nil {
@@ -226,6 +232,13 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		st.NamespacePaths[string(t)] = fmt.Sprintf("/proc/%d/ns/%s", proc.Pid, t.ProcName())
 	}
 
+	if r.Network != nil && plan.newNS(specs.NetworkNamespace) {
+		if err := r.Network.Attach(context.Background(), id, st.NamespacePaths[string(specs.NetworkNamespace)], st.Rootfs); err != nil {
+			return nil, fmt.Errorf("attach network: %w", err)
+		}
+		st.NetworkAttached = true
+		ph.done("network attach")
+	}
 	hasHooks := s.Hooks != nil && (len(s.Hooks.Prestart) > 0 || len(s.Hooks.CreateRuntime) > 0)
 	cfg := &initproc.Config{
 		ID: id, Bundle: bundle, Rootfs: st.Rootfs, Spec: s, Process: s.Process, HostPid: proc.Pid,

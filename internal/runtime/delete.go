@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -88,6 +89,13 @@ func (r *Runtime) destroy(c *Container) error {
 		}
 		if err := cg.Destroy(); err != nil {
 			errs = append(errs, fmt.Errorf("remove cgroup: %w", err))
+		}
+	}
+	if c.NetworkAttached {
+		if r.Network == nil {
+			r.warn("container %s was attached to a network by its creator; its endpoint is left for `berth network prune`", c.ID)
+		} else if err := r.Network.Detach(context.Background(), c.ID); err != nil {
+			errs = append(errs, fmt.Errorf("detach network: %w", err))
 		}
 	}
 	if err := removeDir(c.Dir()); err != nil {

@@ -20,6 +20,8 @@ type RunOptions struct {
 	Detach      bool
 	Keep        bool
 	NoSubreaper bool
+	// Started, if set, is called once the container process runs.
+	Started func()
 }
 
 // Run creates and starts a container. Detached, it returns once the process
@@ -86,6 +88,9 @@ func (r *Runtime) Run(id string, o RunOptions) (int, error) {
 	}
 	c.Release()
 	ph.done("start")
+	if o.Started != nil {
+		o.Started()
+	}
 
 	status := -1
 	for status < 0 {

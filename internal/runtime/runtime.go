@@ -4,6 +4,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -22,6 +23,22 @@ type Runtime struct {
 	Warn func(string)
 	// Debug receives debug messages.
 	Debug func(string)
+	// Network, when set, wires every container that has a network
+	// namespace of its own into a network at create and unwires it at
+	// destroy (the one-shot path).
+	Network NetworkAttacher
+}
+
+// NetworkAttacher connects a container's network namespace to a network and
+// disconnects it again. The runtime defines it so it never depends on
+// netlink or nftables; internal/network's Attach/Detach implement it.
+//   - Attach is called after init exists in its namespaces and before it
+//     runs anything of the container; rootfs receives resolv.conf and hosts.
+//   - Detach is keyed by container id, so it works after the namespace is
+//     gone; detaching what is not attached is not an error.
+type NetworkAttacher interface {
+	Attach(ctx context.Context, id, netnsPath, rootfs string) error
+	Detach(ctx context.Context, id string) error
 }
 
 func (r *Runtime) warn(format string, a ...any) {

@@ -65,6 +65,9 @@ type State struct {
 	// OwnPidNS is true when the container has a private pid namespace: then
 	// killing init kills everything; otherwise kill/delete sweep the cgroup.
 	OwnPidNS bool `json:"own_pid_ns"`
+	// NetworkAttached is true when the runtime's NetworkAttacher wired the
+	// container at create; destroy must unwire it.
+	NetworkAttached bool `json:"network_attached,omitempty"`
 
 	dir string
 }
