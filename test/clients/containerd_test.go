@@ -1,0 +1,284 @@
+package clients
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"berth/internal/testutil"
+)
+
+// ctrd is a private containerd daemon: own root, state, socket and runc root,
+// so the suite never touches a containerd the host may run.
+type ctrd struct {
+	t        *testing.T
+	dir      string
+	sock     string
+	ns       string
+	runcRoot string
+	image    string
+}
+
+// startContainerd starts containerd under a temp dir and imports the test
+// image into it; t.Cleanup stops every task, the daemon and its shims.
+func startContainerd(t *testing.T) *ctrd {
+	t.Helper()
+	// containerd's socket path must fit sun_path (108 bytes): keep it short.
+	dir, err := os.MkdirTemp("", "bctrd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &ctrd{t: t, dir: dir, sock: filepath.Join(dir, "c.sock"), ns: "berthtest", runcRoot: filepath.Join(dir, "runc")}
+	cfg := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.sock, c.sock+".ttrpc")
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.cleanup(cmd)
+		logf.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(filepath.Join(dir, "containerd.log")); err == nil {
+				lines := strings.Split(string(b), "\n")
+				if len(lines) > 40 {
+					lines = lines[len(lines)-40:]
+				}
+				t.Logf("containerd log (tail):\n%s", strings.Join(lines, "\n"))
+			}
+		}
+		unmountUnder(dir)
+		_ = os.RemoveAll(dir)
+	})
+	if !waitFor(15*time.Second, func() bool { return c.ctr("version").code == 0 }) {
+		t.Fatalf("containerd did not come up: %s", c.ctr("version"))
+	}
+	archive := filepath.Join(dir, "image.tar")
+	buildImageArchive(t, archive)
+	c.must("images", "import", "--snapshotter", "native", archive)
+	// ctr normalises the tag it read from the archive; use what it stored.
+	refs := strings.Fields(c.must("images", "ls", "-q").stdout)
+	if len(refs) != 1 {
+		t.Fatalf("expected one imported image, got %q", refs)
+	}
+	c.image = refs[0]
+	return c
+}
+
+// cleanup kills and deletes every task and container, stops the daemon and
+// kills shims still attached to this daemon's socket.
+func (c *ctrd) cleanup(daemon *exec.Cmd) {
+	for _, id := range strings.Fields(c.ctr("containers", "ls", "-q").stdout) {
+		c.ctr("tasks", "kill", "-s", "SIGKILL", id)
+		waitFor(5*time.Second, func() bool { return c.taskStatus(id) != "RUNNING" && c.taskStatus(id) != "PAUSED" })
+		c.ctr("tasks", "delete", "-f", id)
+		c.ctr("containers", "delete", id)
+	}
+	_ = daemon.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = daemon.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = daemon.Process.Kill()
+		<-done
+	}
+	// Shims are started with -address <our socket>; nothing else has it.
+	killPids(pidsWithArg(c.sock))
+}
+
+// ctr runs ctr against this daemon.
+func (c *ctrd) ctr(args ...string) result {
+	return runCmd(c.t, nil, "", append([]string{"ctr", "--address", c.sock, "--namespace", c.ns}, args...)...)
+}
+
+// must runs ctr and fails the test unless it exits 0.
+func (c *ctrd) must(args ...string) result {
+	c.t.Helper()
+	r := c.ctr(args...)
+	if r.code != 0 {
+		c.t.Fatalf("ctr failed:\n%s", r)
+	}
+	return r
+}
+
+// runArgv is `ctr run` with the runc shim pointed at the runtime under test.
+func (c *ctrd) runArgv(flags []string, id string, cmd ...string) []string {
+	argv := []string{"ctr", "--address", c.sock, "--namespace", c.ns, "run", "--snapshotter", "native",
+		"--runc-binary", runtimeBin, "--runc-root", c.runcRoot}
+	argv = append(argv, flags...)
+	argv = append(argv, c.image, id)
+	return append(argv, cmd...)
+}
+
+// taskStatus is the STATUS column of `ctr task ls` for id ("" if absent).
+func (c *ctrd) taskStatus(id string) string {
+	for _, line := range strings.Split(c.ctr("tasks", "ls").stdout, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == id {
+			return f[2]
+		}
+	}
+	return ""
+}
+
+// taskPid is the PID column of `ctr task ls` for id.
+func (c *ctrd) taskPid(id string) int {
+	for _, line := range strings.Split(c.ctr("tasks", "ls").stdout, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == id {
+			p, _ := strconv.Atoi(f[1])
+			return p
+		}
+	}
+	return 0
+}
+
+// removeContainer deletes id's task and container, ignoring "not found".
+func (c *ctrd) removeContainer(id string) {
+	c.ctr("tasks", "kill", "-s", "SIGKILL", id)
+	waitFor(5*time.Second, func() bool { s := c.taskStatus(id); return s != "RUNNING" && s != "PAUSED" })
+	c.ctr("tasks", "delete", "-f", id)
+	c.ctr("containers", "delete", id)
+}
+
+func TestContainerd(t *testing.T) {
+	testutil.RequireRoot(t)
+	requireTool(t, "containerd", "ctr", "containerd-shim-runc-v2", "script")
+	c := startContainerd(t)
+
+	t.Run("RunNoTTY", func(t *testing.T) {
+		c.t = t
+		r := runCmd(t, nil, "", c.runArgv([]string{"--rm"}, "notty", "sh", "-c", "echo out; echo err >&2; exit 3")...)
+		if r.code != 3 || strings.TrimSpace(r.stdout) != "out" || !strings.Contains(r.stderr, "err") {
+			t.Fatalf("want exit 3, stdout \"out\", stderr \"err\":\n%s", r)
+		}
+		if !strings.Contains(r.trace, "'create'") || !strings.Contains(r.trace, "'--log-format' 'json'") {
+			t.Fatalf("the shim did not create the container through the runtime under test:\n%s", r)
+		}
+	})
+
+	t.Run("RunTTY", func(t *testing.T) {
+		c.t = t
+		r := runCmd(t, nil, "", inPty(shellQuote(c.runArgv([]string{"--rm", "-t"}, "tty", "sh", "-c", "tty; echo hi-tty; exit 4")))...)
+		if r.code != 4 || !strings.Contains(r.stdout, "/dev/pts/") || !strings.Contains(r.stdout, "hi-tty") {
+			t.Fatalf("want exit 4 and a pts name plus hi-tty on the terminal:\n%s", r)
+		}
+		if !strings.Contains(r.trace, "'--console-socket'") {
+			t.Fatalf("create got no --console-socket:\n%s", r)
+		}
+	})
+
+	t.Run("Lifecycle", func(t *testing.T) {
+		c.t = t
+		const id = "life"
+		t.Cleanup(func() { c.removeContainer(id) })
+		// pid 1 ignores SIGTERM unless it handles it: the trap makes kill
+		// observable as exit status 7.
+		r := runCmd(t, nil, "", c.runArgv([]string{"-d"}, id, "sh", "-c", "trap 'exit 7' TERM; while :; do sleep 0.1; done")...)
+		if r.code != 0 {
+			t.Fatalf("ctr run -d:\n%s", r)
+		}
+		if s := c.taskStatus(id); s != "RUNNING" {
+			t.Fatalf("task status %q, want RUNNING", s)
+		}
+		pid := c.taskPid(id)
+
+		r = c.ctr("tasks", "exec", "--exec-id", "e1", id, "sh", "-c", "echo exec-out; exit 5")
+		if r.code != 5 || strings.TrimSpace(r.stdout) != "exec-out" {
+			t.Fatalf("ctr task exec: want exit 5 and exec-out:\n%s", r)
+		}
+		if !strings.Contains(r.trace, "'exec'") || !strings.Contains(r.trace, "'--process'") {
+			t.Fatalf("exec did not go through the runtime's exec --process:\n%s", r)
+		}
+		r = runCmd(t, nil, "", inPty(shellQuote([]string{"ctr", "--address", c.sock, "--namespace", c.ns,
+			"tasks", "exec", "-t", "--exec-id", "e2", id, "sh", "-c", "tty; exit 6"}))...)
+		if r.code != 6 || !strings.Contains(r.stdout, "/dev/pts/") {
+			t.Fatalf("ctr task exec -t: want exit 6 and a pts name:\n%s", r)
+		}
+
+		r = c.must("tasks", "ps", id)
+		if !strings.Contains(r.stdout, strconv.Itoa(pid)) {
+			t.Fatalf("ctr task ps does not list init pid %d:\n%s", pid, r)
+		}
+		if !strings.Contains(r.trace, "'ps' '--format' 'json'") {
+			t.Fatalf("ps did not go through the runtime's ps --format json:\n%s", r)
+		}
+
+		c.must("tasks", "pause", id)
+		if s := c.taskStatus(id); s != "PAUSED" {
+			t.Fatalf("after pause, task status %q, want PAUSED", s)
+		}
+		if st, err := cgroupFile(pid, "freezer", "freezer.state"); err != nil || st != "FROZEN" {
+			t.Fatalf("after pause, freezer.state %q (%v), want FROZEN", st, err)
+		}
+		c.must("tasks", "resume", id)
+		if s := c.taskStatus(id); s != "RUNNING" {
+			t.Fatalf("after resume, task status %q, want RUNNING", s)
+		}
+
+		r = c.must("tasks", "metrics", id)
+		if !strings.Contains(r.stdout, "memory.usage_in_bytes") || !strings.Contains(r.stdout, "pids.current") {
+			t.Fatalf("ctr task metrics lacks memory/pids rows:\n%s", r)
+		}
+
+		c.must("tasks", "kill", id)
+		if !waitFor(10*time.Second, func() bool { return c.taskStatus(id) == "STOPPED" }) {
+			t.Fatalf("after kill (SIGTERM), task status %q, want STOPPED", c.taskStatus(id))
+		}
+		r = c.must("tasks", "delete", id)
+		// ctr 1.6 reports a non-zero exit status as a warning on stderr.
+		if !strings.Contains(r.stderr, "exit code 7") {
+			t.Fatalf("ctr task delete should report exit status 7 (the TERM trap):\n%s", r)
+		}
+		if !strings.Contains(r.trace, "'delete'") {
+			t.Fatalf("task delete did not call the runtime's delete:\n%s", r)
+		}
+		if _, err := os.Stat(filepath.Join(c.runcRoot, c.ns, id)); !os.IsNotExist(err) {
+			t.Fatalf("runtime state %s still there after delete (%v)", filepath.Join(c.runcRoot, c.ns, id), err)
+		}
+		c.must("containers", "delete", id)
+	})
+
+	t.Run("MissingExecutable", func(t *testing.T) {
+		c.t = t
+		for _, tc := range []struct{ id, arg, want string }{
+			{"missing-abs", "/no/such/binary", "no such file or directory"},
+			{"missing-path", "nosuchcommand", "executable file not found in $PATH"},
+			{"noexec", "/bin/notexec", "permission denied"},
+		} {
+			t.Cleanup(func() { c.removeContainer(tc.id) })
+			r := runCmd(t, nil, "", c.runArgv([]string{"--rm"}, tc.id, tc.arg)...)
+			// containerd reports runtime failures as "OCI runtime create
+			// failed: <last error msg of log.json>"; moby and CRI clients
+			// map the substring to 127/126.
+			if r.code == 0 || !strings.Contains(r.stderr, "OCI runtime create failed") ||
+				!strings.Contains(r.stderr, tc.want) || !strings.Contains(r.stderr, tc.arg) {
+				t.Errorf("%s: want failure with \"OCI runtime create failed\", %q and %q:\n%s", tc.arg, tc.want, tc.arg, r)
+			}
+		}
+	})
+}

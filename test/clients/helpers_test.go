@@ -1,0 +1,260 @@
+package clients
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"berth/internal/testutil"
+)
+
+// imageTag is the name the offline test image is loaded under.
+const imageTag = "localhost/berth-clients:latest"
+
+// buildImageArchive writes a docker-archive (the `docker save` layout that
+// both `ctr images import` and `podman load` read) holding one layer: the
+// busybox-static rootfs, plus /bin/notexec, a file without the exec bit for
+// the permission-denied case.
+func buildImageArchive(t *testing.T, path string) {
+	t.Helper()
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	testutil.BusyboxRootfs(t, rootfs)
+	if err := os.WriteFile(filepath.Join(rootfs, "bin", "notexec"), []byte("#!/bin/sh\necho no\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	layer := tarDir(t, rootfs)
+	lsum := sha256.Sum256(layer)
+	lhex := hex.EncodeToString(lsum[:])
+	cfg, err := json.Marshal(map[string]any{
+		"architecture": "amd64",
+		"os":           "linux",
+		"created":      "2026-01-01T00:00:00Z",
+		"config": map[string]any{
+			"Env": []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+			"Cmd": []string{"sh"},
+		},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{"sha256:" + lhex}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	csum := sha256.Sum256(cfg)
+	chex := hex.EncodeToString(csum[:])
+	manifest, err := json.Marshal([]map[string]any{{
+		"Config":   chex + ".json",
+		"RepoTags": []string{imageTag},
+		"Layers":   []string{lhex + "/layer.tar"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	add := func(name string, b []byte) {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: lhex + "/", Mode: 0o755, Typeflag: tar.TypeDir, ModTime: time.Unix(0, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	add(lhex+"/layer.tar", layer)
+	add(chex+".json", cfg)
+	add("manifest.json", manifest)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tarDir archives dir's tree (dirs, regular files, symlinks) in name order.
+func tarDir(t *testing.T, dir string) []byte {
+	t.Helper()
+	var paths []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != dir {
+			paths = append(paths, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(paths)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, p := range paths {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(dir, p)
+		link := ""
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Name = rel
+		if fi.IsDir() {
+			h.Name += "/"
+		}
+		h.Uid, h.Gid, h.Uname, h.Gname = 0, 0, "", ""
+		h.ModTime = time.Unix(0, 0)
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tw.Write(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// unmountUnder lazily unmounts every mount point at or below dir, deepest
+// first, so a failed test never leaves mounts behind that RemoveAll would
+// trip over.
+func unmountUnder(dir string) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	var mps []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMount(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			mps = append(mps, mp)
+		}
+	}
+	sort.Slice(mps, func(i, j int) bool { return len(mps[i]) > len(mps[j]) })
+	for _, mp := range mps {
+		_ = unix.Unmount(mp, unix.MNT_DETACH)
+	}
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for space and so on).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// pidsWithArg lists the processes whose command line contains arg, used to
+// find the shims and conmons a suite started (they outlive their client).
+func pidsWithArg(arg string) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if bytes.Contains(b, []byte(arg)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// killPids SIGKILLs the given processes.
+func killPids(pids []int) {
+	for _, p := range pids {
+		_ = syscall.Kill(p, syscall.SIGKILL)
+	}
+}
+
+// waitFor polls cond every 50ms until it holds or timeout passes.
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cgroupFile reads a cgroup v1 controller file of pid's cgroup, e.g.
+// ("memory", "memory.limit_in_bytes").
+func cgroupFile(pid int, controller, file string) (string, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cgroup"))
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			if c == controller {
+				v, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", controller, parts[2], file))
+				return strings.TrimSpace(string(v)), err
+			}
+		}
+	}
+	return "", os.ErrNotExist
+}

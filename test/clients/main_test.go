@@ -1,0 +1,190 @@
+// Package clients runs real container clients — containerd (ctr, the runc v2
+// shim) and podman (with conmon) — on top of berth installed under the name
+// runc. Each suite starts its own daemon or storage under a temp dir, loads a
+// busybox image built offline, and cleans everything up even on failure.
+//
+// BERTH_BIN tests an already built berth; BERTH_CLIENT_RUNTIME replaces berth
+// with another runtime (e.g. /usr/sbin/runc) to check what runc does for the
+// same client command. Tests that document a behaviour berth does not have
+// yet run only with BERTH_CLIENT_KNOWN_GAPS=1 (see knownGap).
+package clients
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// runtimeBin is the wrapper named "runc" that clients are pointed at: it logs
+// every invocation's argv to traceLog, then execs the runtime under test.
+var (
+	runtimeBin string
+	realBin    string
+	traceLog   string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "berth-clients-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	realBin = os.Getenv("BERTH_CLIENT_RUNTIME")
+	if realBin == "" {
+		realBin = os.Getenv("BERTH_BIN")
+	}
+	if realBin == "" {
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		realBin = filepath.Join(dir, "berth")
+		cmd := exec.Command("go", "build", "-o", realBin, "./cmd/berth")
+		cmd.Dir = root
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building berth:", err)
+			return 1
+		}
+	}
+	if realBin, err = filepath.Abs(realBin); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	// The wrapper must be named runc: podman turns JSON error logs on by
+	// the runtime's basename.
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	traceLog = filepath.Join(dir, "trace.log")
+	runtimeBin = filepath.Join(dir, "bin", "runc")
+	// printf %q is not POSIX; quote every argument with single quotes so a
+	// logged line can be pasted back into a shell as a repro.
+	wrapper := "#!/bin/sh\n" +
+		"{ printf '%s' \"$$ cwd=$(pwd)\"; for a in \"$@\"; do printf \" '%s'\" \"$a\"; done; echo; } >> " + traceLog + "\n" +
+		"exec " + realBin + " \"$@\"\n"
+	if os.Getenv("BERTH_CLIENT_TRACE_RC") == "1" {
+		// Debug aid: run the runtime as a child to log its exit code too.
+		// Off by default because it adds a process between client and
+		// runtime.
+		wrapper = strings.Replace(wrapper, "exec "+realBin+" \"$@\"\n",
+			realBin+" \"$@\"\nrc=$?\necho \"$$ exit=$rc\" >> "+traceLog+"\nexit $rc\n", 1)
+	}
+	if err := os.WriteFile(runtimeBin, []byte(wrapper), 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code := m.Run()
+	if dst := os.Getenv("BERTH_CLIENT_TRACE_COPY"); dst != "" {
+		// Keeps every runtime call of the run for inspection.
+		if b, err := os.ReadFile(traceLog); err == nil {
+			_ = os.WriteFile(dst, b, 0o644)
+		}
+	}
+	return code
+}
+
+// traceSince returns the runtime invocations logged after offset, for
+// failure messages that show exactly what a client sent.
+func traceSince(offset int64) string {
+	b, err := os.ReadFile(traceLog)
+	if err != nil || int64(len(b)) < offset {
+		return ""
+	}
+	return string(b[offset:])
+}
+
+// traceOffset is the current end of the trace log.
+func traceOffset() int64 {
+	fi, err := os.Stat(traceLog)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// knownGap runs the rest of t only with BERTH_CLIENT_KNOWN_GAPS=1: the test
+// documents a client behaviour berth does not match yet, and fails there with
+// what the client sent and what it expected.
+func knownGap(t *testing.T, gap string) {
+	t.Helper()
+	if os.Getenv("BERTH_CLIENT_KNOWN_GAPS") != "1" {
+		t.Skipf("known gap (run with BERTH_CLIENT_KNOWN_GAPS=1): %s", gap)
+	}
+}
+
+// result is one finished client command.
+type result struct {
+	argv   []string
+	stdout string
+	stderr string
+	code   int
+	trace  string
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("command: %s\nexit: %d\nstdout: %q\nstderr: %q\nruntime calls:\n%s",
+		strings.Join(r.argv, " "), r.code, r.stdout, r.stderr, r.trace)
+}
+
+// runCmd runs argv with env added to a clean environment, capturing output,
+// exit code and the runtime calls it caused. It never fails t itself.
+func runCmd(t *testing.T, env []string, stdin string, argv ...string) result {
+	t.Helper()
+	off := traceOffset()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}, env...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	var so, se strings.Builder
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	r := result{argv: argv, stdout: so.String(), stderr: se.String()}
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			r.code = ee.ExitCode()
+		} else {
+			r.code = -1
+			r.stderr += err.Error()
+		}
+	}
+	r.trace = traceSince(off)
+	return r
+}
+
+// inPty runs a shell command line under script(1) so a client that insists on
+// a terminal gets one; script -e returns the command's exit code.
+func inPty(line string) []string {
+	return []string{"script", "-qec", line, "/dev/null"}
+}
+
+// shellQuote quotes argv for a sh -c line.
+func shellQuote(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
+}
+
+// requireTool skips (fails in CI) without the named program.
+func requireTool(t *testing.T, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is not installed (scripts/apt-packages.txt)", n)
+			}
+			t.Skipf("%s is not installed", n)
+		}
+	}
+}
