@@ -53,6 +53,9 @@ Examples:
    # berth container run -d --name web -p 8080:80 --memory 256m nginx
    # berth container run --rm --network none -v /srv/data:/data:ro busybox ls /data`,
 				SkipArgReorder: true,
+				// podman users type -it and -dit; runc's commands keep
+				// urfave's default (no combined short flags), as runc does.
+				UseShortOptionHandling: true,
 				Flags: []cli.Flag{
 					homeFlag,
 					cli.StringFlag{Name: "name", Usage: "container name (default: generated)"},

@@ -171,3 +171,28 @@ func TestContainerBadInput(t *testing.T) {
 	}
 	w.assertClean(t)
 }
+
+// TestContainerInteractiveTTY drives -it through a pty (script), as a user
+// at a terminal would: the shell reads our input, its exit status comes back.
+func TestContainerInteractiveTTY(t *testing.T) {
+	w := newCtWorld(t)
+	if _, err := exec.LookPath("script"); err != nil {
+		testutil.Require(t, false, "script (util-linux) is not installed")
+	}
+	cmdline := berthBin + " --root " + w.root + " container run --home " + w.home + " --rm -it --network none " + w.image + " sh"
+	cmd := exec.Command("script", "-qec", cmdline, "/dev/null")
+	cmd.Env = os.Environ()
+	stdin, _ := cmd.StdinPipe()
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		stdin.Write([]byte("tty; echo typed-$((6*7)); exit 5\n"))
+	}()
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 {
+		t.Fatalf("exit: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "/dev/pts/0") || !strings.Contains(string(out), "typed-42") {
+		t.Errorf("terminal session output:\n%s", out)
+	}
+	w.assertClean(t)
+}
