@@ -688,8 +688,20 @@ func (a *applier) file(pfd int, base string, hdr *tar.Header, tr *tar.Reader, m 
 	}
 	f := os.NewFile(uintptr(fd), base)
 	defer f.Close()
-	if _, err := io.CopyBuffer(f, io.LimitReader(tr, hdr.Size), make([]byte, 1<<20)); err != nil {
-		return fmt.Errorf("writing content: %w", err)
+	// A plain loop with a 1 MiB buffer: io.Copy into an *os.File would take
+	// its ReadFrom path and write in 32 KiB pieces.
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := (*bp)[:chunkSize]
+	for left := hdr.Size; left > 0; {
+		n, err := io.ReadFull(tr, buf[:min(left, int64(len(buf)))])
+		if err != nil {
+			return fmt.Errorf("reading content: %w", err)
+		}
+		if _, err := f.Write(buf[:n]); err != nil {
+			return fmt.Errorf("writing content: %w", err)
+		}
+		left -= int64(n)
 	}
 	return a.setMeta(fd, m, m.mode, true)
 }
