@@ -494,6 +494,15 @@ func fixStdioOwner(uid, gid uint32) error {
 // finalize drops to the container's user and capabilities: bounding set
 // first (needs CAP_SETPCAP), then the ids with keepcaps, then capset.
 func finalize(conn *ipc.Conn, c *Config, p *specs.Process, sets caps.Sets, filter *seccompFilter) error {
+	// CVE-2016-9962: from the capability drop below until execve, init has
+	// the container's uid and capabilities but still holds runtime fds (the
+	// exec.fifo handle, the init socket); a created container's init waits
+	// like that until `start`. While dumpable, container root in the same
+	// pid namespace could ptrace it or read /proc/PID/fd and take those fds.
+	// execve makes the container's own program dumpable again.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("set non-dumpable: %w", err)
+	}
 	cwd := p.Cwd
 	if cwd == "" {
 		cwd = "/"
