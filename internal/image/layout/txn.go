@@ -56,22 +56,6 @@ func Begin(dir string, opts ...Option) (_ *Txn, retErr error) {
 		return nil, fmt.Errorf("open layout: %w", err)
 	case !fi.IsDir():
 		return nil, fmt.Errorf("open layout %s: not a directory", dir)
-	default:
-		// An existing non-empty directory must already be a layout:
-		// writing blobs into some other tree would scatter files in it.
-		if _, err := os.Stat(filepath.Join(dir, ocispec.ImageLayoutFile)); err != nil {
-			ents, rerr := os.ReadDir(dir)
-			if rerr != nil {
-				return nil, fmt.Errorf("open layout: %w", rerr)
-			}
-			for _, e := range ents {
-				if !strings.HasPrefix(e.Name(), stagePrefix) {
-					return nil, fmt.Errorf("open layout %s: directory is not empty and has no %s file; refusing to write an OCI layout into it", dir, ocispec.ImageLayoutFile)
-				}
-			}
-		} else if _, err := Open(dir); err != nil {
-			return nil, err
-		}
 	}
 	defer func() {
 		if retErr != nil && t.created {
@@ -93,6 +77,13 @@ func Begin(dir string, opts ...Option) (_ *Txn, retErr error) {
 		return nil, err
 	}
 	defer unlock()
+	// Checked under the lock: a concurrent first copy into the same new
+	// directory commits (blobs, index.json, oci-layout) while holding it.
+	if !t.created {
+		if err := checkLayoutDir(dir); err != nil {
+			return nil, err
+		}
+	}
 	t.cleanStale()
 	stage, err := os.MkdirTemp(dir, stagePrefix)
 	if err != nil {
@@ -110,6 +101,25 @@ func Begin(dir string, opts ...Option) (_ *Txn, retErr error) {
 	}
 	t.stage, t.stageFd = stage, f
 	return t, nil
+}
+
+// checkLayoutDir refuses an existing non-empty directory that is not
+// already a layout: writing blobs into some other tree would scatter files.
+func checkLayoutDir(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, ocispec.ImageLayoutFile)); err == nil {
+		_, err := Open(dir)
+		return err
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("open layout: %w", err)
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), stagePrefix) {
+			return fmt.Errorf("open layout %s: directory is not empty and has no %s file; refusing to write an OCI layout into it", dir, ocispec.ImageLayoutFile)
+		}
+	}
+	return nil
 }
 
 // cleanStale removes staging directories whose owner is gone: a live
