@@ -8,13 +8,16 @@
 //
 //   _BERTH_SETNS="fd:nstype,fd:nstype,..."  joined in order (user first)
 //   _BERTH_UNSHARE="flags"                  unshare(2) after joining (new
-//                                           namespaces owned by a joined userns)
+//                                           namespaces owned by a joined userns,
+//                                           and always a new time namespace)
+//   _BERTH_TIMENS="monotonic S N\nboottime S N"  offsets for that time namespace
 //   _BERTH_INITPIPE="fd"                    where a failure is reported
 //
 // Namespaces that any thread may join (net, ipc, uts, pid, cgroup) are joined by
 // the parent on a locked OS thread before the clone instead; see internal/spawn.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +54,7 @@ __attribute__((constructor)) static void berth_nsenter(void)
 {
 	const char *s = getenv("_BERTH_SETNS");
 	const char *u = getenv("_BERTH_UNSHARE");
+	const char *t = getenv("_BERTH_TIMENS");
 	char what[64];
 
 	if (s && *s) {
@@ -82,6 +86,18 @@ __attribute__((constructor)) static void berth_nsenter(void)
 		if (unshare(atoi(u)) < 0)
 			berth_fail("unshare", errno);
 	}
+	if (t && *t) {
+		// A new time namespace takes its offsets before any process is in
+		// it; this process enters it at execve (time_for_children).
+		int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+		size_t n = strlen(t);
+		if (fd < 0)
+			berth_fail("open /proc/self/timens_offsets", errno);
+		if (write(fd, t, n) != (ssize_t)n)
+			berth_fail("write timens_offsets", errno);
+		close(fd);
+	}
 	unsetenv("_BERTH_SETNS");
 	unsetenv("_BERTH_UNSHARE");
+	unsetenv("_BERTH_TIMENS");
 }

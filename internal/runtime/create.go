@@ -180,6 +180,7 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		GIDMaps:          plan.gidMaps,
 		Join:             plan.join,
 		UnshareAfterJoin: plan.unshareAfter,
+		TimeOffsets:      plan.timeOffsets,
 		Stdin:            o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
 		CgroupFD: cgFD,
 	}
@@ -336,6 +337,7 @@ type nsPlan struct {
 	join         []nsutil.Namespace
 	uidMaps      []syscall.SysProcIDMap
 	gidMaps      []syscall.SysProcIDMap
+	timeOffsets  string
 	rootUID      int // host uid of the container's root
 	rootGID      int
 }
@@ -365,12 +367,26 @@ func planNamespaces(s *specs.Spec) (*nsPlan, error) {
 		}
 		p.cloneflags |= t.CloneFlag()
 	}
+	if p.cloneflags&unix.CLONE_NEWTIME != 0 {
+		// Offsets can only be set before a process is in the namespace,
+		// so it is unshared (not cloned) and entered at execve.
+		p.cloneflags &^= unix.CLONE_NEWTIME
+		p.unshareAfter |= unix.CLONE_NEWTIME
+		for name, off := range s.Linux.TimeOffsets {
+			switch name {
+			case "monotonic", "boottime":
+				p.timeOffsets += fmt.Sprintf("%s %d %d\n", name, off.Secs, off.Nanosecs)
+			default:
+				return nil, fmt.Errorf("timeOffsets: unknown clock %q (monotonic or boottime)", name)
+			}
+		}
+	}
 	joinedUser := p.types[specs.UserNamespace] && p.paths[specs.UserNamespace] != ""
 	if joinedUser {
 		// New namespaces must belong to the joined user namespace: create
 		// them after the join (pid excepted: it needs a fork, and a pid
 		// namespace owned by the host user namespace still works).
-		p.unshareAfter = p.cloneflags &^ unix.CLONE_NEWPID
+		p.unshareAfter |= p.cloneflags &^ unix.CLONE_NEWPID
 		p.cloneflags &= unix.CLONE_NEWPID
 	}
 	for _, m := range s.Linux.UIDMappings {

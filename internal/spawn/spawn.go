@@ -37,9 +37,13 @@ type Options struct {
 	GIDMaps    []syscall.SysProcIDMap
 	// Join lists namespaces to enter, by path.
 	Join []nsutil.Namespace
-	// UnshareAfterJoin are new namespaces to create after joining a user
-	// namespace (so the joined user namespace owns them).
-	UnshareAfterJoin      uintptr
+	// UnshareAfterJoin are new namespaces to create in the child before
+	// its runtime starts: after joining a user namespace (so it owns them),
+	// and a new time namespace (so its offsets can still be written).
+	UnshareAfterJoin uintptr
+	// TimeOffsets are written for a new time namespace, in
+	// /proc/PID/timens_offsets format.
+	TimeOffsets           string
 	Stdin, Stdout, Stderr *os.File
 	// Keep are donated at fds 3, 4, ... in order (LISTEN_FDS, --preserve-fds).
 	Keep []*os.File
@@ -120,6 +124,9 @@ func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 	}
 	if o.UnshareAfterJoin != 0 {
 		env = append(env, "_BERTH_UNSHARE="+strconv.FormatUint(uint64(o.UnshareAfterJoin), 10))
+	}
+	if o.TimeOffsets != "" {
+		env = append(env, "_BERTH_TIMENS="+o.TimeOffsets)
 	}
 	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{
