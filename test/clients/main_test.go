@@ -144,6 +144,18 @@ func runCmd(t *testing.T, env []string, stdin string, argv ...string) result {
 	cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}, env...)
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
+	} else if argv[0] == "script" {
+		// script(1) forwards EOF on its stdin to the terminal and podman
+		// then races the container's output against tearing the session
+		// down (runc loses output the same way); an idle open pipe keeps
+		// the session up until the command exits.
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pw.Close()
+		defer pr.Close()
+		cmd.Stdin = pr
 	}
 	var so, se strings.Builder
 	cmd.Stdout, cmd.Stderr = &so, &se

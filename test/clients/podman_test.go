@@ -1,0 +1,216 @@
+package clients
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"berth/internal/testutil"
+)
+
+// pman is podman with private storage, run dir, tmp dir and configuration:
+// nothing of the host's /var/lib/containers or /run/libpod is used.
+type pman struct {
+	t   *testing.T
+	dir string
+	env []string
+}
+
+func startPodman(t *testing.T) *pman {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "bpod-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pman{t: t, dir: dir}
+	files := map[string]string{
+		// network_config_dir keeps podman's network files out of /etc.
+		// podman gives root containers RLIMIT_NOFILE 1048576 and NPROC
+		// 4194304 (and lowers its own NPROC to 32768); raising a hard limit
+		// needs CAP_SYS_RESOURCE, which sandboxed CI machines may lack
+		// (runc fails the same way), so ask for modest limits.
+		"containers.conf": fmt.Sprintf("[containers]\ndefault_ulimits = [\"nofile=1024:4096\", \"nproc=4096:4096\"]\n[engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n[network]\nnetwork_config_dir = %q\n", filepath.Join(dir, "net")),
+		"storage.conf":    fmt.Sprintf("[storage]\ndriver = \"vfs\"\nrunroot = %q\ngraphroot = %q\n", filepath.Join(dir, "runroot"), filepath.Join(dir, "root")),
+		"registries.conf": "unqualified-search-registries = []\n",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.env = []string{
+		"CONTAINERS_CONF=" + filepath.Join(dir, "containers.conf"),
+		"CONTAINERS_STORAGE_CONF=" + filepath.Join(dir, "storage.conf"),
+		"CONTAINERS_REGISTRIES_CONF=" + filepath.Join(dir, "registries.conf"),
+	}
+	t.Cleanup(func() {
+		p.podman("rm", "--all", "--force", "--time", "0")
+		// conmon outlives podman; any left (e.g. after a podman crash) has
+		// our run dir in its argv.
+		killPids(pidsWithArg(dir))
+		p.podman("rmi", "--all", "--force")
+		unmountUnder(dir)
+		_ = os.RemoveAll(dir)
+	})
+	archive := filepath.Join(dir, "image.tar")
+	buildImageArchive(t, archive)
+	p.must("load", "-i", archive)
+	return p
+}
+
+// argv is a podman command line with every location flag pointing at the
+// suite's dirs and the runtime under test installed as runc.
+func (p *pman) argv(args ...string) []string {
+	return append([]string{"podman",
+		"--root", filepath.Join(p.dir, "root"),
+		"--runroot", filepath.Join(p.dir, "runroot"),
+		"--tmpdir", filepath.Join(p.dir, "tmp"),
+		"--storage-driver", "vfs",
+		"--cgroup-manager", "cgroupfs",
+		"--events-backend", "file",
+		"--runtime", runtimeBin,
+	}, args...)
+}
+
+func (p *pman) podman(args ...string) result {
+	return runCmd(p.t, p.env, "", p.argv(args...)...)
+}
+
+func (p *pman) must(args ...string) result {
+	p.t.Helper()
+	r := p.podman(args...)
+	if r.code != 0 {
+		p.t.Fatalf("podman failed:\n%s", r)
+	}
+	return r
+}
+
+// inspect returns one Go-template field of podman inspect for a container.
+func (p *pman) inspect(id, format string) string {
+	return strings.TrimSpace(p.podman("inspect", "--type", "container", "--format", format, id).stdout)
+}
+
+// envPrefix renders p.env for an sh -c line run under script(1).
+func (p *pman) envPrefix() string {
+	return "env " + shellQuote(p.env) + " "
+}
+
+func TestPodman(t *testing.T) {
+	testutil.RequireRoot(t)
+	requireTool(t, "podman", "conmon", "script")
+	p := startPodman(t)
+
+	t.Run("RunInteractiveTTY", func(t *testing.T) {
+		p.t = t
+		line := p.envPrefix() + shellQuote(p.argv("run", "-it", "--rm", "--network", "none", imageTag, "sh", "-c", "tty; echo hi-it; exit 4"))
+		r := runCmd(t, p.env, "", inPty(line)...)
+		if r.code != 4 || !strings.Contains(r.stdout, "/dev/pts/") || !strings.Contains(r.stdout, "hi-it") {
+			t.Fatalf("podman run -it: want exit 4, a pts name and hi-it:\n%s", r)
+		}
+		if !strings.Contains(r.trace, "'--console-socket'") || !strings.Contains(r.trace, "'--log-format=json'") {
+			t.Fatalf("conmon did not pass --console-socket and JSON logging to the runtime:\n%s", r)
+		}
+	})
+
+	t.Run("Detached", func(t *testing.T) {
+		p.t = t
+		const name = "det"
+		t.Cleanup(func() { p.podman("rm", "--force", "--time", "0", name) })
+		r := p.must("run", "-d", "--name", name, "--network", "none", imageTag,
+			"sh", "-c", "echo started; trap 'exit 0' TERM; while :; do sleep 0.1; done")
+		if len(strings.TrimSpace(r.stdout)) != 64 {
+			t.Fatalf("podman run -d should print the container id:\n%s", r)
+		}
+		if st := p.inspect(name, "{{.State.Status}}"); st != "running" {
+			t.Fatalf("status %q, want running", st)
+		}
+		pid, _ := strconv.Atoi(p.inspect(name, "{{.State.Pid}}"))
+		if pid <= 0 {
+			t.Fatalf("no pid for running container")
+		}
+
+		if !waitFor(5*time.Second, func() bool { return strings.Contains(p.podman("logs", name).stdout, "started") }) {
+			t.Fatalf("podman logs lacks the container's output:\n%s", p.podman("logs", name))
+		}
+
+		r = p.podman("exec", name, "sh", "-c", "echo exec-out; exit 5")
+		if r.code != 5 || strings.TrimSpace(r.stdout) != "exec-out" {
+			t.Fatalf("podman exec: want exit 5 and exec-out:\n%s", r)
+		}
+		if !strings.Contains(r.trace, "'exec'") || !strings.Contains(r.trace, "'--process'") {
+			t.Fatalf("podman exec did not reach the runtime's exec --process:\n%s", r)
+		}
+		line := p.envPrefix() + shellQuote(p.argv("exec", "-it", name, "sh", "-c", "tty; exit 6"))
+		r = runCmd(t, p.env, "", inPty(line)...)
+		if r.code != 6 || !strings.Contains(r.stdout, "/dev/pts/") {
+			t.Fatalf("podman exec -it: want exit 6 and a pts name:\n%s", r)
+		}
+
+		p.must("pause", name)
+		if st := p.inspect(name, "{{.State.Status}}"); st != "paused" {
+			t.Fatalf("after pause, status %q, want paused", st)
+		}
+		if st, err := cgroupFile(pid, "freezer", "freezer.state"); err != nil || st != "FROZEN" {
+			t.Fatalf("after pause, freezer.state %q (%v), want FROZEN", st, err)
+		}
+		p.must("unpause", name)
+		if st := p.inspect(name, "{{.State.Status}}"); st != "running" {
+			t.Fatalf("after unpause, status %q, want running", st)
+		}
+
+		r = p.must("stats", "--no-stream", "--format", "{{.PIDs}} {{.MemUsage}}", name)
+		f := strings.Fields(r.stdout)
+		if len(f) < 2 || f[0] == "0" || f[0] == "--" || !strings.Contains(r.stdout, "B") {
+			t.Fatalf("podman stats: want a pid count and memory usage:\n%s", r)
+		}
+
+		r = p.must("update", "--memory", "64m", name)
+		if !strings.Contains(r.trace, "'update'") {
+			t.Fatalf("podman update did not call the runtime's update:\n%s", r)
+		}
+		if v, err := cgroupFile(pid, "memory", "memory.limit_in_bytes"); err != nil || v != "67108864" {
+			t.Fatalf("after update --memory 64m, memory.limit_in_bytes %q (%v), want 67108864\n%s", v, err, r)
+		}
+
+		off := traceOffset()
+		p.must("stop", "--time", "10", name)
+		if st := p.inspect(name, "{{.State.Status}}"); st != "exited" {
+			t.Fatalf("after stop, status %q, want exited", st)
+		}
+		if code := p.inspect(name, "{{.State.ExitCode}}"); code != "0" {
+			t.Fatalf("after stop, exit code %s, want 0 (the TERM trap)", code)
+		}
+		r = p.must("rm", name)
+		// podman deletes the runtime's container when it cleans up after
+		// the stop, so look for delete in both commands' calls.
+		if calls := traceSince(off); !strings.Contains(calls, "'delete' '--force'") {
+			t.Fatalf("podman stop + rm did not call the runtime's delete --force:\n%s", calls)
+		}
+		if r := p.podman("container", "exists", name); r.code == 0 {
+			t.Fatalf("container still exists after rm")
+		}
+	})
+
+	t.Run("ExecFailures", func(t *testing.T) {
+		p.t = t
+		// podman maps the runtime's error message (from the JSON log) to
+		// 127/126 by substring, so the wording is the contract.
+		for _, tc := range []struct {
+			arg, want string
+			code      int
+		}{
+			{"/no/such/binary", "no such file or directory", 127},
+			{"nosuchcommand", "executable file not found in $PATH", 127},
+			{"/bin/notexec", "permission denied", 126},
+		} {
+			r := p.podman("run", "--rm", "--network", "none", imageTag, tc.arg)
+			if r.code != tc.code || !strings.Contains(r.stderr, tc.arg) || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("podman run %s: want exit %d and an error naming it with %q:\n%s", tc.arg, tc.code, tc.want, r)
+			}
+		}
+	})
+}
