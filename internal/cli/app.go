@@ -82,6 +82,7 @@ func newApp() *cli.App {
 	}
 	app.Usage = "Open Container Initiative runtime\n\n" + globalUsage
 	app.Version = versionString()
+	app.EnableBashCompletion = true // hidden --generate-bash-completion, for `berth completion`
 	app.Flags = []cli.Flag{
 		cli.BoolFlag{Name: "debug", Usage: "enable debug logging"},
 		cli.StringFlag{Name: "log", Value: "", Usage: "set the log file to write berth logs to (default is '/dev/stderr')"},

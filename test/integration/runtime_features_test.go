@@ -136,3 +136,26 @@ func TestRuntimeNoPivot(t *testing.T) {
 		t.Errorf("--no-pivot: %+v", res)
 	}
 }
+
+func TestDocsManAndCompletion(t *testing.T) {
+	dir := t.TempDir()
+	out, err := exec.Command(berthBin, "man", "--dir", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("man: %v %s", err, out)
+	}
+	for _, page := range []string{"berth.8", "berth-run.8", "berth-exec.8", "berth-copy.8", "berth-network.8", "berth-container.8"} {
+		b, err := os.ReadFile(filepath.Join(dir, page))
+		if err != nil || !bytes.Contains(b, []byte(".SH NAME")) {
+			t.Errorf("%s: %v", page, err)
+		}
+	}
+	for _, sh := range []string{"bash", "zsh"} {
+		if out, err := exec.Command(berthBin, "completion", sh).Output(); err != nil || !bytes.Contains(out, []byte("--generate-bash-completion")) {
+			t.Errorf("completion %s: %v", sh, err)
+		}
+	}
+	out, _ = exec.Command(berthBin, "container", "--generate-bash-completion").Output()
+	if !strings.Contains(string(out), "run\n") || !strings.Contains(string(out), "logs\n") {
+		t.Errorf("completion candidates for `berth container`: %q", out)
+	}
+}
