@@ -220,6 +220,13 @@ func TestContainerd(t *testing.T) {
 			t.Fatalf("ctr task exec -t: want exit 6 and a pts name:\n%s", r)
 		}
 
+		// A failed exec reaches ctr as "OCI runtime exec failed: <last
+		// error in log.json>"; the shim never sees the process start.
+		r = c.ctr("tasks", "exec", "--exec-id", "e3", id, "/no/such/binary")
+		if r.code == 0 || !strings.Contains(r.stderr, "OCI runtime exec failed") || !strings.Contains(r.stderr, "no such file or directory") {
+			t.Fatalf("exec of a missing binary: want \"OCI runtime exec failed\" and \"no such file or directory\":\n%s", r)
+		}
+
 		r = c.must("tasks", "ps", id)
 		if !strings.Contains(r.stdout, strconv.Itoa(pid)) {
 			t.Fatalf("ctr task ps does not list init pid %d:\n%s", pid, r)
@@ -260,6 +267,85 @@ func TestContainerd(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(c.runcRoot, c.ns, id)); !os.IsNotExist(err) {
 			t.Fatalf("runtime state %s still there after delete (%v)", filepath.Join(c.runcRoot, c.ns, id), err)
 		}
+		c.must("containers", "delete", id)
+	})
+
+	t.Run("Stdin", func(t *testing.T) {
+		c.t = t
+		// Without a tty the shim hands fifos to create as fds 0-2; the
+		// runtime must pass them to the container unchanged.
+		r := runCmd(t, nil, "ping\n", c.runArgv([]string{"--rm"}, "stdin", "sh", "-c", "read x; echo got-$x")...)
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "got-ping" {
+			t.Fatalf("want the container to read stdin:\n%s", r)
+		}
+	})
+
+	t.Run("MemoryLimitAndSIGKILL", func(t *testing.T) {
+		c.t = t
+		const id = "limited"
+		t.Cleanup(func() { c.removeContainer(id) })
+		c.must(c.runArgv([]string{"-d", "--memory-limit", "67108864"}, id, "sleep", "1000")[5:]...)
+		pid := c.taskPid(id)
+		if v, err := cgroupFile(pid, "memory", "memory.limit_in_bytes"); err != nil || v != "67108864" {
+			t.Fatalf("memory.limit_in_bytes %q (%v), want 67108864", v, err)
+		}
+		r := c.must("tasks", "metrics", id)
+		if !strings.Contains(r.stdout, "67108864") {
+			t.Fatalf("ctr task metrics does not show the 64MiB limit:\n%s", r)
+		}
+		c.must("tasks", "kill", "-s", "SIGKILL", id)
+		if !waitFor(10*time.Second, func() bool { return c.taskStatus(id) == "STOPPED" }) {
+			t.Fatalf("after SIGKILL, task status %q, want STOPPED", c.taskStatus(id))
+		}
+		if r := c.must("tasks", "delete", id); !strings.Contains(r.stderr, "exit code 137") {
+			t.Fatalf("want exit code 137 after SIGKILL:\n%s", r)
+		}
+		c.must("containers", "delete", id)
+	})
+
+	t.Run("HostPIDNamespace", func(t *testing.T) {
+		c.t = t
+		const id = "hostpid"
+		t.Cleanup(func() { c.removeContainer(id) })
+		// Without a private pid namespace, init's death does not kill the
+		// other processes: the shim runs "kill --all <id> 9" and the
+		// runtime must kill everything in the cgroup.
+		c.must(c.runArgv([]string{"-d", "--with-ns", "pid:/proc/self/ns/pid"}, id, "sh", "-c", "sleep 1000 & sleep 1000")[5:]...)
+		var pids []string
+		waitFor(5*time.Second, func() bool {
+			pids = nil
+			for _, line := range strings.Split(c.ctr("tasks", "ps", id).stdout, "\n")[1:] {
+				if f := strings.Fields(line); len(f) > 0 {
+					pids = append(pids, f[0])
+				}
+			}
+			return len(pids) >= 2
+		})
+		// busybox sh execs its last command: init is one sleep, the
+		// background sleep is the other.
+		if len(pids) < 2 {
+			t.Fatalf("want init and the background sleep in ctr task ps, got %q", pids)
+		}
+		off := traceOffset()
+		c.must("tasks", "kill", "-s", "SIGKILL", id)
+		if !waitFor(10*time.Second, func() bool { return c.taskStatus(id) == "STOPPED" }) {
+			t.Fatalf("after SIGKILL, task status %q, want STOPPED", c.taskStatus(id))
+		}
+		ok := waitFor(5*time.Second, func() bool {
+			for _, p := range pids {
+				if _, err := os.Stat("/proc/" + p); err == nil {
+					return false
+				}
+			}
+			return true
+		})
+		if !ok {
+			t.Fatalf("processes %v outlived the container's init\nruntime calls:\n%s", pids, traceSince(off))
+		}
+		if calls := traceSince(off); !strings.Contains(calls, "'kill' '--all'") {
+			t.Fatalf("the shim did not run kill --all:\n%s", calls)
+		}
+		c.must("tasks", "delete", id)
 		c.must("containers", "delete", id)
 	})
 

@@ -150,6 +150,25 @@ func TestPodman(t *testing.T) {
 			t.Fatalf("podman exec -it: want exit 6 and a pts name:\n%s", r)
 		}
 
+		// conmon takes a missing exec pid file as the runtime's failure and
+		// podman maps the JSON log's message to 127/126.
+		for _, tc := range []struct {
+			arg, want string
+			code      int
+		}{
+			{"/no/such/binary", "no such file or directory", 127},
+			{"/bin/notexec", "permission denied", 126},
+		} {
+			r := p.podman("exec", name, tc.arg)
+			if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("podman exec %s: want exit %d and %q:\n%s", tc.arg, tc.code, tc.want, r)
+			}
+		}
+		r = p.podman("exec", "--user", "65534", "--workdir", "/tmp", "--env", "FOO=bar", name, "sh", "-c", "echo $(id -u) $(pwd) $FOO")
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "65534 /tmp bar" {
+			t.Fatalf("podman exec --user --workdir --env: want \"65534 /tmp bar\":\n%s", r)
+		}
+
 		p.must("pause", name)
 		if st := p.inspect(name, "{{.State.Status}}"); st != "paused" {
 			t.Fatalf("after pause, status %q, want paused", st)
@@ -195,7 +214,36 @@ func TestPodman(t *testing.T) {
 		}
 	})
 
-	t.Run("ExecFailures", func(t *testing.T) {
+	t.Run("StdinKillRestart", func(t *testing.T) {
+		p.t = t
+		r := runCmd(t, p.env, "ping\n", p.argv("run", "-i", "--rm", "--network", "none", imageTag, "sh", "-c", "read x; echo got-$x; exit 3")...)
+		if r.code != 3 || strings.TrimSpace(r.stdout) != "got-ping" {
+			t.Fatalf("podman run -i: want exit 3 and got-ping:\n%s", r)
+		}
+
+		const name = "killme"
+		t.Cleanup(func() { p.podman("rm", "--force", "--time", "0", name) })
+		p.must("run", "-d", "--name", name, "--network", "none", imageTag, "sleep", "1000")
+		p.must("kill", "--signal", "KILL", name)
+		if !waitFor(10*time.Second, func() bool { return p.inspect(name, "{{.State.Status}}") == "exited" }) {
+			t.Fatalf("after kill, status %q, want exited", p.inspect(name, "{{.State.Status}}"))
+		}
+		if code := p.inspect(name, "{{.State.ExitCode}}"); code != "137" {
+			t.Fatalf("after SIGKILL, exit code %s, want 137", code)
+		}
+		p.must("restart", name)
+		if st := p.inspect(name, "{{.State.Status}}"); st != "running" {
+			t.Fatalf("after restart, status %q, want running", st)
+		}
+		// sleep as pid 1 ignores SIGTERM: stop must escalate to SIGKILL.
+		p.must("stop", "--time", "1", name)
+		if code := p.inspect(name, "{{.State.ExitCode}}"); code != "137" {
+			t.Fatalf("after stop of a TERM-ignoring init, exit code %s, want 137", code)
+		}
+		p.must("rm", name)
+	})
+
+	t.Run("RunFailures", func(t *testing.T) {
 		p.t = t
 		// podman maps the runtime's error message (from the JSON log) to
 		// 127/126 by substring, so the wording is the contract.
