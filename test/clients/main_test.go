@@ -139,6 +139,17 @@ func (r result) String() string {
 // exit code and the runtime calls it caused. It never fails t itself.
 func runCmd(t *testing.T, env []string, stdin string, argv ...string) result {
 	t.Helper()
+	return runCmdIO(t, env, stdin, nil, argv...)
+}
+
+// runCmdFiles is runCmd with extra open files passed as fds 3, 4, ...
+func runCmdFiles(t *testing.T, env []string, files []*os.File, argv ...string) result {
+	t.Helper()
+	return runCmdIO(t, env, "", files, argv...)
+}
+
+func runCmdIO(t *testing.T, env []string, stdin string, files []*os.File, argv ...string) result {
+	t.Helper()
 	off := traceOffset()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}, env...)
@@ -157,6 +168,7 @@ func runCmd(t *testing.T, env []string, stdin string, argv ...string) result {
 		defer pr.Close()
 		cmd.Stdin = pr
 	}
+	cmd.ExtraFiles = files
 	var so, se strings.Builder
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()

@@ -262,3 +262,67 @@ func TestPodman(t *testing.T) {
 		}
 	})
 }
+
+// tmpcopyupGap: berth rejects the tmpcopyup mount option.
+const tmpcopyupGap = "tmpcopyup mount option: berth fails create with \"mount option tmpcopyup is not supported\" (internal/linux/rootfs/mount.go); runc copies the directory's image content into the fresh tmpfs"
+
+// TestPodmanSpecFeatures runs podman options that turn into OCI spec features
+// the runtime has to implement, each checked from inside the container.
+func TestPodmanSpecFeatures(t *testing.T) {
+	testutil.RequireRoot(t)
+	requireTool(t, "podman", "conmon")
+	p := startPodman(t)
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		cmd   string
+		want  string
+		gap   string // set when berth is known not to pass yet
+	}{
+		{"UserNamespace", []string{"--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536"}, "cat /proc/self/uid_map; id -u; stat -c %u /bin/busybox", "100000", ""},
+		{"Privileged", []string{"--privileged"}, "grep CapEff /proc/self/status; ls /dev | grep -c .", "000001ff", ""},
+		// podman marks every tmpfs it adds (--tmpfs, --mount type=tmpfs and
+		// --read-only's /run, /tmp, /var/tmp) with runc's "tmpcopyup"
+		// extension: the image's files under the mount point are copied
+		// into the new tmpfs.
+		{"ReadOnlyTmpfs", []string{"--read-only"}, "touch /x 2>&1; touch /tmp/y && ls /run && echo ro-ok", "ro-ok", tmpcopyupGap},
+		{"TmpfsCopyUp", []string{"--tmpfs", "/etc:size=1m"}, "cat /etc/passwd", "root:x:0:0", tmpcopyupGap},
+		{"CapAddDrop", []string{"--cap-drop", "all", "--cap-add", "NET_ADMIN"}, "grep CapEff /proc/self/status", "0000000000001000", ""},
+		{"Device", []string{"--device", "/dev/null:/dev/mynull"}, "echo x > /dev/mynull && ls -l /dev/mynull", "1,   3", ""},
+		{"HostPID", []string{"--pid", "host"}, "test -d /proc/1 && cat /proc/1/comm", "", ""},
+		{"UserHostname", []string{"--user", "65534:65534", "--hostname", "berthbox"}, "echo $(id -u):$(id -g) $(hostname)", "65534:65534 berthbox", ""},
+		{"MemoryCPU", []string{"--memory", "32m", "--cpus", "0.5", "--pids-limit", "64"}, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max", "33554432\n64", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p.t = t
+			if tc.gap != "" {
+				knownGap(t, tc.gap)
+			}
+			args := append([]string{"run", "--rm", "--network", "none"}, tc.flags...)
+			args = append(args, imageTag, "sh", "-c", tc.cmd)
+			r := p.podman(args...)
+			if r.code != 0 || !strings.Contains(r.stdout, tc.want) {
+				t.Fatalf("want exit 0 and %q in stdout:\n%s", tc.want, r)
+			}
+		})
+	}
+
+	t.Run("PreserveFDs", func(t *testing.T) {
+		p.t = t
+		f, err := os.CreateTemp(t.TempDir(), "fd3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString("through-fd-3\n"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Seek(0, 0); err != nil {
+			t.Fatal(err)
+		}
+		r := runCmdFiles(t, p.env, []*os.File{f}, p.argv("run", "--rm", "--network", "none", "--preserve-fds", "1", imageTag, "sh", "-c", "cat <&3")...)
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "through-fd-3" {
+			t.Fatalf("podman run --preserve-fds 1: want the container to read fd 3:\n%s", r)
+		}
+	})
+}
