@@ -284,8 +284,11 @@ func TestContainerd(t *testing.T) {
 		c.t = t
 		const id = "limited"
 		t.Cleanup(func() { c.removeContainer(id) })
-		c.must(c.runArgv([]string{"-d", "--memory-limit", "67108864"}, id, "sleep", "1000")[5:]...)
+		c.must(c.runArgv([]string{"-d", "--memory-limit", "67108864", "--cpus", "0.5"}, id, "sleep", "1000")[5:]...)
 		pid := c.taskPid(id)
+		if v, err := cgroupFile(pid, "cpu", "cpu.cfs_quota_us"); err != nil || v != "50000" {
+			t.Fatalf("--cpus 0.5: cpu.cfs_quota_us %q (%v), want 50000", v, err)
+		}
 		if v, err := cgroupFile(pid, "memory", "memory.limit_in_bytes"); err != nil || v != "67108864" {
 			t.Fatalf("memory.limit_in_bytes %q (%v), want 67108864", v, err)
 		}
@@ -367,4 +370,41 @@ func TestContainerd(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestContainerdSpecFeatures runs ctr run options that become OCI spec
+// features, each checked from inside the container.
+func TestContainerdSpecFeatures(t *testing.T) {
+	testutil.RequireRoot(t)
+	requireTool(t, "containerd", "ctr", "containerd-shim-runc-v2")
+	c := startContainerd(t)
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "hostfile"), []byte("from-host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct {
+		name  string
+		flags []string
+		cmd   string
+		want  string
+	}{
+		{"Seccomp", []string{"--seccomp"}, "grep Seccomp: /proc/self/status", "2"},
+		{"Privileged", []string{"--privileged"}, "grep CapEff /proc/self/status; test -e /dev/kmsg && echo devs", "devs"},
+		{"ReadOnlyBindMount", []string{"--read-only", "--mount", "type=bind,src=" + host + ",dst=/host,options=rbind:ro"}, "cat /host/hostfile; touch /x 2>/dev/null || echo ro", "from-host\nro"},
+		{"CwdEnv", []string{"--cwd", "/tmp", "--env", "FOO=bar"}, "echo $(pwd) $FOO", "/tmp bar"},
+		// containerd's default set is 0xa80425fb; drop CHOWN (bit 0), add
+		// SYS_TIME (bit 25).
+		{"CapAddDrop", []string{"--cap-drop", "CAP_CHOWN", "--cap-add", "CAP_SYS_TIME"}, "grep CapEff /proc/self/status", "00000000aa0425fa"},
+		{"NetHost", []string{"--net-host"}, "test -e /sys/class/net/lo && readlink /proc/self/ns/net", "net:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c.t = t
+			id := fmt.Sprintf("feat%d", i)
+			t.Cleanup(func() { c.removeContainer(id) })
+			r := runCmd(t, nil, "", c.runArgv(append([]string{"--rm"}, tc.flags...), id, "sh", "-c", tc.cmd)...)
+			if r.code != 0 || !strings.Contains(r.stdout, tc.want) {
+				t.Fatalf("want exit 0 and %q in stdout:\n%s", tc.want, r)
+			}
+		})
+	}
 }
