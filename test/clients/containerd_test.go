@@ -408,3 +408,36 @@ func TestContainerdSpecFeatures(t *testing.T) {
 		})
 	}
 }
+
+// TestContainerdEdgeStates: kill --all, exec as another user, killing and
+// force-deleting a paused task.
+func TestContainerdEdgeStates(t *testing.T) {
+	testutil.RequireRoot(t)
+	requireTool(t, "containerd", "ctr", "containerd-shim-runc-v2")
+	c := startContainerd(t)
+	const id = "edge"
+	t.Cleanup(func() { c.removeContainer(id) })
+	c.must(c.runArgv([]string{"-d"}, id, "sh", "-c", "trap 'exit 9' TERM; while :; do sleep 0.1; done")[5:]...)
+	pid := c.taskPid(id)
+
+	r := c.ctr("tasks", "exec", "--exec-id", "u1", "--user", "65534", id, "id", "-u")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "65534" {
+		t.Fatalf("ctr task exec --user 65534: want 65534:\n%s", r)
+	}
+
+	c.must("tasks", "pause", id)
+	// SIGKILL on a frozen task: the runtime must get it delivered (runc
+	// thaws after signalling); then force delete.
+	off := traceOffset()
+	c.must("tasks", "kill", "--all", "-s", "SIGKILL", id)
+	if !strings.Contains(traceSince(off), "'kill' '--all'") {
+		t.Fatalf("ctr task kill --all did not reach the runtime as kill --all:\n%s", traceSince(off))
+	}
+	ok := waitFor(10*time.Second, func() bool { _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); return err != nil })
+	if !ok {
+		st, _ := cgroupFile(pid, "freezer", "freezer.state")
+		t.Fatalf("init %d of a paused task survived SIGKILL (freezer %s); task status %s\nruntime calls:\n%s", pid, st, c.taskStatus(id), traceSince(off))
+	}
+	c.must("tasks", "delete", "--force", id)
+	c.must("containers", "delete", id)
+}

@@ -326,3 +326,40 @@ func TestPodmanSpecFeatures(t *testing.T) {
 		}
 	})
 }
+
+// TestPodmanEdgeStates drives state transitions that go through the runtime
+// in less common orders: removing a paused container, exec into a paused
+// one, detached exec, updating the CPU quota.
+func TestPodmanEdgeStates(t *testing.T) {
+	testutil.RequireRoot(t)
+	requireTool(t, "podman", "conmon")
+	p := startPodman(t)
+	const name = "edge"
+	t.Cleanup(func() { p.podman("rm", "--force", "--time", "0", name) })
+	p.must("run", "-d", "--name", name, "--network", "none", imageTag, "sleep", "1000")
+	pid, _ := strconv.Atoi(p.inspect(name, "{{.State.Pid}}"))
+
+	r := p.must("exec", "-d", name, "sh", "-c", "echo detached > /tmp/marker")
+	if !waitFor(5*time.Second, func() bool { return p.podman("exec", name, "cat", "/tmp/marker").stdout == "detached\n" }) {
+		t.Fatalf("podman exec -d did not run its command:\n%s", r)
+	}
+
+	r = p.must("update", "--cpus", "0.5", name)
+	if v, err := cgroupFile(pid, "cpu", "cpu.cfs_quota_us"); err != nil || v != "50000" {
+		t.Fatalf("after update --cpus 0.5, cpu.cfs_quota_us %q (%v), want 50000\n%s", v, err, r)
+	}
+
+	p.must("pause", name)
+	if r := p.podman("exec", name, "true"); r.code == 0 {
+		t.Fatalf("exec into a paused container succeeded:\n%s", r)
+	}
+	// rm -f of a paused container: podman kills through the runtime, which
+	// must thaw the cgroup for SIGKILL to be delivered, then deletes.
+	r = p.must("rm", "--force", "--time", "0", name)
+	if r := p.podman("container", "exists", name); r.code == 0 {
+		t.Fatalf("container still exists after rm -f")
+	}
+	if !waitFor(5*time.Second, func() bool { _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); return err != nil }) {
+		t.Fatalf("init %d of the removed paused container is still alive\n%s", pid, r)
+	}
+}
