@@ -469,16 +469,19 @@ func markCloexec(from int) error {
 }
 
 // fixStdioOwner chowns stdio to the container user, so a non-root process
-// can reopen /proc/self/fd/N; /dev/null and refusals are left alone (runc).
+// can reopen /proc/self/fd/N; the null device and refusals are left alone
+// (runc). The null device is recognised by the fd's own type and number,
+// never by comparing with the container's /dev/null: a container whose
+// /dev/null is a plain file (a /dev bind mount, CVE-2026-88265 / runc #3674)
+// made the host's /dev/null, passed as stdin, look foreign, and it was
+// chowned to the container user on the host.
 func fixStdioOwner(uid, gid uint32) error {
-	var null unix.Stat_t
-	_ = unix.Stat("/dev/null", &null)
 	for fd := 0; fd <= 2; fd++ {
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
 			continue
 		}
-		if st.Rdev == null.Rdev && st.Mode&unix.S_IFMT == unix.S_IFCHR || st.Uid == uid {
+		if st.Mode&unix.S_IFMT == unix.S_IFCHR && unix.Major(st.Rdev) == 1 && unix.Minor(st.Rdev) == 3 || st.Uid == uid {
 			continue
 		}
 		if err := unix.Fchown(fd, int(uid), int(gid)); err != nil {

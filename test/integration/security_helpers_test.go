@@ -13,6 +13,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Helpers shared by the security_*_test.go regression tests: an attacker
@@ -352,3 +353,23 @@ func waitRunning(t *testing.T, r *rt, id string) {
 	}
 	t.Fatalf("container %s did not start running", id)
 }
+
+// waitExeced waits until pid runs the container's program: `start` returns
+// once init was released, a moment before the late seccomp load and execve.
+func waitExeced(t *testing.T, pid int, comm string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+		if err != nil {
+			t.Fatalf("container process %d: %v", pid, err)
+		}
+		if strings.TrimSpace(string(b)) == comm {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("process %d did not exec %s", pid, comm)
+}
+
+func mkfifo(p string) error { return unix.Mkfifo(p, 0o644) }

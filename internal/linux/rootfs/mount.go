@@ -145,27 +145,59 @@ func openRoot(rootfs string) (*os.File, error) {
 
 // ensureTarget resolves dest inside root, creating it (a directory, or an
 // empty file when isFile) when missing, and returns an O_PATH handle.
+// A trailing symlink whose target does not exist yet (an image's
+// /etc/resolv.conf -> /run/resolv.conf) is followed in-root and its target
+// created inside the rootfs, never beside the symlink's host-side meaning
+// (CVE-2019-18837 created the file on the host).
 func ensureTarget(root *os.File, dest string, isFile bool) (*os.File, error) {
-	if h, err := pathrs.OpenatInRoot(root, dest); err == nil {
-		return h, nil
+	for hops := 0; ; hops++ {
+		if h, err := pathrs.OpenatInRoot(root, dest); err == nil {
+			return h, nil
+		}
+		if hops >= 40 {
+			return nil, &os.PathError{Op: "create mount target", Path: dest, Err: unix.ELOOP}
+		}
+		dir, base := filepath.Split(filepath.Clean("/" + dest))
+		d, err := pathrs.MkdirAllHandle(root, dir, 0o755)
+		if err != nil {
+			return nil, err
+		}
+		if !isFile {
+			err = unix.Mkdirat(int(d.Fd()), base, 0o755)
+		} else {
+			var fd int
+			fd, err = unix.Openat(int(d.Fd()), base, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_WRONLY, 0o644)
+			if err == nil {
+				unix.Close(fd)
+			}
+		}
+		if err == nil || !errors.Is(err, unix.EEXIST) {
+			d.Close()
+			if err != nil {
+				return nil, &os.PathError{Op: "create mount target", Path: dest, Err: err}
+			}
+			return pathrs.OpenatInRoot(root, dest)
+		}
+		// Something is there but does not resolve: a dangling symlink.
+		link, lerr := readlinkat(int(d.Fd()), base)
+		d.Close()
+		if lerr != nil {
+			return nil, &os.PathError{Op: "create mount target", Path: dest, Err: err}
+		}
+		if !filepath.IsAbs(link) {
+			link = filepath.Join(dir, link)
+		}
+		dest = link
 	}
-	if !isFile {
-		return pathrs.MkdirAllHandle(root, dest, 0o755)
-	}
-	dir, base := filepath.Split(filepath.Clean("/" + dest))
-	d, err := pathrs.MkdirAllHandle(root, dir, 0o755)
+}
+
+func readlinkat(dirfd int, name string) (string, error) {
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(dirfd, name, buf)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	defer d.Close()
-	fd, err := unix.Openat(int(d.Fd()), base, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_WRONLY, 0o644)
-	if err != nil && !errors.Is(err, unix.EEXIST) {
-		return nil, &os.PathError{Op: "create mount target", Path: dest, Err: err}
-	}
-	if err == nil {
-		unix.Close(fd)
-	}
-	return pathrs.OpenatInRoot(root, dest)
+	return string(buf[:n]), nil
 }
 
 // MountAll performs the config's mounts in order.
@@ -199,6 +231,9 @@ func mountOne(c *Config, root *os.File, m specs.Mount) error {
 	if !filepath.IsAbs(m.Destination) {
 		// runc accepts relative destinations (as relative to /) with a warning.
 		m.Destination = "/" + m.Destination
+	}
+	if err := checkProcMount(m); err != nil {
+		return err
 	}
 	p := ParseOptions(m.Options)
 	if m.Type == "cgroup" || m.Type == "cgroup2" {
@@ -243,12 +278,13 @@ func mountOne(c *Config, root *os.File, m specs.Mount) error {
 			src = m.Type
 		}
 		if m.Type == "proc" || m.Type == "sysfs" {
-			// The kernel refuses these over a symlink or a non-directory;
-			// ensureTarget already resolved in-root.
-			var st unix.Stat_t
-			if err := unix.Fstat(int(target.Fd()), &st); err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
-				return fmt.Errorf("%s must be mounted on a directory", m.Destination)
+			// Mount on the directory itself, never through a symlink.
+			d, err := openOrdinaryDir(root, m.Destination)
+			if err != nil {
+				return err
 			}
+			defer d.Close()
+			tp = fdPath(d)
 		}
 		if err := unix.Mount(src, tp, m.Type, p.Flags&^unix.MS_REMOUNT, p.Data); err != nil {
 			if m.Type == "mqueue" && errors.Is(err, unix.EPERM) && c.UserNS {

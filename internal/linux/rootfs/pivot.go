@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"github.com/cyphar/filepath-securejoin/pathrs-lite/procfs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -162,23 +163,30 @@ func ReadonlyPaths(paths []string) error {
 // ReadonlyRoot remounts / read-only (root.readonly).
 func ReadonlyRoot() error { return remountBind("/", unix.MS_RDONLY) }
 
-// Sysctl writes linux.sysctl through the container's /proc/sys, refusing to
-// write unless /proc really is procfs (a fake /proc would redirect the writes).
+// Sysctl writes linux.sysctl through a private procfs handle (pathrs-lite's
+// procfs: a fresh procfs instance or a detached clone of /proc, verified to
+// be procfs root, with every lookup below it refusing symlinks, magic links
+// and mount crossings). CVE-2025-52881: resolving /proc/sys/... through the
+// container's own /proc followed whatever the container had arranged there
+// (symlinks in a tmpfs, bind mounts of other procfs files), so a write meant
+// for kernel.shm_rmid_forced could land in /proc/sysrq-trigger or
+// core_pattern, and an fstatfs check cannot tell procfs files apart.
+// The sysctl namespaces (net, ipc, uts) follow the writer, which is init.
 func Sysctl(kv map[string]string) error {
 	if len(kv) == 0 {
 		return nil
 	}
-	root, err := openRoot("/")
+	proc, err := procfs.OpenProcRoot()
 	if err != nil {
-		return err
+		return fmt.Errorf("open procfs for sysctls: %w", err)
 	}
-	defer root.Close()
+	defer proc.Close()
 	for k, v := range kv {
-		rel := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+		rel := "sys/" + strings.ReplaceAll(k, ".", "/")
 		if strings.Contains(k, "/") || strings.Contains(k, "..") {
-			rel = "/proc/sys/" + filepath.Clean("/"+k)
+			rel = "sys" + filepath.Clean("/"+k)
 		}
-		h, err := pathrs.OpenatInRoot(root, rel)
+		h, err := proc.OpenRoot(rel)
 		if err != nil {
 			return fmt.Errorf("sysctl %s: %w", k, err)
 		}
