@@ -30,7 +30,7 @@ func init() {
 		cli.StringFlag{Name: "layer-cache", EnvVar: "BERTH_LAYERS", Value: layercache.DefaultDir, Usage: "layer cache `DIR` for --overlay"},
 		cli.Int64Flag{Name: "max-size", Value: unpack.DefaultMaxBytes, Usage: "refuse images larger than `BYTES` uncompressed (decompression bombs)"},
 		cli.Int64Flag{Name: "max-entries", Value: unpack.DefaultMaxEntries, Usage: "refuse images with more than `N` tar entries"},
-		cli.BoolFlag{Name: "keep-dirlinks", Usage: "accepted for umoci compatibility: symlinks to directories are always kept and followed inside the rootfs"},
+		cli.BoolFlag{Name: "keep-dirlinks", Usage: "keep a symlink to a directory when a later layer has a directory at its path (umoci --keep-dirlinks); by default it is replaced"},
 	}
 	register(cli.Command{
 		Name:      "unpack",
@@ -102,6 +102,9 @@ func unpackAction(c *cli.Context) (retErr error) {
 	}
 	rootless := c.Bool("rootless") || os.Geteuid() != 0
 	overlay := c.Bool("overlay")
+	if overlay && c.Bool("keep-dirlinks") {
+		return errors.New("unpack: --keep-dirlinks does not apply to --overlay (overlayfs merges the layers: an upper directory replaces a lower symlink)")
+	}
 	if overlay && os.Geteuid() != 0 {
 		return errors.New("unpack: --overlay needs root (an overlay mount)")
 	}
@@ -136,7 +139,7 @@ func unpackAction(c *cli.Context) (retErr error) {
 			retErr = errors.Join(retErr, fmt.Errorf("cleaning up %s: %w", bundleDir, rerr))
 		}
 	}()
-	opts := unpack.Options{Rootless: rootless, UIDMaps: uids, GIDMaps: gids,
+	opts := unpack.Options{Rootless: rootless, UIDMaps: uids, GIDMaps: gids, KeepDirlinks: c.Bool("keep-dirlinks"),
 		MaxBytes: c.Int64("max-size"), MaxEntries: c.Int64("max-entries")}
 	// An interrupted unpack is a failed one: cancel the decoders so the
 	// half-built rootfs and bundle are removed instead of left behind.

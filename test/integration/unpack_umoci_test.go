@@ -57,6 +57,10 @@ func TestUnpackUmociEquivalence(t *testing.T) {
 		unpackEnt{name: "data", typ: tar.TypeReg, body: "file that becomes a dir"},
 		unpackEnt{name: "lib/", typ: tar.TypeDir},
 		unpackEnt{name: "lib/mod", typ: tar.TypeReg, body: "dir that becomes a symlink"},
+		unpackEnt{name: "usr/", typ: tar.TypeDir},
+		unpackEnt{name: "usr/lib64/", typ: tar.TypeDir},
+		unpackEnt{name: "usr/lib64/ld.so", typ: tar.TypeReg, body: "ld"},
+		unpackEnt{name: "lib64", typ: tar.TypeSymlink, link: "usr/lib64", mode: 0o777},
 	)
 	l2 := unpackWriteTar(t, filepath.Join(dir, "l2.tar"),
 		unpackEnt{name: "etc/", typ: tar.TypeDir, mode: 0o750},
@@ -70,6 +74,8 @@ func TestUnpackUmociEquivalence(t *testing.T) {
 		unpackEnt{name: "lib", typ: tar.TypeSymlink, link: "usr/lib", mode: 0o777},
 		unpackEnt{name: "bin/link2", typ: tar.TypeLink, link: "bin/ping"},
 		unpackEnt{name: "bin/su", typ: tar.TypeReg, mode: 0o4711, body: "su v2"},
+		unpackEnt{name: "lib64/", typ: tar.TypeDir},
+		unpackEnt{name: "lib64/new.so", typ: tar.TypeReg, body: "new"},
 	)
 	unpackMakeImage(t, layout, "crafted", "{}", l1+":gzip", l2+":none")
 
@@ -94,22 +100,39 @@ func TestUnpackUmociEquivalence(t *testing.T) {
 	)
 	unpackMakeImage(t, layout, "debian", `{"Cmd":["bash"]}`, strings.Join(parts, "+")+":gzip", deb2+":gzip")
 
-	for _, ref := range []string{"crafted", "debian"} {
-		t.Run(ref, func(t *testing.T) {
+	for _, c := range []struct {
+		ref  string
+		args []string
+	}{{"crafted", nil}, {"crafted", []string{"--keep-dirlinks"}}, {"debian", nil}} {
+		ref := c.ref
+		t.Run(ref+strings.Join(c.args, ""), func(t *testing.T) {
 			ub, bb := filepath.Join(dir, "umoci-"+ref), filepath.Join(dir, "berth-"+ref)
 			start := time.Now()
-			if out, err := exec.Command(umoci, "unpack", "--image", layout+":"+ref, ub).CombinedOutput(); err != nil {
+			uargs := append(append([]string{"unpack"}, c.args...), "--image", layout+":"+ref, ub)
+			if out, err := exec.Command(umoci, uargs...).CombinedOutput(); err != nil {
 				t.Fatalf("umoci unpack: %v\n%s", err, out)
 			}
 			tu := time.Since(start)
 			start = time.Now()
-			if out, err := unpackRun(t, nil, "unpack", "--image", layout+":"+ref, bb); err != nil {
+			bargs := append(append([]string{"unpack"}, c.args...), "--image", layout+":"+ref, bb)
+			if out, err := unpackRun(t, nil, bargs...); err != nil {
 				t.Fatalf("berth unpack: %v\n%s", err, out)
 			}
 			t.Logf("umoci %v, berth %v", tu, time.Since(start))
 			a, b := unpackTree(t, filepath.Join(bb, "rootfs")), unpackTree(t, filepath.Join(ub, "rootfs"))
 			if len(a) < 10 {
 				t.Fatalf("berth rootfs has only %d paths", len(a))
+			}
+			if ref == "crafted" {
+				// The two modes must really differ: the directory entry over
+				// the lib64 symlink replaces it unless --keep-dirlinks.
+				wantType := "d---------"
+				if len(c.args) > 0 {
+					wantType = "L---------"
+				}
+				if a["lib64"].typ != wantType {
+					t.Errorf("lib64 is %q, want %q", a["lib64"].typ, wantType)
+				}
 			}
 			if d := unpackDiffTrees(a, b); len(d) > 0 {
 				if len(d) > 40 {

@@ -531,6 +531,12 @@ func (a *applier) clear(pfd int, base string, keepDir bool) (isDir bool, err err
 
 func (a *applier) mkdir(pfd int, p, base string, hdr *tar.Header) error {
 	err := unix.Mkdirat(pfd, base, 0o700)
+	if err == unix.EEXIST && a.opts.KeepDirlinks && a.isDirlink(pfd, p, base) {
+		// umoci --keep-dirlinks: a directory entry over a symlink that
+		// resolves (inside the root) to a directory keeps the symlink. The
+		// entry's attributes are not applied through it.
+		return nil
+	}
 	if err == unix.EEXIST {
 		var isDir bool
 		if isDir, err = a.clear(pfd, base, true); err != nil {
@@ -549,6 +555,21 @@ func (a *applier) mkdir(pfd int, p, base string, hdr *tar.Header) error {
 	}
 	defer unix.Close(fd)
 	return a.applyDirMeta(fd, p, hdr)
+}
+
+// isDirlink reports whether base in pfd is a symlink resolving, inside the
+// root, to a directory.
+func (a *applier) isDirlink(pfd int, p, base string) bool {
+	var st unix.Stat_t
+	if unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		return false
+	}
+	fd, err := openat2(a.rootfd, p[1:], &inRoot)
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
 }
 
 func (a *applier) applyDirMeta(fd int, p string, hdr *tar.Header) error {

@@ -109,6 +109,10 @@ type Options struct {
 	// first (FormatOverlay): a hardlink to a file of a lower layer is
 	// satisfied by copying it, since links cannot cross layer directories.
 	Lowers []string
+	// KeepDirlinks keeps a symlink to a directory when a layer has a
+	// directory entry at its path (umoci --keep-dirlinks); by default the
+	// image-spec rule applies and the symlink is replaced by a directory.
+	KeepDirlinks bool
 	// Workers is the number of goroutines writing small files (default 4).
 	Workers int
 }

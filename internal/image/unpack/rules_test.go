@@ -261,6 +261,34 @@ func TestOverlayFormat(t *testing.T) {
 	mustContain(t, upper, "same", "s")
 }
 
+// TestKeepDirlinks: a directory entry over a symlink to a directory
+// replaces it by default (image-spec), keeps it with KeepDirlinks; either way
+// files under the path land in the directory the symlink points to only when
+// the symlink is kept.
+func TestKeepDirlinks(t *testing.T) {
+	l1 := tarOf(t, dir("usr/"), dir("usr/lib/"), file("usr/lib/a", "a"), symlink("lib", "usr/lib"))
+	l2 := tarOf(t, dir("lib/"), file("lib/b", "b"))
+	for _, keep := range []bool{false, true} {
+		root := filepath.Join(t.TempDir(), "rootfs")
+		if err := unpackTars(t, root, Options{Rootless: os.Geteuid() != 0, KeepDirlinks: keep}, l1, l2); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Lstat(filepath.Join(root, "lib"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if isLink := fi.Mode()&os.ModeSymlink != 0; isLink != keep {
+			t.Errorf("keep=%v: lib is a symlink: %v", keep, isLink)
+		}
+		if keep {
+			mustContain(t, root, "usr/lib/b", "b")
+		} else {
+			mustContain(t, root, "lib/b", "b")
+			mustNotExist(t, root, "usr/lib/b")
+		}
+	}
+}
+
 func TestParseIDMapping(t *testing.T) {
 	cases := []struct {
 		in   string
