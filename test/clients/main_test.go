@@ -116,7 +116,9 @@ func traceOffset() int64 {
 // what the client sent and what it expected.
 func knownGap(t *testing.T, gap string) {
 	t.Helper()
-	if os.Getenv("BERTH_CLIENT_KNOWN_GAPS") != "1" {
+	// Against another runtime (BERTH_CLIENT_RUNTIME) the test runs too: that
+	// is how a gap is shown to be berth's and not the test's.
+	if os.Getenv("BERTH_CLIENT_KNOWN_GAPS") != "1" && os.Getenv("BERTH_CLIENT_RUNTIME") == "" {
 		t.Skipf("known gap (run with BERTH_CLIENT_KNOWN_GAPS=1): %s", gap)
 	}
 }

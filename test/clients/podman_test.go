@@ -291,6 +291,11 @@ func TestPodmanSpecFeatures(t *testing.T) {
 		{"Device", []string{"--device", "/dev/null:/dev/mynull"}, "echo x > /dev/mynull && ls -l /dev/mynull", "1,   3", ""},
 		{"HostPID", []string{"--pid", "host"}, "test -d /proc/1 && cat /proc/1/comm", "", ""},
 		{"UserHostname", []string{"--user", "65534:65534", "--hostname", "berthbox"}, "echo $(id -u):$(id -g) $(hostname)", "65534:65534 berthbox", ""},
+		{"CgroupNS", []string{"--cgroupns", "private"}, "readlink /proc/self/ns/cgroup; cat /proc/self/cgroup | grep memory", ":/\n", ""},
+		{"SecurityOpts", []string{"--security-opt", "no-new-privileges", "--security-opt", "seccomp=unconfined", "--security-opt", "mask=/etc/group"}, "grep -E 'NoNewPrivs|Seccomp:' /proc/self/status | tr -s '\\t' ' '; wc -c < /etc/group", "NoNewPrivs: 1\nSeccomp: 0\n0", ""},
+		{"SysctlUlimitOOM", []string{"--sysctl", "net.ipv4.ip_forward=1", "--ulimit", "nofile=100:200", "--ulimit", "nproc=4096:4096", "--oom-score-adj", "200"}, "cat /proc/sys/net/ipv4/ip_forward; ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj", "1\n100\n200\n200", ""},
+		{"BindVolume", []string{"-v", "/etc/hostname:/host-hostname:ro", "--shm-size", "2m"}, "cat /host-hostname >/dev/null && echo bound; df -k /dev/shm | tail -1", "bound", ""},
+		{"CPUSetSharesSwap", []string{"--cpuset-cpus", "0", "--cpu-shares", "512", "--memory", "64m", "--memory-swap", "128m", "--memory-reservation", "32m"}, "cat /sys/fs/cgroup/cpuset/cpuset.cpus /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/memory/memory.soft_limit_in_bytes", "0\n512\n33554432", ""},
 		{"MemoryCPU", []string{"--memory", "32m", "--cpus", "0.5", "--pids-limit", "64"}, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max", "33554432\n64", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -306,6 +311,20 @@ func TestPodmanSpecFeatures(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("JoinNamespaces", func(t *testing.T) {
+		p.t = t
+		// Sharing another container's namespaces is how pods work: the
+		// runtime gets namespace paths (/proc/<pid>/ns/...) to setns into.
+		const first = "nsowner"
+		t.Cleanup(func() { p.podman("rm", "--force", "--time", "0", first) })
+		p.must("run", "-d", "--name", first, "--network", "none", "--hostname", "owner", imageTag, "sleep", "1000")
+		r := p.podman("run", "--rm", "--pid", "container:"+first, "--network", "container:"+first,
+			"--ipc", "container:"+first, "--uts", "container:"+first, imageTag, "sh", "-c", "hostname; ps -o comm | grep -c sleep")
+		if r.code != 0 || !strings.Contains(r.stdout, "owner\n1") {
+			t.Fatalf("want the first container's hostname and its sleep visible:\n%s", r)
+		}
+	})
 
 	t.Run("PreserveFDs", func(t *testing.T) {
 		p.t = t
