@@ -27,7 +27,13 @@ while (($#)); do
 		[[ "$1" == -cache || "$1" == --cache ]] && cache="$2"
 		shift
 		;;
-	-h | --help) args+=(-h) ;;
+	-h | --help)
+		sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+		echo
+		echo "Harness flags (pass them here as -flag VALUE):"
+		go run ./test/conformance -h 2>&1 | sed -n '/^  -/,$p'
+		exit 0
+		;;
 	-*) echo "conformance.sh: unknown option $1 (see -h)" >&2; exit 2 ;;
 	*)
 		[[ -z "$runtime" ]] || { echo "conformance.sh: more than one runtime given" >&2; exit 2; }
