@@ -34,6 +34,7 @@ func startContainerd(t *testing.T) *ctrd {
 	if err != nil {
 		t.Fatal(err)
 	}
+	removeIfCreated(t, "/run/containerd", "/run/containerd/s", "/run/containerd/fifo")
 	c := &ctrd{t: t, dir: dir, sock: filepath.Join(dir, "c.sock"), ns: "berthtest", runcRoot: filepath.Join(dir, "runc")}
 	cfg := fmt.Sprintf(`version = 2
 root = %q
@@ -128,7 +129,7 @@ func (c *ctrd) must(args ...string) result {
 // runArgv is `ctr run` with the runc shim pointed at the runtime under test.
 func (c *ctrd) runArgv(flags []string, id string, cmd ...string) []string {
 	argv := []string{"ctr", "--address", c.sock, "--namespace", c.ns, "run", "--snapshotter", "native",
-		"--runc-binary", runtimeBin, "--runc-root", c.runcRoot}
+		"--runc-binary", runtimeBin, "--runc-root", c.runcRoot, "--fifo-dir", filepath.Join(c.dir, "fifo")}
 	argv = append(argv, flags...)
 	argv = append(argv, c.image, id)
 	return append(argv, cmd...)
@@ -207,7 +208,7 @@ func TestContainerd(t *testing.T) {
 		}
 		pid := c.taskPid(id)
 
-		r = c.ctr("tasks", "exec", "--exec-id", "e1", id, "sh", "-c", "echo exec-out; exit 5")
+		r = c.ctr("tasks", "exec", "--fifo-dir", filepath.Join(c.dir, "fifo"), "--exec-id", "e1", id, "sh", "-c", "echo exec-out; exit 5")
 		if r.code != 5 || strings.TrimSpace(r.stdout) != "exec-out" {
 			t.Fatalf("ctr task exec: want exit 5 and exec-out:\n%s", r)
 		}
@@ -215,14 +216,14 @@ func TestContainerd(t *testing.T) {
 			t.Fatalf("exec did not go through the runtime's exec --process:\n%s", r)
 		}
 		r = runCmd(t, nil, "", inPty(shellQuote([]string{"ctr", "--address", c.sock, "--namespace", c.ns,
-			"tasks", "exec", "-t", "--exec-id", "e2", id, "sh", "-c", "tty; exit 6"}))...)
+			"tasks", "exec", "--fifo-dir", filepath.Join(c.dir, "fifo"), "-t", "--exec-id", "e2", id, "sh", "-c", "tty; exit 6"}))...)
 		if r.code != 6 || !strings.Contains(r.stdout, "/dev/pts/") {
 			t.Fatalf("ctr task exec -t: want exit 6 and a pts name:\n%s", r)
 		}
 
 		// A failed exec reaches ctr as "OCI runtime exec failed: <last
 		// error in log.json>"; the shim never sees the process start.
-		r = c.ctr("tasks", "exec", "--exec-id", "e3", id, "/no/such/binary")
+		r = c.ctr("tasks", "exec", "--fifo-dir", filepath.Join(c.dir, "fifo"), "--exec-id", "e3", id, "/no/such/binary")
 		if r.code == 0 || !strings.Contains(r.stderr, "OCI runtime exec failed") || !strings.Contains(r.stderr, "no such file or directory") {
 			t.Fatalf("exec of a missing binary: want \"OCI runtime exec failed\" and \"no such file or directory\":\n%s", r)
 		}
@@ -420,10 +421,26 @@ func TestContainerdEdgeStates(t *testing.T) {
 	c.must(c.runArgv([]string{"-d"}, id, "sh", "-c", "trap 'exit 9' TERM; while :; do sleep 0.1; done")[5:]...)
 	pid := c.taskPid(id)
 
-	r := c.ctr("tasks", "exec", "--exec-id", "u1", "--user", "65534", id, "id", "-u")
+	r := c.ctr("tasks", "exec", "--fifo-dir", filepath.Join(c.dir, "fifo"), "--exec-id", "u1", "--user", "65534", id, "id", "-u")
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "65534" {
 		t.Fatalf("ctr task exec --user 65534: want 65534:\n%s", r)
 	}
+
+	// Killing a task whose init already exited: the shim matches the
+	// runtime's "container not running" / "process already finished" and
+	// answers NotFound instead of an internal error.
+	const done = "exited"
+	t.Cleanup(func() { c.removeContainer(done) })
+	c.must(c.runArgv([]string{"-d"}, done, "true")[5:]...)
+	if !waitFor(10*time.Second, func() bool { return c.taskStatus(done) == "STOPPED" }) {
+		t.Fatalf("task running true did not stop: %q", c.taskStatus(done))
+	}
+	r = c.ctr("tasks", "kill", "-s", "SIGTERM", done)
+	if r.code == 0 || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("kill of an exited task: want a \"not found\" error:\n%s", r)
+	}
+	c.must("tasks", "delete", done)
+	c.must("containers", "delete", done)
 
 	c.must("tasks", "pause", id)
 	// SIGKILL on a frozen task: the runtime must get it delivered (runc

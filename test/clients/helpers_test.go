@@ -258,3 +258,23 @@ func cgroupFile(pid int, controller, file string) (string, error) {
 	}
 	return "", os.ErrNotExist
 }
+
+// removeIfCreated arranges for the listed host directories that do not exist
+// yet to be removed again at the end of t, if they are empty then: clients
+// create a few fixed directories (containerd's shim socket dir, podman's
+// network run dir) outside the locations a test can choose.
+func removeIfCreated(t *testing.T, dirs ...string) {
+	var missing []string
+	for _, d := range dirs {
+		if _, err := os.Lstat(d); os.IsNotExist(err) {
+			missing = append(missing, d)
+		}
+	}
+	t.Cleanup(func() {
+		// Deepest first, so a parent is empty by the time it is tried.
+		sort.Slice(missing, func(i, j int) bool { return len(missing[i]) > len(missing[j]) })
+		for _, d := range missing {
+			_ = os.Remove(d)
+		}
+	})
+}

@@ -26,14 +26,16 @@ func startPodman(t *testing.T) *pman {
 	if err != nil {
 		t.Fatal(err)
 	}
+	removeIfCreated(t, "/run/containers", "/run/containers/networks")
 	p := &pman{t: t, dir: dir}
 	files := map[string]string{
-		// network_config_dir keeps podman's network files out of /etc.
+		// network_config_dir keeps podman's network files out of /etc;
+		// file locks live in --tmpdir instead of /dev/shm/libpod_lock.
 		// podman gives root containers RLIMIT_NOFILE 1048576 and NPROC
 		// 4194304 (and lowers its own NPROC to 32768); raising a hard limit
 		// needs CAP_SYS_RESOURCE, which sandboxed CI machines may lack
 		// (runc fails the same way), so ask for modest limits.
-		"containers.conf": fmt.Sprintf("[containers]\ndefault_ulimits = [\"nofile=1024:4096\", \"nproc=4096:4096\"]\n[engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n[network]\nnetwork_config_dir = %q\n", filepath.Join(dir, "net")),
+		"containers.conf": fmt.Sprintf("[containers]\ndefault_ulimits = [\"nofile=1024:4096\", \"nproc=4096:4096\"]\n[engine]\nlock_type = \"file\"\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n[network]\nnetwork_config_dir = %q\n", filepath.Join(dir, "net")),
 		"storage.conf":    fmt.Sprintf("[storage]\ndriver = \"vfs\"\nrunroot = %q\ngraphroot = %q\n", filepath.Join(dir, "runroot"), filepath.Join(dir, "root")),
 		"registries.conf": "unqualified-search-registries = []\n",
 	}
