@@ -2,10 +2,13 @@ package clients
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -243,6 +246,39 @@ func TestPodman(t *testing.T) {
 			t.Fatalf("after stop of a TERM-ignoring init, exit code %s, want 137", code)
 		}
 		p.must("rm", name)
+	})
+
+	t.Run("SigProxy", func(t *testing.T) {
+		p.t = t
+		// An attached podman run forwards the signals it gets to the
+		// container through the runtime's kill.
+		off := traceOffset()
+		argv := p.argv("run", "--rm", "--network", "none", imageTag, "sh", "-c", "echo ready; trap 'exit 3' TERM; while :; do sleep 0.1; done")
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}, p.env...)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		buf := make([]byte, 6)
+		if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "ready\n" {
+			t.Fatalf("container did not start: %q %v", buf, err)
+		}
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		err = cmd.Wait()
+		code := cmd.ProcessState.ExitCode()
+		if code != 3 {
+			t.Fatalf("podman run got SIGTERM: want the container's TERM trap exit 3, got %d (%v)\nruntime calls:\n%s", code, err, traceSince(off))
+		}
+		if calls := traceSince(off); !strings.Contains(calls, "'kill'") {
+			t.Fatalf("podman did not forward the signal through the runtime's kill:\n%s", calls)
+		}
 	})
 
 	t.Run("RunFailures", func(t *testing.T) {
