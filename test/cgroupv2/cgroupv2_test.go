@@ -62,6 +62,18 @@ var guestSuites = []guestSuite{
 		mustRun: []string{"TestAttachEnforces", "TestProgramExhaustive"},
 	},
 	{
+		// berth runs containers on cgroup v2: limits (memory OOM with the
+		// event, pids), freeze/thaw, stats, update, lifecycle.
+		name: "runtime",
+		pkg:  "berth/test/integration",
+		run:  "TestResourcesPauseResumePsUpdateEvents|TestResourcesPidsLimitStopsForkBomb|TestResourcesMemoryOOM|TestResourcesDeviceRuleDeniesMem|TestRuntimeLifecycle|TestRuntimeRunExitStatus",
+		mustRun: []string{
+			"TestResourcesPauseResumePsUpdateEvents", "TestResourcesPidsLimitStopsForkBomb", "TestResourcesMemoryOOM", "TestResourcesDeviceRuleDeniesMem",
+			"TestRuntimeLifecycle", "TestRuntimeRunExitStatus",
+		},
+		berth: true,
+	},
+	{
 		// The static runtime binary starts in the guest and sees cgroup v2.
 		name:  "berth",
 		cmd:   `"$BERTH_BIN" --version && "$BERTH_BIN" features | grep -q '"v2": true'`,
@@ -85,14 +97,18 @@ func TestCgroupV2Guest(t *testing.T) {
 
 	work := t.TempDir()
 	root := filepath.Join(work, "root")
-	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "tests"} {
+	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "tests", "etc"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	copyFile(t, busybox, filepath.Join(root, "bin/busybox"), 0o755)
-	// The tests use /bin/sh, sleep, head, seq; busybox provides them all.
-	for _, app := range []string{"sh", "env", "sleep", "head", "seq", "cat", "grep", "mount", "mkdir", "poweroff", "echo"} {
+	// The runtime's integration tests list containers by owner name.
+	if err := os.WriteFile(filepath.Join(root, "etc/passwd"), []byte("root:x:0:0:root:/:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The tests use /bin/sh, sleep, head, seq, ps; busybox provides them all.
+	for _, app := range []string{"sh", "env", "sleep", "head", "seq", "cat", "grep", "mount", "mkdir", "poweroff", "echo", "ps"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", app)); err != nil {
 			t.Fatal(err)
 		}
@@ -213,6 +229,18 @@ func initScript() string {
 	var b strings.Builder
 	b.WriteString(`#!/bin/busybox sh
 export PATH=/bin HOME=/ TMPDIR=/tmp
+# pivot_root cannot leave the initramfs root, and container runtimes need
+# it: move everything onto a tmpfs root first.
+if [ "$BERTH_SWITCHED" != 1 ]; then
+	mkdir -p /newroot
+	mount -t tmpfs -o mode=755 root /newroot
+	for d in /*; do
+		case "$d" in /newroot|/proc|/sys|/dev) ;; *) /bin/busybox cp -a "$d" /newroot/ ;; esac
+	done
+	mkdir -p /newroot/proc /newroot/sys /newroot/dev
+	export BERTH_SWITCHED=1
+	exec /bin/busybox switch_root /newroot /init
+fi
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
