@@ -60,6 +60,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		c.t = t // subtests that last set c.t are over
 		c.cleanup(cmd)
 		logf.Close()
 		if t.Failed() {

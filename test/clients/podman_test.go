@@ -53,6 +53,7 @@ func startPodman(t *testing.T) *pman {
 		"CONTAINERS_REGISTRIES_CONF=" + filepath.Join(dir, "registries.conf"),
 	}
 	t.Cleanup(func() {
+		p.t = t // subtests that last set p.t are over
 		p.podman("rm", "--all", "--force", "--time", "0")
 		// conmon outlives podman; any left (e.g. after a podman crash) has
 		// our run dir in its argv.
@@ -77,6 +78,9 @@ func (p *pman) argv(args ...string) []string {
 		"--storage-driver", "vfs",
 		"--cgroup-manager", "cgroupfs",
 		"--events-backend", "file",
+		// No --runtime-flag root=...: podman 4.3 leaves it off the
+		// delete --force of its exit-command cleanup, so the runtime's
+		// state stays in its default root (podman removes its entries).
 		"--runtime", runtimeBin,
 	}, args...)
 }
