@@ -216,6 +216,12 @@ func setupRootfs(conn *ipc.Conn, c *Config) error {
 			return err
 		}
 	}
+	if c.MountNS && c.Process.Cwd != "" && c.Process.Cwd != "/" {
+		// A cwd the image lacks is created, as runc does.
+		if err := rootfs.EnsureDir(c.Rootfs, c.Process.Cwd); err != nil {
+			return fmt.Errorf("create cwd %s: %w", c.Process.Cwd, err)
+		}
+	}
 	if c.MountNS {
 		if c.NoPivot {
 			if err := rootfs.MoveRoot(c.Rootfs); err != nil {

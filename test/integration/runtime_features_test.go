@@ -159,3 +159,11 @@ func TestDocsManAndCompletion(t *testing.T) {
 		t.Errorf("completion candidates for `berth container`: %q", out)
 	}
 }
+
+func TestRuntimeCreatesMissingCwd(t *testing.T) {
+	r := newRT(t)
+	b := testutil.Bundle(t, func(s *specs.Spec) { s.Process.Cwd = "/srv/app/data" }, "pwd")
+	if out := r.must("run", "-b", b, r.id()); out != "/srv/app/data\n" {
+		t.Errorf("pwd = %q", out)
+	}
+}
