@@ -109,31 +109,44 @@ func main() {
 		fmt.Println("swaps", n)
 	case "exewrite":
 		// exewrite DURATION STOPFILE: try to open every process' exe for
-		// writing, directly and through an O_PATH handle (CVE-2019-5736).
+		// writing, directly and through O_PATH handles kept across the
+		// process' exit (CVE-2019-5736: ETXTBSY clears when it is gone).
 		end := until(os.Args[2])
 		self := os.Getpid()
+		seen := map[int]bool{}
+		var held []int
 		for time.Now().Before(end) && !stopped(os.Args[3]) {
 			for _, p := range pids() {
-				if p == self {
+				if p == self || seen[p] {
 					continue
 				}
+				seen[p] = true
 				exe := "/proc/" + strconv.Itoa(p) + "/exe"
 				if fd, err := syscall.Open(exe, syscall.O_WRONLY|syscall.O_CLOEXEC, 0); err == nil {
 					link, _ := os.Readlink(exe)
 					fmt.Println("OPENED-FOR-WRITE", exe, link)
 					syscall.Close(fd)
 				}
-				h, err := syscall.Open(exe, 0x200000|syscall.O_CLOEXEC, 0) // O_PATH
-				if err != nil {
-					continue
+				if h, err := syscall.Open(exe, 0x200000|syscall.O_CLOEXEC, 0); err == nil { // O_PATH
+					// The container's own binaries are not the runtime.
+					if link, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(h)); strings.HasPrefix(link, "/bin/") {
+						syscall.Close(h)
+					} else {
+						held = append(held, h)
+					}
 				}
+			}
+			for len(held) > 64 {
+				syscall.Close(held[0])
+				held = held[1:]
+			}
+			for _, h := range held {
 				via := "/proc/self/fd/" + strconv.Itoa(h)
 				if fd, err := syscall.Open(via, syscall.O_WRONLY|syscall.O_CLOEXEC, 0); err == nil {
 					link, _ := os.Readlink(via)
-					fmt.Println("REOPENED-FOR-WRITE", exe, link)
+					fmt.Println("REOPENED-FOR-WRITE", link)
 					syscall.Close(fd)
 				}
-				syscall.Close(h)
 			}
 		}
 		fmt.Println("done")
