@@ -1,6 +1,8 @@
 package clients
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,6 +25,7 @@ type ctrd struct {
 	ns       string
 	runcRoot string
 	image    string
+	ids      map[string]bool // every container id given to ctr run
 }
 
 // startContainerd starts containerd under a temp dir and imports the test
@@ -35,7 +38,11 @@ func startContainerd(t *testing.T) *ctrd {
 		t.Fatal(err)
 	}
 	removeIfCreated(t, "/run/containerd", "/run/containerd/s", "/run/containerd/fifo")
-	c := &ctrd{t: t, dir: dir, sock: filepath.Join(dir, "c.sock"), ns: "berthtest", runcRoot: filepath.Join(dir, "runc")}
+	// The namespace names the cgroup parent (/<ns>/<id>): unique per
+	// process, so concurrent runs of this suite never share cgroups.
+	ns := fmt.Sprintf("berthtest%d", os.Getpid())
+	removeIfCreated(t, cgroupDirs(ns)...)
+	c := &ctrd{t: t, dir: dir, sock: filepath.Join(dir, "c.sock"), ns: ns, runcRoot: filepath.Join(dir, "runc"), ids: map[string]bool{}}
 	cfg := fmt.Sprintf(`version = 2
 root = %q
 state = %q
@@ -110,6 +117,19 @@ func (c *ctrd) cleanup(daemon *exec.Cmd) {
 	}
 	// Shims are started with -address <our socket>; nothing else has it.
 	killPids(pidsWithArg(c.sock))
+	// A killed shim leaves its socket in containerd's fixed socket dir,
+	// named by the hash of <address>/<namespace>/<id>.
+	for id := range c.ids {
+		sum := sha256.Sum256([]byte(filepath.Join(c.sock, c.ns, id)))
+		_ = os.Remove(filepath.Join("/run/containerd/s", hex.EncodeToString(sum[:])))
+	}
+	// Containers a killed shim left behind: the runtime still knows them.
+	root := filepath.Join(c.runcRoot, c.ns)
+	if out, err := exec.Command(realBin, "--root", root, "list", "-q").Output(); err == nil {
+		for _, id := range strings.Fields(string(out)) {
+			_ = exec.Command(realBin, "--root", root, "delete", "--force", id).Run()
+		}
+	}
 }
 
 // ctr runs ctr against this daemon.
@@ -129,11 +149,22 @@ func (c *ctrd) must(args ...string) result {
 
 // runArgv is `ctr run` with the runc shim pointed at the runtime under test.
 func (c *ctrd) runArgv(flags []string, id string, cmd ...string) []string {
+	c.ids[id] = true
 	argv := []string{"ctr", "--address", c.sock, "--namespace", c.ns, "run", "--snapshotter", "native",
 		"--runc-binary", runtimeBin, "--runc-root", c.runcRoot, "--fifo-dir", filepath.Join(c.dir, "fifo")}
 	argv = append(argv, flags...)
 	argv = append(argv, c.image, id)
 	return append(argv, cmd...)
+}
+
+// mustRun runs `ctr run` (see runArgv) and fails the test unless it exits 0.
+func (c *ctrd) mustRun(flags []string, id string, cmd ...string) result {
+	c.t.Helper()
+	r := runCmd(c.t, nil, "", c.runArgv(flags, id, cmd...)...)
+	if r.code != 0 {
+		c.t.Fatalf("ctr run failed:\n%s", r)
+	}
+	return r
 }
 
 // taskStatus is the STATUS column of `ctr task ls` for id ("" if absent).
@@ -286,7 +317,7 @@ func TestContainerd(t *testing.T) {
 		c.t = t
 		const id = "limited"
 		t.Cleanup(func() { c.removeContainer(id) })
-		c.must(c.runArgv([]string{"-d", "--memory-limit", "67108864", "--cpus", "0.5"}, id, "sleep", "1000")[5:]...)
+		c.mustRun([]string{"-d", "--memory-limit", "67108864", "--cpus", "0.5"}, id, "sleep", "1000")
 		pid := c.taskPid(id)
 		if v, err := cgroupFile(pid, "cpu", "cpu.cfs_quota_us"); err != nil || v != "50000" {
 			t.Fatalf("--cpus 0.5: cpu.cfs_quota_us %q (%v), want 50000", v, err)
@@ -315,7 +346,7 @@ func TestContainerd(t *testing.T) {
 		// Without a private pid namespace, init's death does not kill the
 		// other processes: the shim runs "kill --all <id> 9" and the
 		// runtime must kill everything in the cgroup.
-		c.must(c.runArgv([]string{"-d", "--with-ns", "pid:/proc/self/ns/pid"}, id, "sh", "-c", "sleep 1000 & sleep 1000")[5:]...)
+		c.mustRun([]string{"-d", "--with-ns", "pid:/proc/self/ns/pid"}, id, "sh", "-c", "sleep 1000 & sleep 1000")
 		var pids []string
 		waitFor(5*time.Second, func() bool {
 			pids = nil
@@ -419,7 +450,7 @@ func TestContainerdEdgeStates(t *testing.T) {
 	c := startContainerd(t)
 	const id = "edge"
 	t.Cleanup(func() { c.removeContainer(id) })
-	c.must(c.runArgv([]string{"-d"}, id, "sh", "-c", "trap 'exit 9' TERM; while :; do sleep 0.1; done")[5:]...)
+	c.mustRun([]string{"-d"}, id, "sh", "-c", "trap 'exit 9' TERM; while :; do sleep 0.1; done")
 	pid := c.taskPid(id)
 
 	r := c.ctr("tasks", "exec", "--fifo-dir", filepath.Join(c.dir, "fifo"), "--exec-id", "u1", "--user", "65534", id, "id", "-u")
@@ -432,7 +463,7 @@ func TestContainerdEdgeStates(t *testing.T) {
 	// answers NotFound instead of an internal error.
 	const done = "exited"
 	t.Cleanup(func() { c.removeContainer(done) })
-	c.must(c.runArgv([]string{"-d"}, done, "true")[5:]...)
+	c.mustRun([]string{"-d"}, done, "true")
 	if !waitFor(10*time.Second, func() bool { return c.taskStatus(done) == "STOPPED" }) {
 		t.Fatalf("task running true did not stop: %q", c.taskStatus(done))
 	}

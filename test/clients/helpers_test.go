@@ -278,3 +278,22 @@ func removeIfCreated(t *testing.T, dirs ...string) {
 		}
 	})
 }
+
+// cgroupDirs lists name under every mounted cgroup hierarchy, for
+// removeIfCreated: runtimes remove a container's own cgroup but not the
+// parents a client put it under (containerd's /<namespace>, podman's
+// /libpod_parent).
+func cgroupDirs(name string) []string {
+	ents, err := os.ReadDir("/sys/fs/cgroup")
+	if err != nil {
+		return nil
+	}
+	var dirs []string
+	for _, e := range ents {
+		// Skip the cpu -> cpu,cpuacct style symlinks: the real dir is listed too.
+		if e.IsDir() {
+			dirs = append(dirs, filepath.Join("/sys/fs/cgroup", e.Name(), name))
+		}
+	}
+	return dirs
+}

@@ -30,6 +30,9 @@ func startPodman(t *testing.T) *pman {
 		t.Fatal(err)
 	}
 	removeIfCreated(t, "/run/containers", "/run/containers/networks")
+	// podman puts containers under /libpod_parent and conmon in
+	// /libpod_parent/conmon.
+	removeIfCreated(t, append(cgroupDirs("libpod_parent"), cgroupDirs("libpod_parent/conmon")...)...)
 	p := &pman{t: t, dir: dir}
 	files := map[string]string{
 		// network_config_dir keeps podman's network files out of /etc;
