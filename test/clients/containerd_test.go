@@ -474,6 +474,32 @@ func TestContainerdEdgeStates(t *testing.T) {
 	c.must("tasks", "delete", done)
 	c.must("containers", "delete", done)
 
+	// A pod the way the CRI plugin builds one: app containers join the
+	// sandbox's namespaces by /proc/<pid>/ns path.
+	const sandbox, app = "sandbox", "app"
+	t.Cleanup(func() { c.removeContainer(app); c.removeContainer(sandbox) })
+	c.mustRun([]string{"-d"}, sandbox, "sleep", "1000")
+	spid := c.taskPid(sandbox)
+	var flags []string
+	want := ""
+	for _, ns := range []string{"net", "ipc", "uts", "pid"} {
+		name := ns
+		if ns == "net" {
+			name = "network"
+		}
+		flags = append(flags, "--with-ns", fmt.Sprintf("%s:/proc/%d/ns/%s", name, spid, ns))
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", spid, ns))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want += link + " "
+	}
+	r = runCmd(t, nil, "", c.runArgv(append([]string{"--rm"}, flags...), app, "sh", "-c",
+		"for n in net ipc uts pid; do printf '%s ' $(readlink /proc/self/ns/$n); done; echo; ps -o comm | grep -c sleep")...)
+	if r.code != 0 || !strings.Contains(r.stdout, want+"\n1") {
+		t.Fatalf("app joined to the sandbox: want namespaces %q and the sandbox's sleep visible:\n%s", want, r)
+	}
+
 	c.must("tasks", "pause", id)
 	// SIGKILL on a frozen task: the runtime must get it delivered (runc
 	// thaws after signalling); then force delete.
