@@ -108,6 +108,23 @@ func createOptions(c *cli.Context) (runtime.CreateOptions, error) {
 	}, nil
 }
 
+// createSetup is what create and run share: one container id, no systemd
+// driver, the runtime and the create flags.
+func createSetup(c *cli.Context) (*runtime.Runtime, runtime.CreateOptions, error) {
+	if err := checkArgs(c, 1, exactArgs); err != nil {
+		return nil, runtime.CreateOptions{}, err
+	}
+	if err := checkSystemd(c); err != nil {
+		return nil, runtime.CreateOptions{}, err
+	}
+	rt, err := newRuntime(c)
+	if err != nil {
+		return nil, runtime.CreateOptions{}, err
+	}
+	o, err := createOptions(c)
+	return rt, o, err
+}
+
 const idUsage = `<container-id>
 
 Where "<container-id>" is your name for the instance of the container that you
@@ -132,17 +149,7 @@ Example:
    berth create -b ./bundle --pid-file ./init.pid mycontainer && berth start mycontainer`,
 		Flags: createFlags,
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 1, exactArgs); err != nil {
-				return err
-			}
-			if err := checkSystemd(c); err != nil {
-				return err
-			}
-			rt, err := newRuntime(c)
-			if err != nil {
-				return err
-			}
-			o, err := createOptions(c)
+			rt, o, err := createSetup(c)
 			if err != nil {
 				return err
 			}
@@ -171,24 +178,11 @@ Example:
 			cli.BoolFlag{Name: "no-subreaper", Usage: "disable the use of the subreaper used to reap reparented processes"},
 		),
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 1, exactArgs); err != nil {
-				return err
-			}
-			if err := checkSystemd(c); err != nil {
-				return err
-			}
-			rt, err := newRuntime(c)
-			if err != nil {
-				return err
-			}
-			co, err := createOptions(c)
+			rt, co, err := createSetup(c)
 			if err != nil {
 				return err
 			}
 			o := runtime.RunOptions{CreateOptions: co, Detach: c.Bool("detach"), Keep: c.Bool("keep"), NoSubreaper: c.Bool("no-subreaper")}
-			if o.Detach && o.ConsoleSocket == "" {
-				// Checked again in create; this keeps runc's wording for run -d.
-			}
 			status, err := rt.Run(c.Args().First(), o)
 			if err != nil {
 				return withCode(status, fmt.Errorf("%s run failed: %w", progName, err))
@@ -209,14 +203,7 @@ are starting. The name you provide for the container instance must be unique on
 your host.`,
 		Description: `The start command executes the user defined process in a created container.`,
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 1, exactArgs); err != nil {
-				return err
-			}
-			rt, err := newRuntime(c)
-			if err != nil {
-				return err
-			}
-			return rt.Start(c.Args().First())
+			return oneID(c, func(rt *runtime.Runtime, id string) error { return rt.Start(id) })
 		},
 	})
 	register(cli.Command{
@@ -228,23 +215,18 @@ Where "<container-id>" is your name for the instance of the container.`,
 		Description: `The state command outputs current state information for the
 instance of a container.`,
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 1, exactArgs); err != nil {
+			return oneID(c, func(rt *runtime.Runtime, id string) error {
+				st, err := rt.State(id)
+				if err != nil {
+					return err
+				}
+				b, err := json.MarshalIndent(st, "", "  ")
+				if err != nil {
+					return err
+				}
+				_, err = os.Stdout.Write(b)
 				return err
-			}
-			rt, err := newRuntime(c)
-			if err != nil {
-				return err
-			}
-			st, err := rt.State(c.Args().First())
-			if err != nil {
-				return err
-			}
-			b, err := json.MarshalIndent(st, "", "  ")
-			if err != nil {
-				return err
-			}
-			_, err = os.Stdout.Write(b)
-			return err
+			})
 		},
 	})
 	register(cli.Command{
@@ -302,14 +284,7 @@ status of "ubuntu01" as "stopped" the following will delete resources held for
 			cli.BoolFlag{Name: "force, f", Usage: "Forcibly deletes the container if it is still running (uses SIGKILL)"},
 		},
 		Action: func(c *cli.Context) error {
-			if err := checkArgs(c, 1, exactArgs); err != nil {
-				return err
-			}
-			rt, err := newRuntime(c)
-			if err != nil {
-				return err
-			}
-			return rt.Delete(c.Args().First(), c.Bool("force"))
+			return oneID(c, func(rt *runtime.Runtime, id string) error { return rt.Delete(id, c.Bool("force")) })
 		},
 	})
 	register(cli.Command{
