@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"github.com/cyphar/filepath-securejoin/pathrs-lite/procfs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -98,7 +100,8 @@ func run(conn *ipc.Conn, c *Config) error {
 		}
 	}
 	if p.OOMScoreAdj != nil && !c.Exec {
-		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
+		// Through the verified procfs handle, as for the LSM labels.
+		if err := writeThreadSelf("oom_score_adj", strconv.Itoa(*p.OOMScoreAdj)); err != nil {
 			return fmt.Errorf("set oom_score_adj: %w", err)
 		}
 	}
@@ -357,18 +360,44 @@ func lsmWarnings(p *specs.Process) []string {
 	if p.ApparmorProfile != "" {
 		if _, err := os.Stat("/sys/kernel/security/apparmor"); err != nil {
 			w = append(w, "apparmor profile "+p.ApparmorProfile+" requested but AppArmor is not enabled on this host; continuing without it")
-		} else if err := os.WriteFile("/proc/thread-self/attr/apparmor/exec", []byte("exec "+p.ApparmorProfile), 0); err != nil {
+		} else if err := writeThreadSelf("attr/apparmor/exec", "exec "+p.ApparmorProfile); err != nil {
 			w = append(w, "apparmor profile "+p.ApparmorProfile+": "+err.Error())
 		}
 	}
 	if p.SelinuxLabel != "" {
 		if _, err := os.Stat("/sys/fs/selinux/enforce"); err != nil {
 			w = append(w, "selinux label "+p.SelinuxLabel+" requested but SELinux is not enabled on this host; continuing without it")
-		} else if err := os.WriteFile("/proc/thread-self/attr/exec", []byte(p.SelinuxLabel), 0); err != nil {
+		} else if err := writeThreadSelf("attr/exec", p.SelinuxLabel); err != nil {
 			w = append(w, "selinux label: "+err.Error())
 		}
 	}
 	return w
+}
+
+// writeThreadSelf writes /proc/thread-self/<sub> through pathrs-lite's
+// verified private procfs handle, never through the container's /proc.
+// CVE-2025-52881: the container could arrange its /proc so that the label
+// write landed in another procfs file (a no-op, or worse), and the process
+// ran unconfined while the runtime believed the label was set.
+func writeThreadSelf(sub, data string) error {
+	proc, err := procfs.OpenProcRoot()
+	if err != nil {
+		return err
+	}
+	defer proc.Close()
+	h, closer, err := proc.OpenThreadSelf(sub)
+	if err != nil {
+		return err
+	}
+	defer closer()
+	defer h.Close()
+	f, err := pathrs.Reopen(h, unix.O_WRONLY|unix.O_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteString(data)
+	return err
 }
 
 // buildEnv is the process env plus the extras (LISTEN_FDS), with HOME

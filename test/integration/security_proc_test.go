@@ -233,3 +233,32 @@ func TestCVE_2025_52881_SysctlRedirect(t *testing.T) {
 		return ""
 	})
 }
+
+// TestCVE_2025_52881_ProcWritesStillLand: the writes berth now makes through
+// its private procfs handle (oom_score_adj, sysctls) still take effect.
+// The label writes take the same path but need AppArmor or SELinux, which
+// this test machine lacks.
+func TestCVE_2025_52881_ProcWritesStillLand(t *testing.T) {
+	r := newRT(t)
+	adj := 432
+	b := testutil.Bundle(t, func(s *specs.Spec) {
+		s.Process.OOMScoreAdj = &adj
+		s.Linux.Sysctl = map[string]string{"kernel.shm_rmid_forced": "1", "net.ipv4.ip_forward": "1"}
+	}, "sh", "-c", "cat /proc/self/oom_score_adj /proc/sys/kernel/shm_rmid_forced /proc/sys/net/ipv4/ip_forward")
+	if out := r.must("run", "-b", b, r.id()); out != "432\n1\n1\n" {
+		t.Errorf("oom_score_adj, shm_rmid_forced, ip_forward in the container:\n%s", out)
+	}
+	// The same inside a user namespace, where a fresh procfs instance is
+	// subject to the kernel's mount_too_revealing rules.
+	editSpec(t, b, func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
+		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
+	})
+	for d := b; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	if out := r.must("run", "-b", b, r.id()); out != "432\n1\n1\n" {
+		t.Errorf("user namespace: oom_score_adj, shm_rmid_forced, ip_forward in the container:\n%s", out)
+	}
+}
