@@ -48,6 +48,9 @@ type Config struct {
 	// Seccomp is compiled by the child from Spec/Process; SeccompDisabled is
 	// set when the runtime was asked not to apply it.
 	SeccompDisabled bool `json:"seccomp_disabled"`
+	// SeccompProgram is the filter the runtime compiled from the spec
+	// (seccomp.Filter's binary form); its warnings were logged there.
+	SeccompProgram []byte `json:"seccomp_program,omitempty"`
 }
 
 // Ready is the payload of the Ready message.

@@ -20,17 +20,27 @@ type seccompFilter struct {
 	late bool
 }
 
-// compileSeccomp compiles the container's seccomp profile once, early, so a
-// bad profile fails `create` with a clear error.
+// compileSeccomp takes the filter the runtime compiled (in parallel with
+// this process's start-up; see Config.SeccompProgram) or, without one,
+// compiles the profile here. A bad profile fails `create` with a clear error.
 func compileSeccomp(c *Config, p *specs.Process) (*seccompFilter, []string, error) {
 	if c.SeccompDisabled || c.Spec.Linux == nil || c.Spec.Linux.Seccomp == nil {
 		return nil, nil, nil
 	}
-	f, err := seccomp.Compile(c.Spec.Linux.Seccomp)
-	if err != nil {
-		return nil, nil, fmt.Errorf("seccomp: %w", err)
+	f := &seccomp.Filter{}
+	var warnings []string
+	if len(c.SeccompProgram) > 0 {
+		if err := f.UnmarshalBinary(c.SeccompProgram); err != nil {
+			return nil, nil, fmt.Errorf("seccomp: %w", err)
+		}
+	} else {
+		var err error
+		if f, err = seccomp.Compile(c.Spec.Linux.Seccomp); err != nil {
+			return nil, nil, fmt.Errorf("seccomp: %w", err)
+		}
+		warnings = f.Warnings()
 	}
-	return &seccompFilter{f: f, late: p.NoNewPrivileges && !f.NeedsListener()}, f.Warnings(), nil
+	return &seccompFilter{f: f, late: p.NoNewPrivileges && !f.NeedsListener()}, warnings, nil
 }
 
 // load installs the filter; a listener fd is handed to the parent, which

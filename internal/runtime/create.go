@@ -256,6 +256,9 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		ExtraEnv: listenEnv,
 	}
 	ph.done("cgroup apply and limits")
+	if cfg.SeccompProgram, err = r.compileSeccomp(s); err != nil {
+		return nil, err
+	}
 	if err := proc.Conn.SendData(ipc.Bootstrap, cfg); err != nil {
 		return nil, fmt.Errorf("unable to start container process: %w", err)
 	}

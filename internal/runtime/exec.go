@@ -200,6 +200,9 @@ func (r *Runtime) spawnExec(c *Container, o ExecOptions) (_ *spawn.Process, mast
 		UserNS: hasNS(s, specs.UserNamespace), CgroupPaths: c.CgroupPaths,
 		FifoFd: -1, ConsoleSocketFd: consoleFd, KeepFds: len(so.Keep),
 	}
+	if cfg.SeccompProgram, err = r.compileSeccomp(s); err != nil {
+		return nil, nil, err
+	}
 	if err := proc.Conn.SendData(ipc.Bootstrap, cfg); err != nil {
 		return nil, nil, err
 	}

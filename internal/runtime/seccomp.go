@@ -42,3 +42,20 @@ func handOverListener(proc *spawn.Process, m ipc.Message, s *specs.Spec, st spec
 	}
 	return proc.Conn.Send(ipc.Message{Type: ipc.SeccompDone})
 }
+
+// compileSeccomp compiles the container's profile while init's runtime
+// starts up (it is off the critical path here), logs the warnings, and
+// returns the program init loads.
+func (r *Runtime) compileSeccomp(s *specs.Spec) ([]byte, error) {
+	if s.Linux == nil || s.Linux.Seccomp == nil {
+		return nil, nil
+	}
+	f, err := seccomp.Compile(s.Linux.Seccomp)
+	if err != nil {
+		return nil, fmt.Errorf("unable to start container process: seccomp: %w", err)
+	}
+	for _, w := range f.Warnings() {
+		r.warn("%s", w)
+	}
+	return f.MarshalBinary()
+}
