@@ -27,6 +27,9 @@ run runtime runtime.txt bash bench/runtime/run.sh -n "${quick:+10}${quick:-40}" 
 mapfile -t rt < <(grep -E 'ratio berth/runc' "$OUT/runtime.txt" | grep -oE '[0-9.]+x' )
 row "run /bin/true (create..delete)" "runc $(runc --version | head -1 | awk '{print $3}')" "${rt[0]:-n/a}" "target <= 0.5x"
 row "exec /bin/true" "runc" "${rt[1]:-n/a}" "target <= 0.5x"
+run runtime-seccomp runtime-seccomp.txt bash bench/runtime/run.sh -n "${quick:+10}${quick:-40}" --berth bin/berth --seccomp --only run
+sr=$(grep -oE 'ratio berth/runc \(medians\): [0-9.]+x' "$OUT/runtime-seccomp.txt" | grep -oE '[0-9.]+x')
+row "run /bin/true, docker seccomp" "runc (libseccomp)" "${sr:-n/a}" "start-up cost of seccomp"
 
 ROUNDS=${quick:+3}${quick:-7} run image image.txt bash bench/image/run.sh
 ir=$(grep -oE 'ratio berth/skopeo: [0-9.]+' "$OUT/image.txt" | awk '{print $3}')

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Container start-up benchmark: berth against runc, side by side in one run.
 #
-#   bench/runtime/run.sh [-n ROUNDS] [--berth PATH] [--runc PATH] [--only run|exec|phases]
+#   bench/runtime/run.sh [-n ROUNDS] [--berth PATH] [--runc PATH] [--only run|exec|phases] [--seccomp]
+#   (--seccomp: both runtimes load docker's default seccomp profile)
 #
 # "run": `RT run` of /bin/true (terminal false) in a busybox bundle, the whole
 # create/start/wait/delete cycle, as one command.
@@ -24,12 +25,14 @@ rounds=50
 berth=""
 runc_bin="$(command -v runc || true)"
 only=""
+seccomp=""
 while (($#)); do
 	case "$1" in
 	-n) rounds="${2:?-n needs a number}"; shift ;;
 	--berth) berth="${2:?--berth needs a path}"; shift ;;
 	--runc) runc_bin="${2:?--runc needs a path}"; shift ;;
 	--only) only="${2:?--only needs run, exec or phases}"; shift ;;
+	--seccomp) seccomp=1 ;;
 	-h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
@@ -80,6 +83,14 @@ chroot "$bundle/rootfs" /bin/busybox --install -s /bin
 "$runc_bin" spec --bundle "$bundle"
 jq '.process.terminal = false | .process.args = ["/bin/true"]' "$bundle/config.json" >"$bundle/config.json.new"
 mv "$bundle/config.json.new" "$bundle/config.json"
+if [[ -n "$seccomp" ]]; then
+	# docker's default profile in both configs: the start-up cost of a
+	# real-world filter (compile + load), side by side.
+	go run ./bench/runtime/dockerprofile >"$work/profile.json"
+	jq --slurpfile p "$work/profile.json" '.linux.seccomp = $p[0]' "$bundle/config.json" >"$bundle/config.json.new"
+	mv "$bundle/config.json.new" "$bundle/config.json"
+	echo "bundle uses docker's default seccomp profile"
+fi
 mkdir -p "$work/root-berth" "$work/root-runc"
 
 name_of() { [[ "$1" == "$berth" ]] && echo berth || echo runc; }
