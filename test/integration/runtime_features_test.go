@@ -167,3 +167,38 @@ func TestRuntimeCreatesMissingCwd(t *testing.T) {
 		t.Errorf("pwd = %q", out)
 	}
 }
+
+// TestRuntimeUmociBundleInteractive: a bundle made by `umoci unpack`
+// (terminal: true) runs interactively with `berth run -b BUNDLE ID` under a
+// real pty, and returns the shell's exit status.
+func TestRuntimeUmociBundleInteractive(t *testing.T) {
+	r := newRT(t)
+	umoci, err := exec.LookPath("umoci")
+	if err != nil {
+		testutil.Require(t, false, "umoci is not installed")
+	}
+	if _, err := exec.LookPath("script"); err != nil {
+		testutil.Require(t, false, "script (util-linux) is not installed")
+	}
+	dir := t.TempDir()
+	unpackBusybox(t, filepath.Join(dir, "src"))
+	layout := filepath.Join(dir, "layout")
+	unpackMakeImage(t, layout, "latest", `{"Env":["PATH=/bin"],"Cmd":["sh"]}`, filepath.Join(dir, "src")+":gzip")
+	bundle := filepath.Join(dir, "bundle")
+	if out, err := exec.Command(umoci, "unpack", "--image", layout+":latest", bundle).CombinedOutput(); err != nil {
+		t.Fatalf("umoci unpack: %v\n%s", err, out)
+	}
+	cmd := exec.Command("script", "-qec", berthBin+" --root "+r.root+" run -b "+bundle+" "+r.id(), "/dev/null")
+	stdin, _ := cmd.StdinPipe()
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		stdin.Write([]byte("tty; echo umoci-$((40+2)); exit 9\n"))
+	}()
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 9 {
+		t.Fatalf("exit: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "/dev/pts/0") || !strings.Contains(string(out), "umoci-42") {
+		t.Errorf("interactive session:\n%s", out)
+	}
+}
