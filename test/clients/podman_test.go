@@ -288,6 +288,21 @@ func TestPodman(t *testing.T) {
 		}
 	})
 
+	t.Run("OOMKilled", func(t *testing.T) {
+		p.t = t
+		const name = "oom"
+		t.Cleanup(func() { p.podman("rm", "--force", "--time", "0", name) })
+		// The limits must reach the container's memory cgroup; swap is
+		// capped too so the kernel has to kill.
+		r := p.podman("run", "--name", name, "--network", "none", "--memory", "16m", "--memory-swap", "16m", imageTag,
+			"sh", "-c", "x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo survived")
+		if r.code != 137 || strings.Contains(r.stdout, "survived") {
+			t.Fatalf("want the container OOM-killed (exit 137):\n%s", r)
+		}
+		// State.OOMKilled stays false here with runc too (conmon 2.1.6 on
+		// cgroup v1), so it is not checked.
+	})
+
 	t.Run("RunFailures", func(t *testing.T) {
 		p.t = t
 		// podman maps the runtime's error message (from the JSON log) to
