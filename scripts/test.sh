@@ -18,11 +18,12 @@ if ((${#missing[@]})); then
 fi
 
 go mod download
-unformatted="$(gofmt -l cmd internal test bench 2>/dev/null || true)"
+unformatted="$(gofmt -l cmd internal test bench third_party 2>/dev/null || true)"
 if [[ -n "$unformatted" ]]; then
 	echo "gofmt needed:"; echo "$unformatted"; exit 1
 fi
 go vet ./...
+(cd third_party/md2man && go vet ./... && go test -count=1 ./...)
 go test -count=1 -timeout 45m ./... "$@"
 
 # Short fuzz runs over the checked-in corpora.
