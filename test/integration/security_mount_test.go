@@ -352,3 +352,36 @@ func TestCVE_2024_23651_TeardownSymlink(t *testing.T) {
 	r.must("delete", "-f", id)
 	c.check()
 }
+
+// TestCompat_MountThroughSymlinks (§2.C10): the fixes of this class must
+// not break images. A target reached through an absolute in-image symlink,
+// through a dangling symlink component, or through a trailing dangling
+// symlink is created and mounted inside the rootfs, not refused.
+func TestCompat_MountThroughSymlinks(t *testing.T) {
+	r := newRT(t)
+	c := newCanary(t)
+	for _, tt := range []struct {
+		name, link, to, dest, check string
+	}{
+		{"absolute symlink", "abs", "/target-abs", "/abs/sub", "/target-abs/sub"},
+		{"dangling component", "dang", "/not-yet/there", "/dang/sub", "/not-yet/there/sub"},
+		{"trailing dangling", "trail", "/later", "/trail", "/later"},
+		{"relative escape", "rel", "../../../../" + strings.TrimPrefix(c.sentinel, "/"), "/rel/sub", c.sentinel + "/sub"},
+	} {
+		b := testutil.Bundle(t, func(s *specs.Spec) {
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: tt.dest, Type: "tmpfs", Source: "tmpfs"})
+		}, "sh", "-c", "grep -c ' "+tt.check+" .* - tmpfs ' /proc/self/mountinfo")
+		rootfs := filepath.Join(b, "rootfs")
+		if tt.name == "absolute symlink" {
+			os.MkdirAll(filepath.Join(rootfs, "target-abs"), 0o755)
+		}
+		if err := os.Symlink(tt.to, filepath.Join(rootfs, tt.link)); err != nil {
+			t.Fatal(err)
+		}
+		res := r.run("run", "-b", b, r.id())
+		if res.code != 0 || strings.TrimSpace(res.stdout) != "1" {
+			t.Errorf("%s: the tmpfs is not at %s inside the container: %+v", tt.name, tt.check, res)
+		}
+	}
+	c.check()
+}

@@ -160,6 +160,11 @@ func ensureTarget(root *os.File, dest string, isFile bool) (*os.File, error) {
 		dir, base := filepath.Split(filepath.Clean("/" + dest))
 		d, err := pathrs.MkdirAllHandle(root, dir, 0o755)
 		if err != nil {
+			// A dangling symlink among the parents: substitute it and retry.
+			if next, ok := expandDanglingParent(root, dir); ok {
+				dest = filepath.Join(next, base)
+				continue
+			}
 			return nil, err
 		}
 		if !isFile {
@@ -189,6 +194,41 @@ func ensureTarget(root *os.File, dest string, isFile bool) (*os.File, error) {
 		}
 		dest = link
 	}
+}
+
+// expandDanglingParent finds the first component of dir that does not
+// resolve and, if it is a symlink, returns dir with that component replaced
+// by the symlink's target (read through the in-root handle of its parent).
+// The result is resolved in-root again by the caller, so the worst a racer
+// can achieve is a directory elsewhere inside the rootfs.
+func expandDanglingParent(root *os.File, dir string) (string, bool) {
+	parts := strings.Split(strings.Trim(filepath.Clean("/"+dir), "/"), "/")
+	prefix := "/"
+	for i, c := range parts {
+		if c == "" {
+			continue
+		}
+		next := filepath.Join(prefix, c)
+		if h, err := pathrs.OpenatInRoot(root, next); err == nil {
+			h.Close()
+			prefix = next
+			continue
+		}
+		ph, err := pathrs.OpenatInRoot(root, prefix)
+		if err != nil {
+			return "", false
+		}
+		link, err := readlinkat(int(ph.Fd()), c)
+		ph.Close()
+		if err != nil {
+			return "", false
+		}
+		if !filepath.IsAbs(link) {
+			link = filepath.Join(prefix, link)
+		}
+		return filepath.Join(append([]string{link}, parts[i+1:]...)...), true
+	}
+	return "", false
 }
 
 func readlinkat(dirfd int, name string) (string, error) {
