@@ -16,7 +16,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // runtimeBin is the wrapper named "runc" that clients are pointed at: it logs
@@ -123,6 +126,9 @@ func knownGap(t *testing.T, gap string) {
 	}
 }
 
+// commandTimeout bounds one client command.
+const commandTimeout = 2 * time.Minute
+
 // result is one finished client command.
 type result struct {
 	argv   []string
@@ -173,8 +179,23 @@ func runCmdIO(t *testing.T, env []string, stdin string, files []*os.File, argv .
 	cmd.ExtraFiles = files
 	var so, se strings.Builder
 	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
+	// A hung client must not eat CI's whole budget: kill its process group
+	// (conmon and shims set up their own sessions and are left alone).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return result{argv: argv, code: -1, stderr: err.Error()}
+	}
+	var timedOut atomic.Bool
+	timer := time.AfterFunc(commandTimeout, func() {
+		timedOut.Store(true)
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	})
+	err := cmd.Wait()
+	timer.Stop()
 	r := result{argv: argv, stdout: so.String(), stderr: se.String()}
+	if timedOut.Load() {
+		r.stderr += fmt.Sprintf("\n[killed by the test after %s]", commandTimeout)
+	}
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
 			r.code = ee.ExitCode()
