@@ -147,16 +147,12 @@ func (r result) String() string {
 // exit code and the runtime calls it caused. It never fails t itself.
 func runCmd(t *testing.T, env []string, stdin string, argv ...string) result {
 	t.Helper()
-	return runCmdIO(t, env, stdin, nil, argv...)
+	return runCmdIO(t, "", env, stdin, nil, argv...)
 }
 
-// runCmdFiles is runCmd with extra open files passed as fds 3, 4, ...
-func runCmdFiles(t *testing.T, env []string, files []*os.File, argv ...string) result {
-	t.Helper()
-	return runCmdIO(t, env, "", files, argv...)
-}
-
-func runCmdIO(t *testing.T, env []string, stdin string, files []*os.File, argv ...string) result {
+// runCmdIO is the general form: dir is the working directory ("" for the
+// test's), files become fds 3, 4, ...
+func runCmdIO(t *testing.T, dir string, env []string, stdin string, files []*os.File, argv ...string) result {
 	t.Helper()
 	off := traceOffset()
 	cmd := exec.Command(argv[0], argv[1:]...)
@@ -177,6 +173,7 @@ func runCmdIO(t *testing.T, env []string, stdin string, files []*os.File, argv .
 		cmd.Stdin = pr
 	}
 	cmd.ExtraFiles = files
+	cmd.Dir = dir
 	var so, se strings.Builder
 	cmd.Stdout, cmd.Stderr = &so, &se
 	// A hung client must not eat CI's whole budget: kill its process group

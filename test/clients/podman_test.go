@@ -88,8 +88,11 @@ func (p *pman) argv(args ...string) []string {
 	}, args...)
 }
 
+// podman runs a podman command in the suite's dir: conmon drops files in
+// its working directory (an "oom" marker after an OOM kill), which must not
+// land in the source tree.
 func (p *pman) podman(args ...string) result {
-	return runCmd(p.t, p.env, "", p.argv(args...)...)
+	return runCmdIO(p.t, p.dir, p.env, "", nil, p.argv(args...)...)
 }
 
 func (p *pman) must(args ...string) result {
@@ -119,7 +122,7 @@ func TestPodman(t *testing.T) {
 	t.Run("RunInteractiveTTY", func(t *testing.T) {
 		p.t = t
 		line := p.envPrefix() + shellQuote(p.argv("run", "-it", "--rm", "--network", "none", imageTag, "sh", "-c", "tty; echo hi-it; exit 4"))
-		r := runCmd(t, p.env, "", inPty(line)...)
+		r := runCmdIO(t, p.dir, p.env, "", nil, inPty(line)...)
 		if r.code != 4 || !strings.Contains(r.stdout, "/dev/pts/") || !strings.Contains(r.stdout, "hi-it") {
 			t.Fatalf("podman run -it: want exit 4, a pts name and hi-it:\n%s", r)
 		}
@@ -157,7 +160,7 @@ func TestPodman(t *testing.T) {
 			t.Fatalf("podman exec did not reach the runtime's exec --process:\n%s", r)
 		}
 		line := p.envPrefix() + shellQuote(p.argv("exec", "-it", name, "sh", "-c", "tty; exit 6"))
-		r = runCmd(t, p.env, "", inPty(line)...)
+		r = runCmdIO(t, p.dir, p.env, "", nil, inPty(line)...)
 		if r.code != 6 || !strings.Contains(r.stdout, "/dev/pts/") {
 			t.Fatalf("podman exec -it: want exit 6 and a pts name:\n%s", r)
 		}
@@ -228,7 +231,7 @@ func TestPodman(t *testing.T) {
 
 	t.Run("StdinKillRestart", func(t *testing.T) {
 		p.t = t
-		r := runCmd(t, p.env, "ping\n", p.argv("run", "-i", "--rm", "--network", "none", imageTag, "sh", "-c", "read x; echo got-$x; exit 3")...)
+		r := runCmdIO(t, p.dir, p.env, "ping\n", nil, p.argv("run", "-i", "--rm", "--network", "none", imageTag, "sh", "-c", "read x; echo got-$x; exit 3")...)
 		if r.code != 3 || strings.TrimSpace(r.stdout) != "got-ping" {
 			t.Fatalf("podman run -i: want exit 3 and got-ping:\n%s", r)
 		}
@@ -262,6 +265,7 @@ func TestPodman(t *testing.T) {
 		off := traceOffset()
 		argv := p.argv("run", "--rm", "--network", "none", imageTag, "sh", "-c", "echo ready; trap 'exit 3' TERM; while :; do sleep 0.1; done")
 		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Dir = p.dir
 		cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}, p.env...)
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
@@ -399,7 +403,7 @@ func TestPodmanSpecFeatures(t *testing.T) {
 		if _, err := f.Seek(0, 0); err != nil {
 			t.Fatal(err)
 		}
-		r := runCmdFiles(t, p.env, []*os.File{f}, p.argv("run", "--rm", "--network", "none", "--preserve-fds", "1", imageTag, "sh", "-c", "cat <&3")...)
+		r := runCmdIO(t, p.dir, p.env, "", []*os.File{f}, p.argv("run", "--rm", "--network", "none", "--preserve-fds", "1", imageTag, "sh", "-c", "cat <&3")...)
 		if r.code != 0 || strings.TrimSpace(r.stdout) != "through-fd-3" {
 			t.Fatalf("podman run --preserve-fds 1: want the container to read fd 3:\n%s", r)
 		}
