@@ -215,3 +215,47 @@ func TestCapabilitiesUnknownIsWarning(t *testing.T) {
 		t.Errorf("unknown capability: %+v", res)
 	}
 }
+
+// TestCVE_2023_25173_AdditionalGids: the configured supplementary groups
+// are applied (and nothing else: the image's /etc/group adds none here).
+func TestCVE_2023_25173_AdditionalGids(t *testing.T) {
+	r := newRT(t)
+	b := testutil.Bundle(t, func(s *specs.Spec) {
+		s.Process.User = specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{5, 2000}}
+	}, "id", "-G")
+	if out := r.must("run", "-b", b, r.id()); out != "1000 5 2000\n" {
+		t.Errorf("id -G = %q, want the configured groups", out)
+	}
+	editArgs(t, b, "sleep", "100")
+	id := r.id()
+	r.must("run", "-d", "-b", b, id)
+	// As with runc, exec adds to the config's groups.
+	out := r.must("exec", "--user", "1000:1000", "--additional-gids", "7", id, "id", "-G")
+	got := map[string]bool{}
+	for _, g := range strings.Fields(out) {
+		got[g] = true
+	}
+	if len(got) != 4 || !got["1000"] || !got["5"] || !got["2000"] || !got["7"] {
+		t.Errorf("exec --additional-gids 7: id -G = %q, want the groups 1000 5 2000 7", out)
+	}
+}
+
+// TestNoNewPrivsOrder (§2.D8): noNewPrivileges is applied when asked and
+// only then, and seccomp is still in place either way.
+func TestNoNewPrivsOrder(t *testing.T) {
+	r := newRT(t)
+	for _, nnp := range []bool{true, false} {
+		b := testutil.Bundle(t, func(s *specs.Spec) {
+			s.Process.NoNewPrivileges = nnp
+			s.Linux.Seccomp = &specs.LinuxSeccomp{
+				DefaultAction: specs.ActAllow,
+				Syscalls:      []specs.LinuxSyscall{{Names: []string{"kexec_load"}, Action: specs.ActErrno}},
+			}
+		}, "cat", "/proc/self/status")
+		st := r.must("run", "-b", b, r.id())
+		want := map[bool]string{true: "NoNewPrivs:\t1", false: "NoNewPrivs:\t0"}[nnp]
+		if !strings.Contains(st, want) || !strings.Contains(st, "Seccomp:\t2") {
+			t.Errorf("noNewPrivileges=%v: want %q and Seccomp 2:\n%s", nnp, want, st)
+		}
+	}
+}

@@ -179,8 +179,8 @@ func TestCVE_2025_52565_ConsolePtsSymlink(t *testing.T) {
 		os.Symlink("/proc/sys/kernel/core_pattern", filepath.Join(pts, "ptmx"))
 		out, code, stderr := runWithConsole(t, r, b)
 		if tt.noDevpt {
-			if code == 0 {
-				t.Errorf("%s: a fake /dev/pts/ptmx was used as the pty: %q", tt.name, out)
+			if code == 0 || !strings.Contains(stderr, "not a pty multiplexer") {
+				t.Errorf("%s: a fake /dev/pts/ptmx must be refused: exit %d %q %s", tt.name, code, out, stderr)
 			}
 			continue
 		}

@@ -23,6 +23,14 @@ func OpenPty(ptmx string) (master, slave *os.File, err error) {
 		return nil, nil, &os.PathError{Op: "open", Path: ptmx, Err: err}
 	}
 	master = os.NewFile(uintptr(mfd), MasterName)
+	// The path is the container's: make sure it really was a pty
+	// multiplexer (char 5:2), not a symlinked or planted file (CVE-2025-52565
+	// replaced /dev/pts entries to get an arbitrary file used as the console).
+	var st unix.Stat_t
+	if err := unix.Fstat(mfd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != 5 || unix.Minor(st.Rdev) != 2 {
+		master.Close()
+		return nil, nil, fmt.Errorf("%s is not a pty multiplexer", ptmx)
+	}
 	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
 		master.Close()
 		return nil, nil, fmt.Errorf("unlockpt: %w", err)
