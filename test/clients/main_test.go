@@ -69,20 +69,16 @@ func run(m *testing.M) int {
 	}
 	traceLog = filepath.Join(dir, "trace.log")
 	runtimeBin = filepath.Join(dir, "bin", "runc")
-	// printf %q is not POSIX; quote every argument with single quotes so a
-	// logged line can be pasted back into a shell as a repro.
-	wrapper := "#!/bin/sh\n" +
-		"{ printf '%s' \"$$ cwd=$(pwd)\"; for a in \"$@\"; do printf \" '%s'\" \"$a\"; done; echo; } >> " + traceLog + "\n" +
-		"exec " + realBin + " \"$@\"\n"
-	if os.Getenv("BERTH_CLIENT_TRACE_RC") == "1" {
-		// Debug aid: run the runtime as a child to log its exit code too.
-		// Off by default because it adds a process between client and
-		// runtime.
-		wrapper = strings.Replace(wrapper, "exec "+realBin+" \"$@\"\n",
-			realBin+" \"$@\"\nrc=$?\necho \"$$ exit=$rc\" >> "+traceLog+"\nexit $rc\n", 1)
-	}
-	if err := os.WriteFile(runtimeBin, []byte(wrapper), 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, err)
+	// The wrapper is a small Go program (testdata/wrapper) with the log and
+	// target paths linked in.
+	_, file, _, _ := runtime.Caller(0)
+	cmd := exec.Command("go", "build", "-o", runtimeBin,
+		"-ldflags", "-X main.traceLog="+traceLog+" -X main.target="+realBin, "./testdata/wrapper")
+	cmd.Dir = filepath.Dir(file)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the runtime wrapper:", err)
 		return 1
 	}
 	code := m.Run()

@@ -279,6 +279,10 @@ func TestPodman(t *testing.T) {
 		if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "ready\n" {
 			t.Fatalf("container did not start: %q %v", buf, err)
 		}
+		// podman installs its signal proxy only after the attach has begun
+		// (a SIGTERM before that makes podman itself exit 0, with runc as
+		// well): give it a moment.
+		time.Sleep(time.Second)
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
