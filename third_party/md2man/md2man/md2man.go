@@ -62,7 +62,7 @@ func parseTitle(s string) (name, section, desc string) {
 	return name, section, strings.TrimSpace(desc)
 }
 
-// escape makes text safe for roff: backslashes, and a leading '.' or '\”
+// escape makes text safe for roff: backslashes, and a leading dot or apostrophe
 // that would read as a request.
 func escape(s string) string {
 	s = strings.ReplaceAll(s, `\`, `\e`)
