@@ -385,3 +385,28 @@ func TestCompat_MountThroughSymlinks(t *testing.T) {
 	}
 	c.check()
 }
+
+// TestCompat_NoPivotNoBareProc (§2.C10, runc no_pivot.bats): with
+// --no-pivot the host's procfs stays in the container's mount namespace
+// under the moved root; container code that makes a user namespace must
+// still not be able to mount a fresh, unmasked procfs.
+func TestCompat_NoPivotNoBareProc(t *testing.T) {
+	r := newRT(t)
+	// As uid 1000: mapping uid 0 into a new user namespace needs
+	// CAP_SETFCAP, which the default capabilities do not grant.
+	b := testutil.Bundle(t, func(s *specs.Spec) { s.Process.User = specs.User{UID: 1000, GID: 1000} },
+		"unshare", "-m", "-r", "-p", "-f", "sh", "-c", "mount -t proc proc /mnt && echo MOUNTED && ls /mnt/sysrq-trigger; true")
+	os.MkdirAll(filepath.Join(b, "rootfs", "mnt"), 0o755)
+	for _, args := range [][]string{{"run"}, {"run", "--no-pivot"}} {
+		res := r.run(append(args, "-b", b, r.id())...)
+		if res.code != 0 {
+			t.Fatalf("%v: %+v", args, res)
+		}
+		if strings.Contains(res.stdout, "MOUNTED") {
+			t.Errorf("%v: the container mounted a bare procfs: %s", args, res.stdout)
+		}
+		if !strings.Contains(res.stderr, "permission denied") {
+			t.Errorf("%v: the mount should be refused by the kernel: %s", args, res.stderr)
+		}
+	}
+}

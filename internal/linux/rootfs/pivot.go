@@ -50,6 +50,9 @@ func PivotRoot(rootfs string) error {
 // Weaker than pivot_root (the old root stays reachable to a process with
 // CAP_SYS_CHROOT), which is why runc warns about it, and so do we.
 func MoveRoot(rootfs string) error {
+	if err := hideHostProcSys(rootfs); err != nil {
+		return err
+	}
 	if err := unix.Chdir(rootfs); err != nil {
 		return &os.PathError{Op: "chdir", Path: rootfs, Err: err}
 	}
@@ -60,6 +63,46 @@ func MoveRoot(rootfs string) error {
 		return &os.PathError{Op: "chroot", Path: rootfs, Err: err}
 	}
 	return unix.Chdir("/")
+}
+
+// hideHostProcSys detaches every full procfs and sysfs mount outside the
+// rootfs before --no-pivot's chroot. Those mounts stay in the container's
+// mount namespace under the moved root, and the kernel allows a new procfs
+// (or sysfs) mount in a user namespace whenever a fully visible one exists
+// in the mount namespace (mount_too_revealing). So container code could
+// `unshare -mrpf` and mount a bare, unmasked /proc (/proc/kcore, sysrq-trigger
+// and all) in spite of maskedPaths (runc's no_pivot.bats regression test).
+// Where the unmount is refused, an empty tmpfs covers the mount instead.
+func hideHostProcSys(rootfs string) error {
+	mi, err := readMountinfo()
+	if err != nil {
+		return err
+	}
+	rootfs = filepath.Clean(rootfs)
+	// Deepest first, so a mount on top of another goes before it.
+	for i := len(mi) - 1; i >= 0; i-- {
+		m := mi[i]
+		if m.root != "/" || (m.fstype != "proc" && m.fstype != "sysfs") {
+			continue
+		}
+		if m.point == rootfs || strings.HasPrefix(m.point, rootfs+"/") {
+			continue
+		}
+		if err := unix.Mount("", m.point, "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil && !errors.Is(err, unix.ENOENT) {
+			return &os.PathError{Op: "make host mount rslave", Path: m.point, Err: err}
+		}
+		err := unix.Unmount(m.point, unix.MNT_DETACH)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EPERM) {
+			return &os.PathError{Op: "detach host mount", Path: m.point, Err: err}
+		}
+		if err := unix.Mount("tmpfs", m.point, "tmpfs", unix.MS_RDONLY, ""); err != nil {
+			return &os.PathError{Op: "cover host mount", Path: m.point, Err: err}
+		}
+	}
+	return nil
 }
 
 // checkDevNull makes sure /dev/null really is the null device before it is
