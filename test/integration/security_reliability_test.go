@@ -282,3 +282,74 @@ func TestReliability_KilledCreate(t *testing.T) {
 		t.Errorf("container processes survived delete --force: %v", p)
 	}
 }
+
+// TestReliability_DeleteForcePaused (§6.3): delete --force of a paused
+// container succeeds (the freezer is thawed for the SIGKILL) and leaves no
+// cgroup, state or process.
+func TestReliability_DeleteForcePaused(t *testing.T) {
+	r := newRT(t)
+	b := testutil.Bundle(t, nil, "sleep", "100")
+	id := r.id()
+	r.must("run", "-d", "-b", b, id)
+	// Freeze a settled process, not one in the middle of its execve.
+	waitExeced(t, initPid(t, r, id), "sleep")
+	r.must("pause", id)
+	if st := status(t, r, id); st != "paused" {
+		t.Fatalf("after pause: %s", st)
+	}
+	done := make(chan result, 1)
+	go func() { done <- r.run("delete", "--force", id) }()
+	select {
+	case x := <-done:
+		if x.code != 0 {
+			t.Fatalf("delete --force of a paused container: %+v", x)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("delete --force of a paused container hangs")
+	}
+	if cgroupLeft(id) {
+		t.Errorf("cgroup of %s left", id)
+	}
+	if p := procsIn(filepath.Join(b, "rootfs")); len(p) != 0 {
+		t.Errorf("processes left: %v", p)
+	}
+}
+
+// TestReliability_CyclesLeakNothing (§6.7): create/start/delete cycles
+// leave no mounts (host side), cgroups, state dirs or fds of the caller.
+func TestReliability_CyclesLeakNothing(t *testing.T) {
+	r := newRT(t)
+	b := testutil.Bundle(t, func(s *specs.Spec) {
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: t.TempDir(), Options: []string{"rbind"}})
+	}, "true")
+	scope := filepath.Dir(b)
+	before := mountPoints(t, scope) + mountPoints(t, r.root)
+	fdsBefore, _ := os.ReadDir("/proc/self/fd")
+	var ids []string
+	for i := 0; i < raceIters(30); i++ {
+		id := r.id()
+		ids = append(ids, id)
+		if i%2 == 0 {
+			r.must("run", "-b", b, id)
+			continue
+		}
+		r.must("create", "-b", b, id)
+		r.must("start", id)
+		r.run("delete", "-f", id)
+	}
+	if after := mountPoints(t, scope) + mountPoints(t, r.root); after != before {
+		t.Errorf("host mounts changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	for _, id := range ids {
+		if cgroupLeft(id) {
+			t.Errorf("cgroup of %s left", id)
+		}
+	}
+	if ents, _ := os.ReadDir(r.root); len(ents) != 0 {
+		t.Errorf("%d state dirs left", len(ents))
+	}
+	fdsAfter, _ := os.ReadDir("/proc/self/fd")
+	if len(fdsAfter) > len(fdsBefore)+2 {
+		t.Errorf("the caller's fds grew from %d to %d", len(fdsBefore), len(fdsAfter))
+	}
+}
