@@ -225,6 +225,14 @@ func TestCVE_2024_21626_ExecPathLeakedFd(t *testing.T) {
 		if strings.Contains(res.stdout, "canary") {
 			t.Errorf("exec --cwd /proc/self/fd/%d reached the host: %+v", fd, res)
 		}
+		// The container plants the magic link as an innocent-looking
+		// directory before an admin's `exec --cwd`.
+		link := "/dev/shm/work" + strconv.Itoa(fd)
+		r.must("exec", id, "ln", "-s", "/proc/self/fd/"+strconv.Itoa(fd), link)
+		res = r.run("exec", "--cwd", link, id, "sh", "-c", "cat "+up+strings.TrimPrefix(c.sentinel, "/")+"/keep")
+		if strings.Contains(res.stdout, "canary") {
+			t.Errorf("exec --cwd %s -> /proc/self/fd/%d reached the host: %+v", link, fd, res)
+		}
 	}
 	c.check()
 }
