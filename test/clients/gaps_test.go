@@ -19,7 +19,6 @@ import (
 // tmpfs.
 func TestRuntimeTmpcopyup(t *testing.T) {
 	testutil.RequireRoot(t)
-	knownGap(t, tmpcopyupGap)
 	bundle := testutil.Bundle(t, func(s *specs.Spec) {
 		s.Mounts = append(s.Mounts, specs.Mount{
 			Destination: "/etc", Type: "tmpfs", Source: "tmpfs",

@@ -326,16 +326,15 @@ func mountOne(c *Config, root *os.File, m specs.Mount) error {
 			defer d.Close()
 			tp = fdPath(d)
 		}
+		if p.TmpCopyUp && m.Type == "tmpfs" {
+			return mountTmpfsCopyUp(root, target, m, p)
+		}
 		if err := unix.Mount(src, tp, m.Type, p.Flags&^unix.MS_REMOUNT, p.Data); err != nil {
 			if m.Type == "mqueue" && errors.Is(err, unix.EPERM) && c.UserNS {
 				// No ipc namespace of our own: bind the host's instead, like runc.
 				return unix.Mount("/dev/mqueue", tp, "", unix.MS_BIND|unix.MS_REC, "")
 			}
 			return err
-		}
-		if p.TmpCopyUp && m.Type == "tmpfs" {
-			// Not supported yet: say so instead of silently hiding content.
-			return fmt.Errorf("mount option tmpcopyup is not supported")
 		}
 	}
 	if len(p.Propagation) > 0 || p.RecAttrSet != 0 || p.RecAttrClr != 0 {

@@ -147,6 +147,7 @@ func KnownOptions() []string {
 	for k := range recAttrOpts {
 		out = append(out, k)
 	}
+	out = append(out, "tmpcopyup")
 	sort.Strings(out)
 	return out
 }
