@@ -159,6 +159,10 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
+	rec := creatingRecord{CgroupPaths: cg.Paths()}
+	if err := writeCreating(st.Dir(), rec); err != nil {
+		return nil, err
+	}
 	// On a unified host the child is born in its cgroup (CLONE_INTO_CGROUP),
 	// so the cgroup must exist first. Otherwise Apply creates it after the
 	// clone, while the child's runtime starts up.
@@ -228,6 +232,10 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	if start, _, err := state.ProcStart(proc.Pid); err == nil {
 		st.InitStart = start
 	}
+	rec.InitPid, rec.InitStart = st.InitPid, st.InitStart
+	if err := writeCreating(st.Dir(), rec); err != nil {
+		return nil, err
+	}
 	st.NamespacePaths = map[string]string{}
 	for _, t := range nsutil.All() {
 		st.NamespacePaths[string(t)] = fmt.Sprintf("/proc/%d/ns/%s", proc.Pid, t.ProcName())
@@ -269,6 +277,7 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	if err := st.Save(); err != nil {
 		return nil, err
 	}
+	os.Remove(filepath.Join(st.Dir(), creatingFile))
 	if o.PidFile != "" {
 		if err := writePidFile(o.PidFile, proc.Pid); err != nil {
 			return nil, err

@@ -31,6 +31,9 @@ func (r *Runtime) Delete(id string, force bool) error {
 					defer unlock()
 				}
 				if _, lerr := state.Load(r.Root, id); errors.Is(lerr, state.ErrNotExist) {
+					if cerr := cleanHalfCreated(dir); cerr != nil {
+						return cerr
+					}
 					if rerr := removeDir(dir); rerr != nil {
 						return rerr
 					}

@@ -240,14 +240,6 @@ func TestReliability_SignalForwarding(t *testing.T) {
 // points of its run; `delete --force` must then leave no state dir, no
 // cgroup and no process, and the id must be reusable.
 func TestReliability_KilledCreate(t *testing.T) {
-	if os.Getenv("BERTH_KNOWN_BUGS") != "1" {
-		// Not a machine limit: a known runtime bug, reported with issue 4.
-		// delete --force of a state dir without state.json only removes the
-		// dir, so the cgroup (and an init that was already spawned) leak.
-		// The fix belongs in internal/runtime/delete.go; remove this skip
-		// with it. BERTH_KNOWN_BUGS=1 runs the test anyway.
-		t.Skip("known bug: delete --force of a half-created container leaks its cgroup and init")
-	}
 	r := newRT(t)
 	b := testutil.Bundle(t, nil, "sleep", "100")
 	rootfs := filepath.Join(b, "rootfs")
