@@ -124,13 +124,13 @@ func execProcess(c *cli.Context, rt *runtime.Runtime, id string) (*specs.Process
 	}
 	if u := c.String("user"); u != "" {
 		uidStr, gidStr, hasGid := strings.Cut(u, ":")
-		uid, err := strconv.ParseUint(uidStr, 10, 32)
+		uid, err := strconv.ParseUint(uidStr, 10, 31)
 		if err != nil {
 			return nil, fmt.Errorf("parsing %s as int for uid failed: %w", uidStr, err)
 		}
 		p.User.UID = uint32(uid)
 		if hasGid {
-			gid, err := strconv.ParseUint(gidStr, 10, 32)
+			gid, err := strconv.ParseUint(gidStr, 10, 31)
 			if err != nil {
 				return nil, fmt.Errorf("parsing %s as int for gid failed: %w", gidStr, err)
 			}
@@ -138,8 +138,8 @@ func execProcess(c *cli.Context, rt *runtime.Runtime, id string) (*specs.Process
 		}
 	}
 	for _, g := range c.Int64Slice("additional-gids") {
-		if g < 0 {
-			return nil, fmt.Errorf("additional-gids: %d is negative", g)
+		if g < 0 || g > 1<<31-1 {
+			return nil, fmt.Errorf("additional-gids: %d is out of range", g)
 		}
 		p.User.AdditionalGids = append(p.User.AdditionalGids, uint32(g))
 	}

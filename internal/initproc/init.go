@@ -614,8 +614,12 @@ func finalize(conn *ipc.Conn, c *Config, p *specs.Process, sets caps.Sets, filte
 	u := p.User
 	if !(c.UserNS && len(u.AdditionalGids) == 0 && setgroupsDenied()) {
 		gids := make([]int, 0, len(u.AdditionalGids))
+		seen := map[uint32]bool{}
 		for _, g := range u.AdditionalGids {
-			gids = append(gids, int(g))
+			if !seen[g] { // the config and exec -g may both name a group
+				seen[g] = true
+				gids = append(gids, int(g))
+			}
 		}
 		if err := unix.Setgroups(gids); err != nil {
 			return fmt.Errorf("setgroups: %w", err)

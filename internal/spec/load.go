@@ -120,6 +120,17 @@ func ValidateProcess(p *specs.Process) error {
 	if p.Cwd != "" && !filepath.IsAbs(p.Cwd) {
 		return fmt.Errorf("cwd %q is not an absolute path", p.Cwd)
 	}
+	// ids above 2^31-1 wrap to -1 and below in set*id(2): uid 4294967295
+	// means "unchanged" and would leave the process root (CVE-2024-40635).
+	const maxID = 1<<31 - 1
+	if p.User.UID > maxID || p.User.GID > maxID {
+		return fmt.Errorf("process.user: uid %d / gid %d out of range (max %d)", p.User.UID, p.User.GID, maxID)
+	}
+	for _, g := range p.User.AdditionalGids {
+		if g > maxID {
+			return fmt.Errorf("process.user.additionalGids: %d out of range (max %d)", g, maxID)
+		}
+	}
 	for _, r := range p.Rlimits {
 		if !strings.HasPrefix(r.Type, "RLIMIT_") {
 			return fmt.Errorf("invalid rlimit type %q", r.Type)
