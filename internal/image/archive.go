@@ -431,7 +431,9 @@ func decompressor(r io.Reader, c string) (io.ReadCloser, error) {
 	case "gzip":
 		return gzip.NewReader(r)
 	case "zstd":
-		z, err := zstd.NewReader(r)
+		// Bounded like the layer applier: a hostile frame header cannot make
+		// the decoder allocate gigabytes (decompression bombs).
+		z, err := zstd.NewReader(r, zstd.WithDecoderMaxWindow(128<<20), zstd.WithDecoderMaxMemory(1<<30))
 		if err != nil {
 			return nil, err
 		}
