@@ -331,7 +331,6 @@ func TestPodman(t *testing.T) {
 	})
 }
 
-
 // TestPodmanSpecFeatures runs podman options that turn into OCI spec features
 // the runtime has to implement, each checked from inside the container.
 func TestPodmanSpecFeatures(t *testing.T) {
