@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"berth/internal/linux/caps"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -258,18 +259,6 @@ func contains(l []string, s string) bool {
 	return false
 }
 
-// capNames are the Linux capabilities (capability.h, up to 6.x).
-var capNames = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-	"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-	"CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-	"CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-	"CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-	"CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-	"CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
-}
-
 // normCaps accepts "net_raw", "NET_RAW" or "CAP_NET_RAW"; allowAll permits
 // "ALL" (only meaningful for drop).
 func normCaps(in []string, allowAll bool) ([]string, error) {
@@ -285,7 +274,7 @@ func normCaps(in []string, allowAll bool) ([]string, error) {
 		if !strings.HasPrefix(u, "CAP_") {
 			u = "CAP_" + u
 		}
-		if !contains(capNames, u) {
+		if _, ok := caps.Parse(u); !ok {
 			return nil, fmt.Errorf("unknown capability %q", c)
 		}
 		out = append(out, u)
