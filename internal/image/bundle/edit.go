@@ -1,7 +1,6 @@
 package bundle
 
 import (
-	"berth/internal/linux/caps"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"berth/internal/linux/caps"
 )
 
 // ConfigName is the runtime config file of a bundle.
