@@ -9,7 +9,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "bench/all.sh: run as root" >&2; exit 1; }
 OUT=${OUT:-$(mktemp -d /tmp/berth-bench-XXXXXX)}
-quick=${QUICK:-}
+mkdir -p "$OUT"
+# rounds per benchmark: normal, or QUICK=1 for a smoke run
+if [[ -n "${QUICK:-}" ]]; then rt_n=10 img_n=3 unp_n=3 net_n=5; else rt_n=40 img_n=7 unp_n=5 net_n=20; fi
 
 rows=()
 row() { rows+=("$(printf '%-34s %-22s %-10s %s' "$1" "$2" "$3" "$4")"); }
@@ -23,26 +25,26 @@ run() { # name, log file, command...
 
 go build -o bin/berth ./cmd/berth || exit 1
 
-run runtime runtime.txt bash bench/runtime/run.sh -n "${quick:+10}${quick:-40}" --berth bin/berth
+run runtime runtime.txt bash bench/runtime/run.sh -n "$rt_n" --berth bin/berth
 mapfile -t rt < <(grep -E 'ratio berth/runc' "$OUT/runtime.txt" | grep -oE '[0-9.]+x' )
 row "run /bin/true (create..delete)" "runc $(runc --version | head -1 | awk '{print $3}')" "${rt[0]:-n/a}" "target <= 0.5x"
 row "exec /bin/true" "runc" "${rt[1]:-n/a}" "target <= 0.5x"
-run runtime-seccomp runtime-seccomp.txt bash bench/runtime/run.sh -n "${quick:+10}${quick:-40}" --berth bin/berth --seccomp --only run
+run runtime-seccomp runtime-seccomp.txt bash bench/runtime/run.sh -n "$rt_n" --berth bin/berth --seccomp --only run
 sr=$(grep -oE 'ratio berth/runc \(medians\): [0-9.]+x' "$OUT/runtime-seccomp.txt" | grep -oE '[0-9.]+x')
 row "run /bin/true, docker seccomp" "runc (libseccomp)" "${sr:-n/a}" "start-up cost of seccomp"
 
-ROUNDS=${quick:+3}${quick:-7} run image image.txt bash bench/image/run.sh
+ROUNDS=$img_n run image image.txt bash bench/image/run.sh
 ir=$(grep -oE 'ratio berth/skopeo: [0-9.]+' "$OUT/image.txt" | awk '{print $3}')
 row "copy registry -> oci layout" "skopeo copy" "${ir:-n/a}" "target <= 0.8x"
 
-RUNS=${quick:+3}${quick:-5} run unpack unpack.txt bash bench/unpack/bench.sh
+RUNS=$unp_n run unpack unpack.txt bash bench/unpack/bench.sh
 while read -r img bu bt; do
 	row "unpack ($img)" "umoci / tar -xzf" "$bu / $bt" "targets <= 0.30x / <= 0.90x"
 done < <(sed -nE 's/^([^:]+): wall berth\/umoci = ([0-9.]+x) .*berth\/tar = ([0-9.]+x).*/\1 \2 \3/p' "$OUT/unpack.txt")
 ov=$(sed -nE "s/^overlay bundle from cached image .* median ([0-9]+) ms.*/\1 ms/p" "$OUT/unpack.txt" | head -1)
 row "overlay bundle from cache" "(absolute)" "${ov:-n/a}" "target <= 50 ms"
 
-run network network.txt bash bench/network/run.sh -n "${quick:+5}${quick:-20}"
+run network network.txt bash bench/network/run.sh -n "$net_n"
 nr=$(grep -oiE 'ratio berth/hand[^0-9]*[0-9.]+' "$OUT/network.txt" | head -1 | grep -oE '[0-9.]+$')
 cm=$(grep -iE 'connect.*median' "$OUT/network.txt" | head -1 | grep -oE '[0-9.]+ ms' | head -1)
 row "network create+connect+teardown" "ip/brctl/iptables" "${nr:-n/a}" "target <= 0.05x"
