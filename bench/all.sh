@@ -26,7 +26,7 @@ run() { # name, log file, command...
 go build -o bin/berth ./cmd/berth || exit 1
 
 run runtime runtime.txt bash bench/runtime/run.sh -n "$rt_n" --berth bin/berth
-mapfile -t rt < <(grep -E 'ratio berth/runc' "$OUT/runtime.txt" | grep -oE '[0-9.]+x' )
+mapfile -t rt < <(grep -oE 'ratio berth/runc \(medians\): [0-9.]+x' "$OUT/runtime.txt" | grep -oE '[0-9.]+x$')
 row "run /bin/true (create..delete)" "runc $(runc --version | head -1 | awk '{print $3}')" "${rt[0]:-n/a}" "target <= 0.5x"
 row "exec /bin/true" "runc" "${rt[1]:-n/a}" "target <= 0.5x"
 run runtime-seccomp runtime-seccomp.txt bash bench/runtime/run.sh -n "$rt_n" --berth bin/berth --seccomp --only run
@@ -46,7 +46,7 @@ row "overlay bundle from cache" "(absolute)" "${ov:-n/a}" "target <= 50 ms"
 
 run network network.txt bash bench/network/run.sh -n "$net_n"
 nr=$(grep -oiE 'ratio berth/hand[^0-9]*[0-9.]+' "$OUT/network.txt" | head -1 | grep -oE '[0-9.]+$')
-cm=$(grep -iE 'connect.*median' "$OUT/network.txt" | head -1 | grep -oE '[0-9.]+ ms' | head -1)
+cm=$(grep -oE 'in-process [0-9.]+ ms' "$OUT/network.txt" | head -1 | grep -oE '[0-9.]+ ms')
 row "network create+connect+teardown" "ip/brctl/iptables" "${nr:-n/a}" "target <= 0.05x"
 row "network connect (library)" "(absolute)" "${cm:-n/a}" "target <= 5 ms"
 
