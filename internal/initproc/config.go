@@ -36,6 +36,12 @@ type Config struct {
 	// placed in its cgroups (so the namespace root is the container's cgroup).
 	UnshareCgroupNS bool              `json:"unshare_cgroup_ns"`
 	CgroupPaths     map[string]string `json:"cgroup_paths,omitempty"`
+	// WaitPlaced: the parent sends Placed once init is in its cgroups (the
+	// move takes an RCU grace period, often 10+ ms, so init builds its mounts
+	// meanwhile). PlacedEarly waits at once (unified hosts, where a cgroup
+	// namespace must exist before cgroup2 is mounted).
+	WaitPlaced  bool `json:"wait_placed"`
+	PlacedEarly bool `json:"placed_early"`
 	// RunHooks: the parent has prestart/createRuntime hooks; stop and ask.
 	RunHooks bool `json:"run_hooks"`
 
@@ -50,6 +56,11 @@ type Config struct {
 	SeccompDisabled bool `json:"seccomp_disabled"`
 	// SeccompProgram is the filter the runtime compiled from the spec
 	// (seccomp.Filter's binary form); its warnings were logged there.
+	SeccompProgram []byte `json:"seccomp_program,omitempty"`
+}
+
+// PlacedInfo is the payload of Placed.
+type PlacedInfo struct {
 	SeccompProgram []byte `json:"seccomp_program,omitempty"`
 }
 

@@ -81,9 +81,9 @@ func run(conn *ipc.Conn, c *Config) error {
 	if err != nil {
 		return fmt.Errorf("open /proc/self/fd: %w", err)
 	}
-	if c.UnshareCgroupNS {
-		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-			return fmt.Errorf("unshare cgroup namespace: %w", err)
+	if c.WaitPlaced && c.PlacedEarly {
+		if err := waitPlaced(conn, c); err != nil {
+			return err
 		}
 	}
 	if !c.Exec {
@@ -167,6 +167,32 @@ func run(conn *ipc.Conn, c *Config) error {
 	return nil
 }
 
+// waitPlaced blocks until the parent has put init in its cgroups (and set
+// limits and the network), then unshares the cgroup namespace so its root is
+// the container's cgroup.
+func waitPlaced(conn *ipc.Conn, c *Config) error {
+	m, err := conn.Recv()
+	if err != nil {
+		return fmt.Errorf("waiting for cgroup placement: %w", err)
+	}
+	if m.Type != ipc.Placed {
+		return fmt.Errorf("unexpected %q while waiting for cgroup placement", m.Type)
+	}
+	var pi PlacedInfo
+	if len(m.Data) > 0 {
+		if err := jsonUnmarshal(m.Data, &pi); err != nil {
+			return err
+		}
+	}
+	c.SeccompProgram = pi.SeccompProgram
+	if c.UnshareCgroupNS {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("unshare cgroup namespace: %w", err)
+		}
+	}
+	return nil
+}
+
 func decode(m ipc.Message, v any) error {
 	if m.Type != ipc.Bootstrap {
 		return fmt.Errorf("expected bootstrap, got %q", m.Type)
@@ -200,6 +226,11 @@ func setupRootfs(conn *ipc.Conn, c *Config) error {
 			if err := unix.Setdomainname([]byte(s.Domainname)); err != nil {
 				return fmt.Errorf("setdomainname: %w", err)
 			}
+		}
+	}
+	if c.WaitPlaced && !c.PlacedEarly {
+		if err := waitPlaced(conn, c); err != nil {
+			return err
 		}
 	}
 	if c.RunHooks {

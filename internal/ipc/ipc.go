@@ -6,9 +6,11 @@
 //
 //	parent                               child (berth init)
 //	  spawn in new namespaces
-//	  place in cgroups
 //	  ---- Bootstrap (config) ------------>
-//	                                       mounts, devices, hostname, sysctl
+//	  place in cgroups, limits,            mounts, devices, hostname
+//	  network (in parallel)                (in parallel)
+//	  ---- Placed (seccomp program) ------>
+//	                                       unshare cgroup namespace
 //	  <--------------------- Hooks -------   only when prestart/createRuntime hooks exist
 //	  run prestart, createRuntime
 //	  ---- Resume ------------------------>
@@ -22,7 +24,8 @@
 //	  write state.json, pid file; create exits
 //	                                       (blocks on exec.fifo until start), exec
 //
-// Ladder for exec processes: Bootstrap, (Seccomp, SeccompDone,) then Ready (the child then execs at
+// Ladder for exec processes (placed in their cgroup before Bootstrap):
+// Bootstrap, (Seccomp, SeccompDone,) then Ready (the child then execs at
 // once). At any point the child may send Error instead of its next message,
 // exactly once, and exits; the parent reports it as "error during container
 // init: <msg>". Log messages may come at any time and do not advance the
@@ -44,6 +47,7 @@ type Type string
 
 const (
 	Bootstrap Type = "bootstrap" // parent→child: the config
+	Placed    Type = "placed"    // parent→child: init is in its cgroups, limits and network are set
 	Hooks     Type = "hooks"     // child→parent: run prestart/createRuntime now
 	Resume    Type = "resume"    // parent→child: hooks done
 	Ready     Type = "ready"     // child→parent: set up, about to wait/exec
@@ -159,7 +163,8 @@ func ParentOfExec() *Sequence {
 func ChildOfParent() *Sequence {
 	return &Sequence{allowed: map[Type][]Type{
 		start:     {Bootstrap},
-		Bootstrap: {Resume, SeccompDone},
+		Bootstrap: {Placed, Resume, SeccompDone}, // exec processes get no Placed
+		Placed:    {Resume, SeccompDone},
 		Resume:    {SeccompDone},
 	}}
 }

@@ -219,34 +219,18 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		return nil, fmt.Errorf("unable to start container process: %w", err)
 	}
 	ph.done("spawn init")
-	if cgFD < 0 {
-		if err := cg.Apply(proc.Pid); err != nil {
-			return nil, fmt.Errorf("unable to apply cgroup configuration: %w", err)
-		}
-	}
-	if err := cg.Set(effectiveResources(s)); err != nil {
-		return nil, fmt.Errorf("unable to apply cgroup configuration: %w", err)
-	}
+	// init builds its mounts while we place it: moving a process between
+	// cgroups waits for an RCU grace period (often 10+ ms), so the two run in
+	// parallel and init waits for Placed before anything that needs its
+	// cgroup (cgroup namespace, hooks, the container process).
 	st.CgroupPaths = cg.Paths()
 	st.InitPid = proc.Pid
 	if start, _, err := state.ProcStart(proc.Pid); err == nil {
 		st.InitStart = start
 	}
-	rec.InitPid, rec.InitStart = st.InitPid, st.InitStart
-	if err := writeCreating(st.Dir(), rec); err != nil {
-		return nil, err
-	}
 	st.NamespacePaths = map[string]string{}
 	for _, t := range nsutil.All() {
 		st.NamespacePaths[string(t)] = fmt.Sprintf("/proc/%d/ns/%s", proc.Pid, t.ProcName())
-	}
-
-	if r.Network != nil && plan.newNS(specs.NetworkNamespace) {
-		if err := r.Network.Attach(context.Background(), id, st.NamespacePaths[string(specs.NetworkNamespace)], st.Rootfs); err != nil {
-			return nil, fmt.Errorf("attach network: %w", err)
-		}
-		st.NetworkAttached = true
-		ph.done("network attach")
 	}
 	hasHooks := s.Hooks != nil && (len(s.Hooks.Prestart) > 0 || len(s.Hooks.CreateRuntime) > 0)
 	cfg := &initproc.Config{
@@ -258,18 +242,31 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		CgroupNS:        plan.has(specs.CgroupNamespace),
 		UnshareCgroupNS: plan.newNS(specs.CgroupNamespace),
 		CgroupPaths:     st.CgroupPaths,
+		WaitPlaced:      true,
+		PlacedEarly:     cgFD >= 0,
 		RunHooks:        hasHooks,
 		FifoFd:          fifoFd, ConsoleSocketFd: consoleFd,
 		KeepFds:  len(so.Keep),
 		ExtraEnv: listenEnv,
 	}
-	ph.done("cgroup apply and limits")
-	if cfg.SeccompProgram, err = r.compileSeccomp(s); err != nil {
-		return nil, err
-	}
 	if err := proc.Conn.SendData(ipc.Bootstrap, cfg); err != nil {
 		return nil, fmt.Errorf("unable to start container process: %w", err)
 	}
+	rec.InitPid, rec.InitStart = st.InitPid, st.InitStart
+	if err := writeCreating(st.Dir(), rec); err != nil {
+		return nil, err
+	}
+	if err := r.place(proc, cg, cgFD, s, st, plan); err != nil {
+		// init may have failed on its own meanwhile (a bad mount): its
+		// report says more than a broken pipe or a vanished pid. Kill it
+		// first so reading ends at what it had already sent.
+		proc.Cmd.Process.Kill()
+		if cerr := childFailure(proc); cerr != nil {
+			return nil, cerr
+		}
+		return nil, err
+	}
+	ph.done("cgroup, limits, network; placed")
 	if err := r.waitReady(proc, st, s, hasHooks); err != nil {
 		return nil, err
 	}
@@ -515,4 +512,47 @@ func sendPidfd(path string, pid int) error {
 	}
 	defer f.Close()
 	return unix.Sendmsg(int(f.Fd()), []byte("pidfd"), unix.UnixRights(pfd), nil, 0)
+}
+
+// place puts init in its cgroups with its limits, wires its network, and
+// tells init (Placed, carrying the compiled seccomp program).
+func (r *Runtime) place(proc *spawn.Process, cg cgroups.Manager, cgFD int, s *specs.Spec, st *state.State, plan *nsPlan) error {
+	if cgFD < 0 {
+		if err := cg.Apply(proc.Pid); err != nil {
+			return fmt.Errorf("unable to apply cgroup configuration: %w", err)
+		}
+	}
+	if err := cg.Set(effectiveResources(s)); err != nil {
+		return fmt.Errorf("unable to apply cgroup configuration: %w", err)
+	}
+	if r.Network != nil && plan.newNS(specs.NetworkNamespace) {
+		if err := r.Network.Attach(context.Background(), st.ID, st.NamespacePaths[string(specs.NetworkNamespace)], st.Rootfs); err != nil {
+			return fmt.Errorf("attach network: %w", err)
+		}
+		st.NetworkAttached = true
+	}
+	var placed initproc.PlacedInfo
+	var err error
+	if placed.SeccompProgram, err = r.compileSeccomp(s); err != nil {
+		return err
+	}
+	if err := proc.Conn.SendData(ipc.Placed, placed); err != nil {
+		return fmt.Errorf("unable to start container process: %w", err)
+	}
+	return nil
+}
+
+// childFailure returns init's own error report, if it sent one before it
+// exited (it reports exactly once; see internal/ipc). Call it only once init
+// is dead or dying: it reads until the stream ends.
+func childFailure(proc *spawn.Process) error {
+	for {
+		m, err := proc.Conn.Recv()
+		if err != nil {
+			return nil
+		}
+		if m.Type == ipc.Error {
+			return fmt.Errorf("unable to start container process: error during container init: %s", m.Error)
+		}
+	}
 }
