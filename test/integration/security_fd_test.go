@@ -62,7 +62,24 @@ func TestCVE_2019_5736_ShebangSelfExe(t *testing.T) {
 			cmd.Process.Kill()
 		}
 	})
-	waitRunning(t, r, id)
+	// If run fails instead of reaching "running", say why.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if res := r.run("state", id); res.code == 0 && strings.Contains(res.stdout, `"status": "running"`) {
+			break
+		}
+		select {
+		case err := <-done:
+			b, _ := os.ReadFile(out)
+			t.Fatalf("berth run ended before the container ran: %v\n%s", err, b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(out)
+			t.Fatalf("container %s did not start running; run output so far:\n%s", id, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for i := 0; i < raceIters(30); i++ {
 		// Exits non-zero: the runtime binary does not know the "/bin/evil"
 		// command. What matters is what the racer could do meanwhile.
