@@ -517,13 +517,20 @@ func sendPidfd(path string, pid int) error {
 // place puts init in its cgroups with its limits, wires its network, and
 // tells init (Placed, carrying the compiled seccomp program).
 func (r *Runtime) place(proc *spawn.Process, cg cgroups.Manager, cgFD int, s *specs.Spec, st *state.State, plan *nsPlan) error {
+	// Limits first, on the still empty cgroup, then the move: init is already
+	// running (building its mounts), and a device list is written rule by
+	// rule (deny all, then each allow), so init must never sit in the cgroup
+	// between those writes.
+	if err := cg.Create(); err != nil {
+		return fmt.Errorf("unable to apply cgroup configuration: %w", err)
+	}
+	if err := cg.Set(effectiveResources(s)); err != nil {
+		return fmt.Errorf("unable to apply cgroup configuration: %w", err)
+	}
 	if cgFD < 0 {
 		if err := cg.Apply(proc.Pid); err != nil {
 			return fmt.Errorf("unable to apply cgroup configuration: %w", err)
 		}
-	}
-	if err := cg.Set(effectiveResources(s)); err != nil {
-		return fmt.Errorf("unable to apply cgroup configuration: %w", err)
 	}
 	if r.Network != nil && plan.newNS(specs.NetworkNamespace) {
 		if err := r.Network.Attach(context.Background(), st.ID, st.NamespacePaths[string(specs.NetworkNamespace)], st.Rootfs); err != nil {
