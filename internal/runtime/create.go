@@ -160,14 +160,16 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
 	rec := creatingRecord{CgroupPaths: cg.Paths()}
-	if err := writeCreating(st.Dir(), rec); err != nil {
-		return nil, err
-	}
 	// On a unified host the child is born in its cgroup (CLONE_INTO_CGROUP),
 	// so the cgroup must exist first. Otherwise Apply creates it after the
 	// clone, while the child's runtime starts up.
 	cgFD := -1
 	if cg.Mode() == cgroups.ModeUnified {
+		// The cgroup exists before init does: record it first, so a create
+		// killed right here still leaves nothing behind.
+		if err := writeCreating(st.Dir(), rec); err != nil {
+			return nil, err
+		}
 		if err := cg.Create(); err != nil {
 			return nil, fmt.Errorf("create cgroup: %w", err)
 		}
@@ -252,6 +254,8 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	if err := proc.Conn.SendData(ipc.Bootstrap, cfg); err != nil {
 		return nil, fmt.Errorf("unable to start container process: %w", err)
 	}
+	// Written before the cgroup exists on v1 (place creates it), so one
+	// record covers both the cgroup and init.
 	rec.InitPid, rec.InitStart = st.InitPid, st.InitStart
 	if err := writeCreating(st.Dir(), rec); err != nil {
 		return nil, err
