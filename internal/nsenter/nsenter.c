@@ -6,15 +6,24 @@
 // the process is still single-threaded. The parent passes open namespace fds
 // and what to unshare afterwards through the environment:
 //
-//   _BERTH_SETNS="fd:nstype,fd:nstype,..."  joined in order (user first)
+//   _BERTH_CGROUP="fd:controller,..."       cgroup v1 "tasks" files: "0" is
+//                                           written to each first, moving this
+//                                           (single-threaded) process without
+//                                           the kernel's global threadgroup
+//                                           lock and its RCU grace period
+//                                           (see internal/linux/cgroups/join.go)
+//   _BERTH_SETNS="fd:nstype,fd:nstype,..."  joined in order (cgroup, then user)
 //   _BERTH_UNSHARE="flags"                  unshare(2) after joining (new
 //                                           namespaces owned by a joined userns,
 //                                           and always a new time namespace)
 //   _BERTH_TIMENS="monotonic S N\nboottime S N"  offsets for that time namespace
 //   _BERTH_INITPIPE="fd"                    where a failure is reported
 //
-// Namespaces that any thread may join (net, ipc, uts, pid, cgroup) are joined by
-// the parent on a locked OS thread before the clone instead; see internal/spawn.
+// Namespaces that any thread may join (net, ipc, uts, pid) are joined by the
+// parent on a locked OS thread before the clone instead; see internal/spawn.
+// The cgroup namespace is joined here so that the parent stays in its own
+// while clone3 places the child into a v2 cgroup (CLONE_INTO_CGROUP checks
+// the caller's cgroup namespace on hosts mounted with nsdelegate).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -55,8 +64,28 @@ __attribute__((constructor)) static void berth_nsenter(void)
 	const char *s = getenv("_BERTH_SETNS");
 	const char *u = getenv("_BERTH_UNSHARE");
 	const char *t = getenv("_BERTH_TIMENS");
-	char what[64];
+	const char *g = getenv("_BERTH_CGROUP");
+	char what[96];
 
+	if (g && *g) {
+		while (*g) {
+			char *end;
+			size_t n;
+			long fd = strtol(g, &end, 10);
+			if (*end != ':')
+				berth_fail("malformed _BERTH_CGROUP", EINVAL);
+			g = end + 1;
+			n = strcspn(g, ",");
+			if (write((int)fd, "0", 1) != 1) {
+				snprintf(what, sizeof(what), "join %.*s cgroup", (int)(n < 40 ? n : 40), g);
+				berth_fail(what, errno);
+			}
+			close((int)fd);
+			g += n;
+			if (*g == ',')
+				g++;
+		}
+	}
 	if (s && *s) {
 		while (*s) {
 			char *end;
@@ -97,6 +126,7 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			berth_fail("write timens_offsets", errno);
 		close(fd);
 	}
+	unsetenv("_BERTH_CGROUP");
 	unsetenv("_BERTH_SETNS");
 	unsetenv("_BERTH_UNSHARE");
 	unsetenv("_BERTH_TIMENS");

@@ -159,26 +159,30 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
+	// init is born into its cgroup, limits already written: the cgroup is
+	// created and its limits set while it is still empty (a device list is
+	// written rule by rule, deny all then each allow, and init must never sit
+	// in it between those writes), then the child is placed without a
+	// migration by the parent (see cgroups.Join: clone3 CLONE_INTO_CGROUP on
+	// v2, the child's own write to the v1 tasks files). The cgroup exists
+	// before init does: record it first, so a create killed right here still
+	// leaves nothing behind.
 	rec := creatingRecord{CgroupPaths: cg.Paths()}
-	// On a unified host the child is born in its cgroup (CLONE_INTO_CGROUP),
-	// so the cgroup must exist first. Otherwise Apply creates it after the
-	// clone, while the child's runtime starts up.
-	cgFD := -1
-	if cg.Mode() == cgroups.ModeUnified {
-		// The cgroup exists before init does: record it first, so a create
-		// killed right here still leaves nothing behind.
-		if err := writeCreating(st.Dir(), rec); err != nil {
-			return nil, err
-		}
-		if err := cg.Create(); err != nil {
-			return nil, fmt.Errorf("create cgroup: %w", err)
-		}
-		if f, err := cg.CgroupFD(); err == nil {
-			defer f.Close()
-			cgFD = int(f.Fd())
-		}
+	if err := writeCreating(st.Dir(), rec); err != nil {
+		return nil, err
 	}
-	ph.done("exec.fifo, cgroup")
+	if err := cg.Create(); err != nil {
+		return nil, fmt.Errorf("unable to apply cgroup configuration: %w", err)
+	}
+	if err := cg.Set(effectiveResources(s)); err != nil {
+		return nil, fmt.Errorf("unable to apply cgroup configuration: %w", err)
+	}
+	join, err := cgroups.OpenJoin(cg.Paths())
+	if err != nil {
+		return nil, fmt.Errorf("unable to apply cgroup configuration: %w", err)
+	}
+	defer join.Close()
+	ph.done("exec.fifo, cgroup, limits")
 
 	so := &spawn.Options{
 		Cloneflags:       plan.cloneflags,
@@ -188,7 +192,7 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		UnshareAfterJoin: plan.unshareAfter,
 		TimeOffsets:      plan.timeOffsets,
 		Stdin:            o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
-		CgroupFD: cgFD,
+		Cgroup: join,
 	}
 	listen, listenEnv := listenFds()
 	so.Keep = append(so.Keep, listen...)
@@ -221,10 +225,9 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		return nil, fmt.Errorf("unable to start container process: %w", err)
 	}
 	ph.done("spawn init")
-	// init builds its mounts while we place it: moving a process between
-	// cgroups waits for an RCU grace period (often 10+ ms), so the two run in
-	// parallel and init waits for Placed before anything that needs its
-	// cgroup (cgroup namespace, hooks, the container process).
+	// init builds its mounts while we wire its network and compile its
+	// seccomp filter; it waits for Placed before its cgroup namespace, the
+	// hooks and the container process.
 	st.CgroupPaths = cg.Paths()
 	st.InitPid = proc.Pid
 	if start, _, err := state.ProcStart(proc.Pid); err == nil {
@@ -245,7 +248,7 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		UnshareCgroupNS: plan.newNS(specs.CgroupNamespace),
 		CgroupPaths:     st.CgroupPaths,
 		WaitPlaced:      true,
-		PlacedEarly:     cgFD >= 0,
+		PlacedEarly:     cg.Mode() == cgroups.ModeUnified,
 		RunHooks:        hasHooks,
 		FifoFd:          fifoFd, ConsoleSocketFd: consoleFd,
 		KeepFds:  len(so.Keep),
@@ -254,13 +257,11 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	if err := proc.Conn.SendData(ipc.Bootstrap, cfg); err != nil {
 		return nil, fmt.Errorf("unable to start container process: %w", err)
 	}
-	// Written before the cgroup exists on v1 (place creates it), so one
-	// record covers both the cgroup and init.
 	rec.InitPid, rec.InitStart = st.InitPid, st.InitStart
 	if err := writeCreating(st.Dir(), rec); err != nil {
 		return nil, err
 	}
-	if err := r.place(proc, cg, cgFD, s, st, plan); err != nil {
+	if err := r.place(proc, s, st, plan); err != nil {
 		// init may have failed on its own meanwhile (a bad mount): its
 		// report says more than a broken pipe or a vanished pid. Kill it
 		// first so reading ends at what it had already sent.
@@ -270,7 +271,7 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		}
 		return nil, err
 	}
-	ph.done("cgroup, limits, network; placed")
+	ph.done("network, seccomp; placed")
 	if err := r.waitReady(proc, st, s, hasHooks); err != nil {
 		return nil, err
 	}
@@ -518,24 +519,10 @@ func sendPidfd(path string, pid int) error {
 	return unix.Sendmsg(int(f.Fd()), []byte("pidfd"), unix.UnixRights(pfd), nil, 0)
 }
 
-// place puts init in its cgroups with its limits, wires its network, and
-// tells init (Placed, carrying the compiled seccomp program).
-func (r *Runtime) place(proc *spawn.Process, cg cgroups.Manager, cgFD int, s *specs.Spec, st *state.State, plan *nsPlan) error {
-	// Limits first, on the still empty cgroup, then the move: init is already
-	// running (building its mounts), and a device list is written rule by
-	// rule (deny all, then each allow), so init must never sit in the cgroup
-	// between those writes.
-	if err := cg.Create(); err != nil {
-		return fmt.Errorf("unable to apply cgroup configuration: %w", err)
-	}
-	if err := cg.Set(effectiveResources(s)); err != nil {
-		return fmt.Errorf("unable to apply cgroup configuration: %w", err)
-	}
-	if cgFD < 0 {
-		if err := cg.Apply(proc.Pid); err != nil {
-			return fmt.Errorf("unable to apply cgroup configuration: %w", err)
-		}
-	}
+// place wires init's network and tells init it may go on (Placed, carrying
+// the compiled seccomp program); init is in its cgroups from its first
+// instruction.
+func (r *Runtime) place(proc *spawn.Process, s *specs.Spec, st *state.State, plan *nsPlan) error {
 	if r.Network != nil && plan.newNS(specs.NetworkNamespace) {
 		if err := r.Network.Attach(context.Background(), st.ID, st.NamespacePaths[string(specs.NetworkNamespace)], st.Rootfs); err != nil {
 			return fmt.Errorf("attach network: %w", err)

@@ -16,6 +16,7 @@ import (
 
 	"berth/internal/initproc"
 	"berth/internal/ipc"
+	"berth/internal/linux/cgroups"
 	"berth/internal/linux/console"
 	"berth/internal/linux/nsutil"
 	"berth/internal/spawn"
@@ -141,7 +142,12 @@ func (r *Runtime) Exec(id string, o ExecOptions) (int, error) {
 func (r *Runtime) spawnExec(c *Container, o ExecOptions) (_ *spawn.Process, master *os.File, retErr error) {
 	s := c.Config
 	p := o.Process
-	so := &spawn.Options{Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr, CgroupFD: -1}
+	join, err := c.execJoin(o.Cgroup)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer join.Close()
+	so := &spawn.Options{Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr, Cgroup: join}
 	for _, n := range s.Linux.Namespaces {
 		t := nsutil.Type(n.Type)
 		so.Join = append(so.Join, nsutil.Namespace{Type: t, Path: fmt.Sprintf("/proc/%d/ns/%s", c.InitPid, t.ProcName())})
@@ -192,9 +198,6 @@ func (r *Runtime) spawnExec(c *Container, o ExecOptions) (_ *spawn.Process, mast
 			proc.Conn.Close()
 		}
 	}()
-	if err := c.placeExec(proc.Pid, o.Cgroup); err != nil {
-		return nil, nil, err
-	}
 	cfg := &initproc.Config{
 		ID: c.ID, Bundle: c.Bundle, Rootfs: c.Rootfs, Spec: s, Process: p, HostPid: proc.Pid, Exec: true,
 		UserNS: hasNS(s, specs.UserNamespace), CgroupPaths: c.CgroupPaths,
@@ -252,33 +255,29 @@ func hasNS(s *specs.Spec, t specs.LinuxNamespaceType) bool {
 	return false
 }
 
-// placeExec moves an exec process into the container's cgroup, or into the
-// sub-cgroups named by --cgroup.
-func (c *Container) placeExec(pid int, sub map[string]string) error {
-	if len(sub) == 0 {
-		cg, err := c.cgroup()
-		if err != nil || cg == nil {
-			return err
-		}
-		if err := cg.Apply(pid); err != nil {
-			return fmt.Errorf("exec: join container cgroup: %w", err)
-		}
-		return nil
+// execJoin opens what an exec process needs to be placed, from its first
+// instruction, in the container's cgroups or in the sub-cgroups named by
+// --cgroup (see cgroups.Join). nil when the container has no cgroup.
+func (c *Container) execJoin(sub map[string]string) (*cgroups.Join, error) {
+	if len(c.CgroupPaths) == 0 {
+		return nil, nil
 	}
+	targets := make(map[string]string, len(c.CgroupPaths))
 	for ctrl, dir := range c.CgroupPaths {
 		rel, ok := sub[ctrl]
 		if !ok {
 			rel, ok = sub[""]
 		}
-		target := dir
+		targets[ctrl] = dir
 		if ok {
-			target = filepath.Join(dir, filepath.Clean("/"+rel))
-		}
-		if err := os.WriteFile(filepath.Join(target, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
-			return fmt.Errorf("exec: join cgroup %s: %w", target, err)
+			targets[ctrl] = filepath.Join(dir, filepath.Clean("/"+rel))
 		}
 	}
-	return nil
+	j, err := cgroups.OpenJoin(targets)
+	if err != nil {
+		return nil, fmt.Errorf("exec: %w", err)
+	}
+	return j, nil
 }
 
 // ParseCgroupFlag parses exec --cgroup values: "path" or "ctrl[,ctrl]:path".

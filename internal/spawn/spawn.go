@@ -3,12 +3,14 @@
 //
 // Namespaces are joined in two places, because Go cannot setns(2) into a user
 // or mount namespace once its runtime runs threads:
-//   - net, ipc, uts, pid and cgroup are joined by the parent on a locked OS
-//     thread right before the clone; the child inherits them (pid as
+//   - net, ipc, uts and pid are joined by the parent on a locked OS thread
+//     right before the clone; the child inherits them (pid as
 //     pid_for_children). The thread is never unlocked, so it dies with its
 //     goroutine instead of going back to the scheduler in foreign namespaces.
-//   - user, mnt and time are joined by the nsenter constructor in the child,
-//     before its Go runtime starts (see internal/nsenter).
+//   - cgroup, user, mnt and time are joined by the nsenter constructor in the
+//     child, before its Go runtime starts (see internal/nsenter); cgroup first,
+//     with the host's credentials, and after the child placed itself in its
+//     cgroups (Options.Cgroup).
 package spawn
 
 import (
@@ -21,9 +23,11 @@ import (
 	"strings"
 	"syscall"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"berth/internal/ipc"
+	"berth/internal/linux/cgroups"
 	"berth/internal/linux/nsutil"
 )
 
@@ -49,9 +53,12 @@ type Options struct {
 	Keep []*os.File
 	// Extra are donated after Keep; ExtraFd reports where each landed.
 	Extra []*os.File
-	// CgroupFD, when >= 0, places the child into that v2 cgroup at clone time.
-	CgroupFD int
-	Setpgid  bool
+	// Cgroup, when set, places the child: into Cgroup.Dir (v2) at clone time,
+	// and into each v1 hierarchy by its own write of "0" to the open tasks
+	// files, before its runtime starts (see cgroups.Join). The parent keeps
+	// and closes the files.
+	Cgroup  *cgroups.Join
+	Setpgid bool
 }
 
 // Process is a started child and the parent's end of its protocol socket.
@@ -107,10 +114,20 @@ func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 			f.Close()
 		}
 	}()
-	if len(early) > 0 {
-		// user first: it grants the capabilities the other joins need.
+	if o.Cgroup != nil && len(o.Cgroup.Tasks) > 0 {
 		var parts []string
-		for _, n := range nsutil.SortForJoin(early) {
+		for _, t := range o.Cgroup.Tasks {
+			cmd.ExtraFiles = append(cmd.ExtraFiles, t.File)
+			parts = append(parts, fmt.Sprintf("%d:%s", 2+len(cmd.ExtraFiles), t.Controller))
+		}
+		env = append(env, "_BERTH_CGROUP="+strings.Join(parts, ","))
+	}
+	if len(early) > 0 {
+		// cgroup first, with the host's credentials (a cgroup namespace may
+		// belong to the host's user namespace), then user: it grants the
+		// capabilities the other joins need.
+		var parts []string
+		for _, n := range constructorOrder(early) {
 			f, err := os.Open(n.Path)
 			if err != nil {
 				parent.Close()
@@ -143,9 +160,9 @@ func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 		// would drop every capability.
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: os.Geteuid() != 0}
 	}
-	if o.CgroupFD >= 0 {
+	if o.Cgroup != nil && o.Cgroup.Dir != nil {
 		cmd.SysProcAttr.UseCgroupFD = true
-		cmd.SysProcAttr.CgroupFD = o.CgroupFD
+		cmd.SysProcAttr.CgroupFD = int(o.Cgroup.Dir.Fd())
 	}
 
 	if err := startOnThread(cmd, late); err != nil {
@@ -153,6 +170,20 @@ func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 		return nil, err
 	}
 	return &Process{Cmd: cmd, Conn: ipc.NewConn(parent, seq), Pid: cmd.Process.Pid}, nil
+}
+
+// constructorOrder sorts the namespaces the constructor joins: cgroup, then
+// the usual join order (user first).
+func constructorOrder(ns []nsutil.Namespace) []nsutil.Namespace {
+	var out, rest []nsutil.Namespace
+	for _, n := range ns {
+		if n.Type == nsutil.Type(specs.CgroupNamespace) {
+			out = append(out, n)
+		} else {
+			rest = append(rest, n)
+		}
+	}
+	return append(out, nsutil.SortForJoin(rest)...)
 }
 
 // startOnThread starts cmd from a fresh locked OS thread that has first

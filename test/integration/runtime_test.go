@@ -393,3 +393,83 @@ func dropNS(s *specs.Spec, t specs.LinuxNamespaceType) {
 	}
 	s.Linux.Namespaces = ns
 }
+
+// init and exec'd processes are placed in every hierarchy (v1 controllers and
+// the v2 tree of a hybrid host) by themselves, at birth: check each line of
+// their /proc/PID/cgroup from the host, for the container's cgroup and for an
+// exec --cgroup sub-cgroup.
+func TestRuntimeInitAndExecJoinEveryCgroup(t *testing.T) {
+	r := newRT(t)
+	b := testutil.Bundle(t, nil, "sleep", "100")
+	id := r.id()
+	r.must("run", "-d", "-b", b, id)
+	var st struct {
+		InitPid     int               `json:"init_process_pid"`
+		CgroupPaths map[string]string `json:"cgroup_paths"`
+	}
+	raw, err := os.ReadFile(filepath.Join(r.root, id, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &st); err != nil || len(st.CgroupPaths) == 0 {
+		t.Fatalf("state.json: %v %s", err, raw)
+	}
+	inEvery := func(what string, pid int, suffix string) {
+		t.Helper()
+		cg, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(cg)), "\n")
+		if len(lines) < len(st.CgroupPaths) {
+			t.Errorf("%s: %d cgroup lines for %d managed hierarchies:\n%s", what, len(lines), len(st.CgroupPaths), cg)
+		}
+		for _, l := range lines {
+			parts := strings.SplitN(l, ":", 3)
+			if len(parts) != 3 || !strings.HasSuffix(parts[2], suffix) {
+				t.Errorf("%s is not in its cgroup on line %q (want suffix %s):\n%s", what, l, suffix, cg)
+			}
+		}
+	}
+	inEvery("init", st.InitPid, "/"+id)
+
+	pidFile := filepath.Join(t.TempDir(), "exec.pid")
+	r.must("exec", "-d", "--pid-file", pidFile, id, "sleep", "100")
+	pid, err := readPid(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inEvery("exec", pid, "/"+id)
+
+	for _, dir := range st.CgroupPaths {
+		if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if cpus, err := os.ReadFile(filepath.Join(dir, "cpuset.cpus")); err == nil {
+			os.WriteFile(filepath.Join(dir, "sub", "cpuset.cpus"), cpus, 0)
+			mems, _ := os.ReadFile(filepath.Join(dir, "cpuset.mems"))
+			os.WriteFile(filepath.Join(dir, "sub", "cpuset.mems"), mems, 0)
+		}
+	}
+	pidFile2 := filepath.Join(t.TempDir(), "exec2.pid")
+	r.must("exec", "-d", "--cgroup", "sub", "--pid-file", pidFile2, id, "sleep", "100")
+	pid2, err := readPid(pidFile2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inEvery("exec --cgroup sub", pid2, "/"+id+"/sub")
+	r.must("delete", "--force", id)
+	for c, dir := range st.CgroupPaths {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("delete left the %q cgroup %s", c, dir)
+		}
+	}
+}
+
+func readPid(file string) (int, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}

@@ -44,10 +44,13 @@ func (t Type) CloneFlag() uintptr { return flags[t] }
 // ProcName is t's entry in /proc/PID/ns.
 func (t Type) ProcName() string { return procNames[t] }
 
-// JoinedByConstructor reports whether joining t needs a single-threaded
-// process (user, mnt) or switches the caller itself (time).
+// JoinedByConstructor reports whether the child joins t itself, before its
+// runtime starts: user and mnt need a single-threaded process, time switches
+// the caller itself, and cgroup is kept out of the parent so clone3 can place
+// the child into a v2 cgroup from the parent's own cgroup namespace.
 func (t Type) JoinedByConstructor() bool {
-	return t == Type(specs.UserNamespace) || t == Type(specs.MountNamespace) || t == Type(specs.TimeNamespace)
+	return t == Type(specs.UserNamespace) || t == Type(specs.MountNamespace) || t == Type(specs.TimeNamespace) ||
+		t == Type(specs.CgroupNamespace)
 }
 
 // All lists every type, in join order.
