@@ -36,10 +36,11 @@ type Config struct {
 	// placed in its cgroups (so the namespace root is the container's cgroup).
 	UnshareCgroupNS bool              `json:"unshare_cgroup_ns"`
 	CgroupPaths     map[string]string `json:"cgroup_paths,omitempty"`
-	// WaitPlaced: the parent sends Placed once init is in its cgroups (the
-	// move takes an RCU grace period, often 10+ ms, so init builds its mounts
-	// meanwhile). PlacedEarly waits at once (unified hosts, where a cgroup
-	// namespace must exist before cgroup2 is mounted).
+	// WaitPlaced: the parent sends Placed once init's network is wired and
+	// its seccomp filter compiled (init is in its cgroups from the start, see
+	// cgroups.Join), so init builds its mounts meanwhile. PlacedEarly waits at
+	// once (unified hosts, where a cgroup namespace must exist before cgroup2
+	// is mounted).
 	WaitPlaced  bool `json:"wait_placed"`
 	PlacedEarly bool `json:"placed_early"`
 	// RunHooks: the parent has prestart/createRuntime hooks; stop and ask.
