@@ -85,6 +85,13 @@ func Decompress(r io.Reader, mediaType string) (io.ReadCloser, Compression, erro
 	c := detect(mediaType, head)
 	switch c {
 	case Gzip:
+		if p := igzipPath(); p != "" {
+			zr, err := startIgzip(p, br)
+			if err != nil {
+				return nil, c, err
+			}
+			return zr, c, nil
+		}
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return nil, c, fmt.Errorf("gzip: %w", err)
