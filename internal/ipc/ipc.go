@@ -100,6 +100,15 @@ func (c *Conn) Send(m Message) error {
 	return err
 }
 
+// WriteRaw writes b as is, outside the message framing (the exec plan the
+// child's constructor reads before any message; see runtime/fastexec.go).
+func (c *Conn) WriteRaw(b []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, err := c.w.Write(b)
+	return err
+}
+
 // SendData sends a message of type t carrying v as Data.
 func (c *Conn) SendData(t Type, v any) error {
 	b, err := json.Marshal(v)

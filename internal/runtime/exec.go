@@ -187,6 +187,12 @@ func (r *Runtime) spawnExec(c *Container, o ExecOptions) (_ *spawn.Process, mast
 		so.Extra = append(so.Extra, sock)
 		consoleFd = so.ExtraFd(0)
 	}
+	filter, err := r.compileFilter(s)
+	if err != nil {
+		return nil, nil, err
+	}
+	plan, planWarnings, fast := fastExecPlan(p, hasNS(s, specs.UserNamespace), len(so.Keep), filter)
+	so.ExecPlan = fast
 	proc, err := spawn.Start(so, ipc.ParentOfExec())
 	if err != nil {
 		return nil, nil, fmt.Errorf("exec failed: %w", err)
@@ -198,16 +204,28 @@ func (r *Runtime) spawnExec(c *Container, o ExecOptions) (_ *spawn.Process, mast
 			proc.Conn.Close()
 		}
 	}()
-	cfg := &initproc.Config{
-		ID: c.ID, Bundle: c.Bundle, Rootfs: c.Rootfs, Spec: s, Process: p, HostPid: proc.Pid, Exec: true,
-		UserNS: hasNS(s, specs.UserNamespace), CgroupPaths: c.CgroupPaths,
-		FifoFd: -1, ConsoleSocketFd: consoleFd, KeepFds: len(so.Keep),
-	}
-	if cfg.SeccompProgram, err = r.compileSeccomp(s); err != nil {
-		return nil, nil, err
-	}
-	if err := proc.Conn.SendData(ipc.Bootstrap, cfg); err != nil {
-		return nil, nil, err
+	if fast {
+		r.debugf("exec: set up by the child's constructor from a plan (no Go runtime in the child)")
+		if err := proc.Conn.WriteRaw(plan); err != nil {
+			return nil, nil, fmt.Errorf("exec failed: %w", err)
+		}
+		for _, w := range planWarnings {
+			r.warn("%s", w)
+		}
+	} else {
+		cfg := &initproc.Config{
+			ID: c.ID, Bundle: c.Bundle, Rootfs: c.Rootfs, Spec: s, Process: p, HostPid: proc.Pid, Exec: true,
+			UserNS: hasNS(s, specs.UserNamespace), CgroupPaths: c.CgroupPaths,
+			FifoFd: -1, ConsoleSocketFd: consoleFd, KeepFds: len(so.Keep),
+		}
+		if filter != nil {
+			if cfg.SeccompProgram, err = filter.MarshalBinary(); err != nil {
+				return nil, nil, err
+			}
+		}
+		if err := proc.Conn.SendData(ipc.Bootstrap, cfg); err != nil {
+			return nil, nil, err
+		}
 	}
 	m, err := proc.Conn.Recv()
 	if err == nil && m.Type == ipc.Seccomp {

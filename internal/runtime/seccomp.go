@@ -47,6 +47,16 @@ func handOverListener(proc *spawn.Process, m ipc.Message, s *specs.Spec, st spec
 // starts up (it is off the critical path here), logs the warnings, and
 // returns the program init loads.
 func (r *Runtime) compileSeccomp(s *specs.Spec) ([]byte, error) {
+	f, err := r.compileFilter(s)
+	if f == nil || err != nil {
+		return nil, err
+	}
+	return f.MarshalBinary()
+}
+
+// compileFilter compiles the spec's profile (nil without one), reporting its
+// warnings.
+func (r *Runtime) compileFilter(s *specs.Spec) (*seccomp.Filter, error) {
 	if s.Linux == nil || s.Linux.Seccomp == nil {
 		return nil, nil
 	}
@@ -57,5 +67,5 @@ func (r *Runtime) compileSeccomp(s *specs.Spec) ([]byte, error) {
 	for _, w := range f.Warnings() {
 		r.warn("%s", w)
 	}
-	return f.MarshalBinary()
+	return f, nil
 }

@@ -473,3 +473,65 @@ func readPid(file string) (int, error) {
 	}
 	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
+
+// The C fast path of exec (internal/nsenter/execplan.c) and the Go path
+// (BERTH_NO_FAST_EXEC=1) must give the process the same credentials,
+// limits, environment and filters, and fail with the same messages.
+func TestRuntimeExecFastPathMatchesGo(t *testing.T) {
+	r := newRT(t)
+	b := testutil.Bundle(t, func(s *specs.Spec) {
+		s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 512, Soft: 256}}
+		s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"mkdirat", "mkdir"}, Action: specs.ActErrno}}}
+	}, "sleep", "100")
+	id := r.id()
+	r.must("run", "-d", "-b", b, id)
+	probe := `id; echo "home=$HOME pwd=$(pwd) umask=$(umask) nofile=$(ulimit -n)/$(ulimit -Hn)"; ` +
+		`grep -E "^(Cap|NoNewPrivs|Seccomp)" /proc/self/status; ls /proc/self/fd; mkdir /tmp/x 2>&1; env | sort`
+	cases := []struct {
+		flags, cmd []string
+		goOnly     bool // refused before the choice is made
+	}{
+		{nil, []string{"sh", "-c", probe}, false},
+		{[]string{"--user", "1000:1000", "--additional-gids", "27", "--cwd", "/tmp"}, []string{"sh", "-c", probe}, false},
+		{[]string{"--cap", "CAP_NET_RAW", "--no-new-privs", "--env", "HOME=/x"}, []string{"sh", "-c", probe}, false},
+		{nil, []string{"nosuch"}, false},
+		{nil, []string{"/bin"}, false},
+		{[]string{"--cwd", "/nonexistent"}, []string{"true"}, false},
+		{[]string{"--user", "4294967295"}, []string{"true"}, true},
+		{[]string{"--cap", "CAP_BOGUS"}, []string{"true"}, false},
+		{nil, []string{"sh", "-c", "exit 3"}, false},
+	}
+	const marker = "no Go runtime in the child"
+	for _, c := range cases {
+		args := append(append(append([]string{"--debug", "exec"}, c.flags...), id), c.cmd...)
+		fast := r.run(args...)
+		os.Setenv("BERTH_NO_FAST_EXEC", "1")
+		slow := r.run(args...)
+		os.Unsetenv("BERTH_NO_FAST_EXEC")
+		if strings.Contains(fast.stderr, marker) == c.goOnly || strings.Contains(slow.stderr, marker) {
+			t.Errorf("%v %v: fast path taken=%v, want %v (and never with BERTH_NO_FAST_EXEC=1):\n%s", c.flags, c.cmd, strings.Contains(fast.stderr, marker), !c.goOnly, fast.stderr)
+		}
+		if fast.code != slow.code || fast.stdout != slow.stdout || errLines(fast.stderr) != errLines(slow.stderr) {
+			t.Errorf("%v %v: fast path differs from the Go path:\nfast %d\n%s%s\ngo   %d\n%s%s", c.flags, c.cmd, fast.code, fast.stdout, errLines(fast.stderr), slow.code, slow.stdout, errLines(slow.stderr))
+		}
+		if c.cmd[0] == "sh" && c.cmd[2] == probe && (!strings.Contains(fast.stdout, "Seccomp:\t2") || !strings.Contains(fast.stdout, "Operation not permitted") || !strings.Contains(fast.stdout, "nofile=256/512")) {
+			t.Errorf("%v: seccomp filter or rlimit missing:\n%s", c.flags, fast.stdout)
+		}
+	}
+}
+
+// errLines keeps what berth reported at warning and error level, without
+// the timestamps.
+func errLines(stderr string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.Contains(l, "level=error") || strings.Contains(l, "level=warning") || strings.HasPrefix(l, "berth init:") {
+			if i := strings.Index(l, "level="); i >= 0 {
+				l = l[i:]
+			}
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}

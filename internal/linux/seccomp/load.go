@@ -20,13 +20,8 @@ import (
 // Call it as late as possible before execve, after PR_SET_NO_NEW_PRIVS (or
 // with CAP_SYS_ADMIN), from the goroutine that will execve.
 func (f *Filter) Load() (listenerFd int, err error) {
-	if len(f.prog) == 0 {
-		return -1, errors.New("seccomp: empty filter (use Compile)")
-	}
-	for _, act := range f.actions {
-		if err := actionAvailable(act); err != nil {
-			return -1, err
-		}
+	if err := f.Loadable(); err != nil {
+		return -1, err
 	}
 	prog := unix.SockFprog{Len: uint16(len(f.prog)), Filter: &f.prog[0]}
 	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, f.flags, uintptr(unsafe.Pointer(&prog)))
@@ -42,6 +37,20 @@ func (f *Filter) Load() (listenerFd int, err error) {
 		return -1, fmt.Errorf("seccomp: loading filter: thread %d could not be synchronised (it has a diverging filter)", r)
 	}
 	return -1, nil
+}
+
+// Loadable reports, without loading anything, whether this kernel offers
+// every action the filter returns (what Load checks first).
+func (f *Filter) Loadable() error {
+	if len(f.prog) == 0 {
+		return errors.New("seccomp: empty filter (use Compile)")
+	}
+	for _, act := range f.actions {
+		if err := actionAvailable(act); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (f *Filter) loadError(errno unix.Errno) error {
