@@ -20,6 +20,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"berth/internal/network"
 )
 
@@ -201,11 +203,30 @@ func bench() error {
 		return err
 	}
 
+	// The kernel's share: deleting a network device waits for RCU callbacks
+	// (rcu_barrier in netdev_run_todo), whoever asks. Both sides delete one
+	// bridge (and berth its veth, the hand-typed list through netns deletion),
+	// so this in-process RTM_DELLINK of an idle bridge bounds any ratio from
+	// below.
+	var floorT []time.Duration
+	for i := 0; i < *rounds; i++ {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "floor0"}}
+		if err := netlink.LinkAdd(br); err != nil {
+			return fmt.Errorf("floor bridge: %w", err)
+		}
+		t0 := time.Now()
+		if err := netlink.LinkDel(br); err != nil {
+			return fmt.Errorf("floor bridge: %w", err)
+		}
+		floorT = append(floorT, time.Since(t0))
+	}
+
 	h, b := median(handT), median(berthT)
 	fmt.Printf("rounds: %d paired (setup + cleanup, incl. resolv.conf)\n", *rounds)
 	fmt.Printf("hand-typed  (%d commands): median %s (setup %s)\n", len(handSetup)+len(handCleanup), ms(h), ms(median(handSetupT)))
 	fmt.Printf("berth       (4 commands):  median %s (setup %s)\n", ms(b), ms(median(berthSetupT)))
 	fmt.Printf("ratio berth/hand: %.3f (setup only: %.3f)\n", float64(b)/float64(h), float64(median(berthSetupT))/float64(median(handSetupT)))
+	fmt.Printf("kernel floor: deleting one idle bridge (in-process netlink) %s = %.3f of the hand-typed median\n", ms(median(floorT)), float64(median(floorT))/float64(h))
 	fmt.Printf("connect median: CLI %s, in-process %s (disconnect in-process %s)\n", ms(median(cliConnect)), ms(median(libConnect)), ms(median(libDisconnect)))
 	fmt.Println("per-command medians:")
 	type kv struct {

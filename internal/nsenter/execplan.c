@@ -234,7 +234,8 @@ static const char *look_path(const char *name, const char *nameq, const char *cw
 		char full[8192];
 		const char *p = name;
 		if (name[0] != '/' && cwd[0]) {
-			snprintf(full, sizeof(full), "%s/%s", cwd, name);
+			if ((size_t)snprintf(full, sizeof(full), "%s/%s", cwd, name) >= sizeof(full))
+				fail("exec: %s: %s", nameq, errtext(ENAMETOOLONG, eb, sizeof(eb)));
 			p = full;
 		}
 		int e = check_exec(p, &why);
@@ -253,12 +254,14 @@ static const char *look_path(const char *name, const char *nameq, const char *cw
 		const char *c = strchr(d, ':');
 		size_t dl = c ? (size_t)(c - d) : strlen(d);
 		static char cand[8192];
+		int n;
 		if (dl == 0 || (dl == 1 && d[0] == '.'))
-			snprintf(cand, sizeof(cand), "%s", name);
+			n = snprintf(cand, sizeof(cand), "%s", name);
 		else
-			snprintf(cand, sizeof(cand), "%.*s/%s", (int)dl, d, name);
+			n = snprintf(cand, sizeof(cand), "%.*s/%s", (int)dl, d, name);
 		why = NULL;
-		int e = check_exec(cand, &why);
+		/* a candidate too long to hold is one that cannot exist */
+		int e = (size_t)n >= sizeof(cand) ? ENAMETOOLONG : check_exec(cand, &why);
 		if (e == 0)
 			return cand;
 		if (e == EACCES)

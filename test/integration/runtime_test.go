@@ -505,10 +505,10 @@ func TestRuntimeExecFastPathMatchesGo(t *testing.T) {
 	const marker = "no Go runtime in the child"
 	for _, c := range cases {
 		args := append(append(append([]string{"--debug", "exec"}, c.flags...), id), c.cmd...)
+		t.Setenv("BERTH_NO_FAST_EXEC", "0") // whatever the suite runs with
 		fast := r.run(args...)
-		os.Setenv("BERTH_NO_FAST_EXEC", "1")
+		t.Setenv("BERTH_NO_FAST_EXEC", "1")
 		slow := r.run(args...)
-		os.Unsetenv("BERTH_NO_FAST_EXEC")
 		if strings.Contains(fast.stderr, marker) == c.goOnly || strings.Contains(slow.stderr, marker) {
 			t.Errorf("%v %v: fast path taken=%v, want %v (and never with BERTH_NO_FAST_EXEC=1):\n%s", c.flags, c.cmd, strings.Contains(fast.stderr, marker), !c.goOnly, fast.stderr)
 		}
