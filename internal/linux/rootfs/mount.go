@@ -404,6 +404,21 @@ func mountCgroup(c *Config, root *os.File, m specs.Mount, p Parsed) error {
 	if err := unix.Mount("tmpfs", fdPath(target), "tmpfs", base, "mode=755"); err != nil {
 		return err
 	}
+	// The tmpfs was mounted just now, by us: its one-level entries are ours,
+	// so they are made and opened relative to it (no symlink to resolve,
+	// O_NOFOLLOW all the same) instead of by a lookup from the root each time.
+	tmp, err := pathrs.OpenatInRoot(root, m.Destination)
+	if err != nil {
+		return err
+	}
+	defer tmp.Close()
+	openEntry := func(name string) (*os.File, error) {
+		fd, err := unix.Openat(int(tmp.Fd()), name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: filepath.Join(m.Destination, name), Err: err}
+		}
+		return os.NewFile(uintptr(fd), name), nil
+	}
 	mi, err := readMountinfo()
 	if err != nil {
 		return err
@@ -429,7 +444,10 @@ func mountCgroup(c *Config, root *os.File, m specs.Mount, p Parsed) error {
 			continue
 		}
 		dst := filepath.Join(m.Destination, name)
-		t, err := ensureTarget(root, dst, false)
+		if err := unix.Mkdirat(int(tmp.Fd()), name, 0o755); err != nil && err != unix.EEXIST {
+			return &os.PathError{Op: "mkdir", Path: dst, Err: err}
+		}
+		t, err := openEntry(name)
 		if err != nil {
 			return err
 		}
@@ -438,7 +456,7 @@ func mountCgroup(c *Config, root *os.File, m specs.Mount, p Parsed) error {
 		if err != nil {
 			return &os.PathError{Op: "bind cgroup", Path: dst, Err: err}
 		}
-		t2, err := pathrs.OpenatInRoot(root, dst)
+		t2, err := openEntry(name) // now the bind mount on top
 		if err != nil {
 			return err
 		}
@@ -450,10 +468,7 @@ func mountCgroup(c *Config, root *os.File, m specs.Mount, p Parsed) error {
 		// cpu -> cpu,cpuacct style aliases, as on the host.
 		if strings.Contains(name, ",") {
 			for _, alias := range strings.Split(name, ",") {
-				if d, err := pathrs.OpenatInRoot(root, m.Destination); err == nil {
-					_ = unix.Symlinkat(name, int(d.Fd()), alias)
-					d.Close()
-				}
+				_ = unix.Symlinkat(name, int(tmp.Fd()), alias)
 			}
 		}
 	}
