@@ -59,12 +59,14 @@ func OpenJoin(paths map[string]string) (*Join, error) {
 			continue
 		}
 		p := filepath.Join(dir, "tasks")
-		f, err := os.OpenFile(p, os.O_WRONLY|unix.O_CLOEXEC, 0)
+		// A blocking fd (unix.Open, not os.OpenFile): only the child writes
+		// to it, so the runtime's poller need not know it.
+		fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			j.Close()
-			return nil, fmt.Errorf("join %s cgroup: %w", c, err)
+			return nil, fmt.Errorf("join %s cgroup: %w", c, &os.PathError{Op: "open", Path: p, Err: err})
 		}
-		j.Tasks = append(j.Tasks, TaskFile{Controller: c, File: f})
+		j.Tasks = append(j.Tasks, TaskFile{Controller: c, File: os.NewFile(uintptr(fd), p)})
 	}
 	return j, nil
 }
