@@ -100,7 +100,7 @@ Examples:
 					fmt.Fprintln(w, "NAME\tIMAGE\tSTATUS\tCREATED\tNETWORK\tPORTS")
 					for _, m := range list {
 						st := "stopped"
-						if s, err := state.Load(m.Root, m.Name); err == nil {
+						if s, err := state.LoadView(m.Root, m.Name); err == nil {
 							st = string(s.Status())
 						}
 						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Image, st, m.Created.Format(time.RFC3339), m.Network, strings.Join(m.Ports, ","))
@@ -146,7 +146,7 @@ Examples:
 					}
 					deadline := time.Now().Add(time.Duration(c.Int("time")) * time.Second)
 					for time.Now().Before(deadline) {
-						if s, err := state.Load(p.Meta.Root, p.Meta.Name); err != nil || s.Status() == state.Stopped {
+						if s, err := state.LoadView(p.Meta.Root, p.Meta.Name); err != nil || s.Status() == state.Stopped {
 							return nil
 						}
 						time.Sleep(50 * time.Millisecond)
@@ -173,7 +173,7 @@ Examples:
 							errs = append(errs, err)
 							continue
 						}
-						if s, err := state.Load(p.Meta.Root, name); err == nil && s.Status() != state.Stopped && !c.Bool("force") {
+						if s, err := state.LoadView(p.Meta.Root, name); err == nil && s.Status() != state.Stopped && !c.Bool("force") {
 							errs = append(errs, fmt.Errorf("container %s is %s: stop it first or use --force", name, s.Status()))
 							continue
 						}
@@ -349,7 +349,7 @@ func printLog(p *oneshot.Prepared, follow bool) error {
 		if !follow {
 			return nil
 		}
-		if s, err := state.Load(p.Meta.Root, p.Meta.Name); err != nil || s.Status() == state.Stopped {
+		if s, err := state.LoadView(p.Meta.Root, p.Meta.Name); err != nil || s.Status() == state.Stopped {
 			_, err := io.Copy(os.Stdout, f)
 			return err
 		}

@@ -102,7 +102,7 @@ func execProcess(c *cli.Context, rt *runtime.Runtime, id string) (*specs.Process
 		}
 		return &p, nil
 	}
-	st, err := state.Load(rt.Root, id)
+	st, err := state.LoadView(rt.Root, id)
 	if err != nil {
 		return nil, err
 	}

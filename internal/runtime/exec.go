@@ -44,10 +44,12 @@ type ExecOptions struct {
 // capabilities, rlimits, user and the container's seccomp profile. It returns
 // the process's exit status in the foreground (128+signal when killed).
 func (r *Runtime) Exec(id string, o ExecOptions) (int, error) {
+	ph := r.phases()
 	c, err := r.Load(id)
 	if err != nil {
 		return 255, err
 	}
+	ph.done("load state")
 	switch c.Status() {
 	case state.Created, state.Running:
 	case state.Paused:
@@ -79,6 +81,7 @@ func (r *Runtime) Exec(id string, o ExecOptions) (int, error) {
 	if err != nil {
 		return 255, err
 	}
+	ph.done("exec process started, placed and ready")
 	if o.PidFile != "" {
 		if err := writePidFile(o.PidFile, proc.Pid); err != nil {
 			proc.Cmd.Process.Kill()
@@ -124,6 +127,7 @@ func (r *Runtime) Exec(id string, o ExecOptions) (int, error) {
 			if restore != nil {
 				restore()
 			}
+			ph.done("process ran")
 			return code, nil
 		case sig := <-sigc:
 			switch sig {

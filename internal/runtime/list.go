@@ -9,7 +9,7 @@ import (
 
 // State returns the public state of id.
 func (r *Runtime) State(id string) (state.Public, error) {
-	st, err := state.Load(r.Root, id)
+	st, err := state.LoadView(r.Root, id)
 	if err != nil {
 		return state.Public{}, err
 	}
@@ -33,7 +33,7 @@ func (r *Runtime) List() ([]Entry, error) {
 	}
 	var out []Entry
 	for _, id := range ids {
-		st, err := state.Load(r.Root, id)
+		st, err := state.LoadView(r.Root, id)
 		if err != nil {
 			continue // half-created or being deleted
 		}

@@ -79,7 +79,7 @@ func (r *Runtime) Pids(id string) ([]int, error) {
 // Update changes the live resource limits (devices are never updated, as
 // in runc) and records them in the state.
 func (r *Runtime) Update(id string, res *specs.LinuxResources) error {
-	c, err := r.Load(id)
+	c, err := r.LoadFull(id)
 	if err != nil {
 		return err
 	}

@@ -84,8 +84,15 @@ func (c *Container) Release() {
 	}
 }
 
-// Load locks and loads id.
-func (r *Runtime) Load(id string) (*Container, error) {
+// Load locks and loads id, its config decoded only in the parts every
+// command but create and update reads (state.LoadView).
+func (r *Runtime) Load(id string) (*Container, error) { return r.load(id, state.LoadView) }
+
+// LoadFull is Load with the whole config, for operations that change and
+// save it (update).
+func (r *Runtime) LoadFull(id string) (*Container, error) { return r.load(id, state.Load) }
+
+func (r *Runtime) load(id string, from func(root, id string) (*state.State, error)) (*Container, error) {
 	if err := state.ValidateID(id); err != nil {
 		return nil, err
 	}
@@ -93,7 +100,7 @@ func (r *Runtime) Load(id string) (*Container, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := state.Load(r.Root, id)
+	st, err := from(r.Root, id)
 	if err != nil {
 		unlock()
 		return nil, err

@@ -70,6 +70,8 @@ type State struct {
 	NetworkAttached bool `json:"network_attached,omitempty"`
 
 	dir string
+	// view: Config holds only the parts LoadView decodes; Save refuses.
+	view bool
 }
 
 // ValidateID enforces runc's container ID rule: [A-Za-z0-9_+.-]+, not "."
@@ -133,11 +135,64 @@ func Load(root, id string) (*State, error) {
 	return s, nil
 }
 
+// configView is the part of the config that every command but create and
+// update reads: the process (exec's defaults), hooks (start, delete),
+// annotations and version (state, hooks), and the namespaces and seccomp
+// profile (exec). Decoding only these skips most of the spec's types, whose
+// first decode in a short-lived process costs more than the rest of it (about
+// 0.3 of 1 ms here).
+type configView struct {
+	Version     string            `json:"ociVersion"`
+	Process     *specs.Process    `json:"process,omitempty"`
+	Hooks       *specs.Hooks      `json:"hooks,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Linux       *struct {
+		Namespaces []specs.LinuxNamespace `json:"namespaces,omitempty"`
+		Seccomp    *specs.LinuxSeccomp    `json:"seccomp,omitempty"`
+	} `json:"linux,omitempty"`
+}
+
+// LoadView is Load with the config decoded only in part (see configView):
+// for commands that never save the state.
+func LoadView(root, id string) (*State, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	dir := Dir(root, id)
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, ErrNotExist
+		}
+		return nil, err
+	}
+	// The outer Config shadows State.Config (the shallower field wins).
+	var v struct {
+		State
+		Config *configView `json:"config"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	s := &v.State
+	if c := v.Config; c != nil {
+		s.Config = &specs.Spec{Version: c.Version, Process: c.Process, Hooks: c.Hooks, Annotations: c.Annotations}
+		if c.Linux != nil {
+			s.Config.Linux = &specs.Linux{Namespaces: c.Linux.Namespaces, Seccomp: c.Linux.Seccomp}
+		}
+	}
+	s.dir, s.view = dir, true
+	return s, nil
+}
+
 // Dir is the container's state dir.
 func (s *State) Dir() string { return s.dir }
 
 // Save writes state.json atomically (temp file + rename, mode 0600).
 func (s *State) Save() error {
+	if s.view {
+		return errors.New("state: refusing to save a state loaded by LoadView (its config is partial)")
+	}
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err
