@@ -181,7 +181,7 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	if err != nil {
 		return nil, fmt.Errorf("unable to apply cgroup configuration: %w", err)
 	}
-	defer join.Close()
+	defer join.Close() // idempotent: also closed right after the spawn
 	ph.done("exec.fifo, cgroup, limits")
 
 	so := &spawn.Options{
@@ -221,6 +221,7 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	}
 
 	proc, err = spawn.Start(so, ipc.ParentOfInit())
+	join.Close() // the child has its copies
 	if err != nil {
 		return nil, fmt.Errorf("unable to start container process: %w", err)
 	}
