@@ -41,13 +41,18 @@ RUNS=$unp_n run unpack unpack.txt bash bench/unpack/bench.sh
 while read -r img bu bt; do
 	row "unpack ($img)" "umoci / tar -xzf" "$bu / $bt" "targets <= 0.30x / <= 0.90x"
 done < <(sed -nE 's/^([^:]+): wall berth\/umoci = ([0-9.]+x) .*berth\/tar = ([0-9.]+x).*/\1 \2 \3/p' "$OUT/unpack.txt")
+while read -r img bu bt; do
+	row "unpack ($img), BERTH_NO_IGZIP=1" "umoci / tar -xzf" "$bu / $bt" "Go inflate, no igzip"
+done < <(sed -nE 's/^([^:]+): wall without igzip .*berth\/umoci = ([0-9.]+x), berth\/tar = ([0-9.]+x).*/\1 \2 \3/p' "$OUT/unpack.txt")
 ov=$(sed -nE "s/^overlay bundle from cached image .* median ([0-9]+) ms.*/\1 ms/p" "$OUT/unpack.txt" | head -1)
 row "overlay bundle from cache" "(absolute)" "${ov:-n/a}" "target <= 50 ms"
 
 run network network.txt bash bench/network/run.sh -n "$net_n"
 nr=$(grep -oiE 'ratio berth/hand[^0-9]*[0-9.]+' "$OUT/network.txt" | head -1 | grep -oE '[0-9.]+$')
 cm=$(grep -oE 'in-process [0-9.]+ ms' "$OUT/network.txt" | head -1 | grep -oE '[0-9.]+ ms')
+fl=$(grep -oE 'kernel floor: .* = [0-9.]+ of' "$OUT/network.txt" | grep -oE '[0-9.]+ of$' | grep -oE '^[0-9.]+')
 row "network create+connect+teardown" "ip/brctl/iptables" "${nr:-n/a}" "target <= 0.05x"
+row "  kernel floor: delete one bridge" "ip/brctl/iptables" "${fl:-n/a}" "in-process netlink, same run"
 row "network connect (library)" "(absolute)" "${cm:-n/a}" "target <= 5 ms"
 
 echo
