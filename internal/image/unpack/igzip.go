@@ -63,7 +63,8 @@ func startIgzip(path string, src io.Reader) (*igzipReader, error) {
 	z.cmd.Stdin = in
 	// Room for each side to run ahead of the other (64 KiB by default):
 	// both pipes at 1 MiB take a third off a big layer's unpack time.
-	for _, f := range []*os.File{feed, out.(*os.File)} {
+	_, _ = unix.FcntlInt(feed.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+	if f, ok := out.(*os.File); ok {
 		_, _ = unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, 1<<20)
 	}
 	err = z.cmd.Start()
