@@ -41,27 +41,7 @@ func TestCVE_2019_5736_ShebangSelfExe(t *testing.T) {
 		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/tmp", Type: "bind", Source: tmp, Options: []string{"rbind", "rw"}})
 	})
 	id := r.id()
-	out := filepath.Join(t.TempDir(), "racer.out")
-	of, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer of.Close()
-	cmd := exec.Command(berthBin, "--root", r.root, "run", "-b", b, id)
-	cmd.Stdout, cmd.Stderr = of, of
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		os.WriteFile(filepath.Join(tmp, "stop"), nil, 0o644)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-		}
-	})
+	x := startRacer(t, r, b, id, filepath.Join(tmp, "stop"))
 	// If run fails instead of reaching "running", say why.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -69,14 +49,13 @@ func TestCVE_2019_5736_ShebangSelfExe(t *testing.T) {
 			break
 		}
 		select {
-		case err := <-done:
-			b, _ := os.ReadFile(out)
-			t.Fatalf("berth run ended before the container ran: %v\n%s", err, b)
+		case err := <-x.done:
+			x.ended = true
+			t.Fatalf("berth run ended before the container ran: %v\n%s", err, x.output())
 		default:
 		}
 		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(out)
-			t.Fatalf("container %s did not start running; run output so far:\n%s", id, b)
+			t.Fatalf("container %s did not start running; run output so far:\n%s", id, x.output())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -85,15 +64,7 @@ func TestCVE_2019_5736_ShebangSelfExe(t *testing.T) {
 		// command. What matters is what the racer could do meanwhile.
 		r.run("exec", id, "/bin/evil")
 	}
-	if err := os.WriteFile(filepath.Join(tmp, "stop"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("racer did not stop")
-	}
-	log, _ := os.ReadFile(out)
+	log := x.finish(t)
 	if bytes.Contains(log, []byte("OPENED-FOR-WRITE")) || bytes.Contains(log, []byte("REOPENED-FOR-WRITE")) {
 		t.Errorf("a container process opened a runtime binary for writing:\n%s", log)
 	}
@@ -147,35 +118,12 @@ func TestCVE_2016_9962_ExecNotPtraceable(t *testing.T) {
 	}, "/bin/probe", "ptracewatch", "60s", "/tmp/stop")
 	installProbe(t, probe, filepath.Join(b, "rootfs"))
 	id := r.id()
-	out := filepath.Join(t.TempDir(), "racer.out")
-	of, _ := os.Create(out)
-	defer of.Close()
-	cmd := exec.Command(berthBin, "--root", r.root, "run", "-b", b, id)
-	cmd.Stdout, cmd.Stderr = of, of
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		os.WriteFile(filepath.Join(tmp, "stop"), nil, 0o644)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-		}
-	})
+	x := startRacer(t, r, b, id, filepath.Join(tmp, "stop"))
 	waitRunning(t, r, id)
 	for i := 0; i < raceIters(30); i++ {
 		r.must("exec", id, "true")
 	}
-	os.WriteFile(filepath.Join(tmp, "stop"), nil, 0o644)
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("racer did not stop")
-	}
-	log, _ := os.ReadFile(out)
+	log := x.finish(t)
 	// Attaching to the exec'd process after it became the container's own
 	// program is legitimate; attaching while it still is berth is not.
 	for _, l := range strings.Split(string(log), "\n") {

@@ -387,6 +387,69 @@ func readSpec(t *testing.T, bundle string) *specs.Spec {
 	return &s
 }
 
+// racer is a probe container kept running by a background `berth run`
+// while a test races it; what run and the probe print goes to a file.
+type racer struct {
+	cmd      *exec.Cmd
+	done     chan error
+	ended    bool
+	log      string // run's stdout and stderr
+	stopFile string // host path of the file the probe stops at
+}
+
+// startRacer runs bundle as id in the background. The test's cleanup stops
+// it (see stop), so a failing test never leaves it behind.
+func startRacer(t *testing.T, r *rt, bundle, id, stopFile string) *racer {
+	t.Helper()
+	x := &racer{done: make(chan error, 1), log: filepath.Join(t.TempDir(), "racer.out"), stopFile: stopFile}
+	of, err := os.Create(x.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer of.Close() // run has its own copy
+	x.cmd = exec.Command(berthBin, "--root", r.root, "run", "-b", bundle, id)
+	x.cmd.Stdout, x.cmd.Stderr = of, of
+	if err := x.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { x.done <- x.cmd.Wait() }()
+	t.Cleanup(func() { x.stop(20 * time.Second) })
+	return x
+}
+
+// stop writes the stop file and waits up to grace for run to end (killing
+// it after that); it reports whether run ended by itself.
+func (x *racer) stop(grace time.Duration) bool {
+	if x.ended {
+		return true
+	}
+	os.WriteFile(x.stopFile, nil, 0o644)
+	select {
+	case <-x.done:
+		x.ended = true
+		return true
+	case <-time.After(grace):
+		x.cmd.Process.Kill()
+		return false
+	}
+}
+
+// output is what run and the probe printed so far.
+func (x *racer) output() []byte {
+	b, _ := os.ReadFile(x.log)
+	return b
+}
+
+// finish stops the racer, failing the test unless it stops within 20 s, and
+// returns its output.
+func (x *racer) finish(t *testing.T) []byte {
+	t.Helper()
+	if !x.stop(20 * time.Second) {
+		t.Fatal("racer did not stop")
+	}
+	return x.output()
+}
+
 // waitRunning waits until a container started in the background exists and
 // is running.
 func waitRunning(t *testing.T, r *rt, id string) {

@@ -3,7 +3,6 @@ package integration
 import (
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,21 +53,7 @@ func TestCVE_2021_30465_MountTargetSwap(t *testing.T) {
 		"/bin/probe", "exchange", "/v/a", "/v/link", "120s", "/v/stop")
 	installProbe(t, probe, filepath.Join(a, "rootfs"))
 	aid := r.id()
-	cmd := exec.Command(berthBin, "--root", r.root, "run", "-b", a, aid)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	stop := func() {
-		os.WriteFile(filepath.Join(vol, "stop"), nil, 0o644)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-		}
-	}
-	t.Cleanup(stop)
+	x := startRacer(t, r, a, aid, filepath.Join(vol, "stop"))
 	waitRunning(t, r, aid)
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "host-file"), []byte("x"), 0o644)
@@ -87,7 +72,7 @@ func TestCVE_2021_30465_MountTargetSwap(t *testing.T) {
 			ok++
 		}
 	}
-	stop()
+	x.stop(20 * time.Second)
 	if ok == 0 {
 		t.Errorf("B never ran in %d tries: the race test tests nothing", n)
 	}

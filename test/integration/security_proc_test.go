@@ -118,25 +118,7 @@ func procRace(t *testing.T, mutateB func(*specs.Spec), check func(t *testing.T, 
 	}, "/bin/probe", "exchange", "/vol/rootfs/proc", "/vol/rootfs/proc-alt", "120s", "/vol/stop")
 	installProbe(t, probe, filepath.Join(a, "rootfs"))
 	aid := r.id()
-	out := filepath.Join(t.TempDir(), "racer.out")
-	of, _ := os.Create(out)
-	defer of.Close()
-	cmd := exec.Command(berthBin, "--root", r.root, "run", "-b", a, aid)
-	cmd.Stdout, cmd.Stderr = of, of
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	stop := func() {
-		os.WriteFile(filepath.Join(vol, "stop"), nil, 0o644)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-		}
-	}
-	t.Cleanup(stop)
+	x := startRacer(t, r, a, aid, filepath.Join(vol, "stop"))
 	waitRunning(t, r, aid)
 
 	bb := t.TempDir()
@@ -201,8 +183,8 @@ func procRace(t *testing.T, mutateB func(*specs.Spec), check func(t *testing.T, 
 		}
 		r.must("delete", "-f", id)
 	}
-	stop()
-	log, _ := os.ReadFile(out)
+	x.stop(20 * time.Second)
+	log := x.output()
 	if !strings.Contains(string(log), "swaps") {
 		t.Errorf("racer did not run: %s", log)
 	}

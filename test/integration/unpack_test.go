@@ -27,19 +27,6 @@ func unpackBusyImage(t *testing.T, dir string) string {
 	return layout
 }
 
-func unpackLoadSpec(t *testing.T, bundle string) *specs.Spec {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s specs.Spec
-	if err := json.Unmarshal(b, &s); err != nil {
-		t.Fatal(err)
-	}
-	return &s
-}
-
 // TestUnpackRunsUnderRunc: the classic "umoci unpack" command line with
 // berth's name makes a bundle that runc runs, with the image's user, cwd,
 // env and args.
@@ -56,7 +43,7 @@ func TestUnpackRunsUnderRunc(t *testing.T) {
 	if fi, err := os.Stat(bundle); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("bundle mode: %v %v", fi, err)
 	}
-	s := unpackLoadSpec(t, bundle)
+	s := readSpec(t, bundle)
 	if s.Annotations["app"] != "busy" || s.Annotations["org.opencontainers.image.stopSignal"] != "SIGINT" {
 		t.Errorf("annotations: %v", s.Annotations)
 	}
@@ -180,7 +167,7 @@ func TestUnpackOverlay(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(b2, "rootfs/etc/group")); !os.IsNotExist(err) {
 		t.Errorf("whited-out file visible: %v", err)
 	}
-	if s := unpackLoadSpec(t, b2); s.Hostname != "two" {
+	if s := readSpec(t, b2); s.Hostname != "two" {
 		t.Errorf("hostname %q", s.Hostname)
 	}
 	if runc, err := exec.LookPath("runc"); err == nil {
@@ -232,7 +219,7 @@ func TestBundleEdit(t *testing.T) {
 	if out, err := unpackRun(t, nil, args...); err != nil {
 		t.Fatalf("bundle edit: %v\n%s", err, out)
 	}
-	s := unpackLoadSpec(t, dir)
+	s := readSpec(t, dir)
 	var netns string
 	for _, n := range s.Linux.Namespaces {
 		if n.Type == specs.NetworkNamespace {
@@ -314,7 +301,7 @@ func TestUnpackRootless(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(bundle, "rootfs/dev/null")); !os.IsNotExist(err) {
 		t.Errorf("device node created rootless: %v", err)
 	}
-	s := unpackLoadSpec(t, bundle)
+	s := readSpec(t, bundle)
 	userns := false
 	for _, n := range s.Linux.Namespaces {
 		userns = userns || n.Type == specs.UserNamespace
@@ -350,7 +337,7 @@ func TestUnpackIDMap(t *testing.T) {
 			t.Errorf("/%s: owner %d:%d, want the mapped root 100000:200000 (%v)", p, st.Uid, st.Gid, err)
 		}
 	}
-	s := unpackLoadSpec(t, bundle)
+	s := readSpec(t, bundle)
 	if len(s.Linux.UIDMappings) != 1 || s.Linux.UIDMappings[0].HostID != 100000 || len(s.Linux.GIDMappings) != 1 || s.Linux.GIDMappings[0].HostID != 200000 {
 		t.Errorf("config maps: %+v %+v", s.Linux.UIDMappings, s.Linux.GIDMappings)
 	}
