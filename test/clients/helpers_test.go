@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"berth/internal/linux/rootfs"
 	"berth/internal/testutil"
 )
 
@@ -162,7 +163,7 @@ func unmountUnder(dir string) {
 		if len(fields) < 5 {
 			continue
 		}
-		mp := unescapeMount(fields[4])
+		mp := rootfs.UnescapeMountinfo(fields[4])
 		if mp == dir || strings.HasPrefix(mp, dir+"/") {
 			mps = append(mps, mp)
 		}
@@ -171,25 +172,6 @@ func unmountUnder(dir string) {
 	for _, mp := range mps {
 		_ = unix.Unmount(mp, unix.MNT_DETACH)
 	}
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for space and so on).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // pidsWithArg lists the processes whose command line contains arg, used to

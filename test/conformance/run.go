@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"berth/internal/linux/rootfs"
 )
 
 // Sandbox isolates one harness run. The runtime under test gets a private
@@ -340,45 +342,9 @@ func mountInfo() ([][2]string, error) {
 		if len(fields) < 5 || sep < 0 || sep+1 >= len(fields) {
 			continue
 		}
-		out = append(out, [2]string{unescapeMount(fields[4]), fields[sep+1]})
+		out = append(out, [2]string{rootfs.UnescapeMountinfo(fields[4]), fields[sep+1]})
 	}
 	return out, sc.Err()
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space, ...).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, ok := octal3(s[i+1 : i+4]); ok {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func octal3(s string) (byte, bool) {
-	if len(s) != 3 {
-		return 0, false
-	}
-	v := 0
-	for _, c := range s {
-		if c < '0' || c > '7' {
-			return 0, false
-		}
-		v = v*8 + int(c-'0')
-	}
-	if v > 255 {
-		return 0, false
-	}
-	return byte(v), true
 }
 
 // mountsUnder lists mount points strictly below dir, deepest first.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"berth/internal/linux/rootfs"
 	"berth/internal/testutil"
 
 	"golang.org/x/sys/unix"
@@ -24,7 +25,7 @@ func TestUnescapeMount(t *testing.T) {
 		{`/bad\09x`, `/bad\09x`},
 	}
 	for _, tt := range tests {
-		if got := unescapeMount(tt.in); got != tt.want {
+		if got := rootfs.UnescapeMountinfo(tt.in); got != tt.want {
 			t.Errorf("unescapeMount(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}

@@ -112,7 +112,7 @@ func readMountinfo() ([]mountinfo, error) {
 			continue
 		}
 		out = append(out, mountinfo{
-			root: unescape(fields[3]), point: unescape(fields[4]),
+			root: UnescapeMountinfo(fields[3]), point: UnescapeMountinfo(fields[4]),
 			optional: strings.Join(fields[6:sep], " "),
 			fstype:   fields[sep+1], source: fields[sep+2],
 		})
@@ -120,7 +120,9 @@ func readMountinfo() ([]mountinfo, error) {
 	return out, s.Err()
 }
 
-func unescape(s string) string {
+// UnescapeMountinfo undoes mountinfo's octal escapes (\040 for a space, ...);
+// a backslash not followed by three octal digits stays as it is.
+func UnescapeMountinfo(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}
