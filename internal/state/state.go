@@ -116,23 +116,32 @@ func New(root, id string) (*State, error) {
 // Load reads the state of id. A dir without state.json (a create that died
 // half-way) reads as ErrNotExist, as in runc.
 func Load(root, id string) (*State, error) {
-	if err := ValidateID(id); err != nil {
+	s := &State{}
+	dir, err := decodeFile(root, id, s)
+	if err != nil {
 		return nil, err
+	}
+	s.dir = dir
+	return s, nil
+}
+
+// decodeFile decodes id's state.json into v and returns the state dir.
+func decodeFile(root, id string, v any) (string, error) {
+	if err := ValidateID(id); err != nil {
+		return "", err
 	}
 	dir := Dir(root, id)
 	b, err := os.ReadFile(filepath.Join(dir, stateFile))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, ErrNotExist
+			return "", ErrNotExist
 		}
-		return nil, err
+		return "", err
 	}
-	s := &State{}
-	if err := json.Unmarshal(b, s); err != nil {
-		return nil, fmt.Errorf("parsing %s: %w", filepath.Join(dir, stateFile), err)
+	if err := json.Unmarshal(b, v); err != nil {
+		return "", fmt.Errorf("parsing %s: %w", filepath.Join(dir, stateFile), err)
 	}
-	s.dir = dir
-	return s, nil
+	return dir, nil
 }
 
 // configView is the part of the config that every command but create and
@@ -155,24 +164,14 @@ type configView struct {
 // LoadView is Load with the config decoded only in part (see configView):
 // for commands that never save the state.
 func LoadView(root, id string) (*State, error) {
-	if err := ValidateID(id); err != nil {
-		return nil, err
-	}
-	dir := Dir(root, id)
-	b, err := os.ReadFile(filepath.Join(dir, stateFile))
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, ErrNotExist
-		}
-		return nil, err
-	}
 	// The outer Config shadows State.Config (the shallower field wins).
 	var v struct {
 		State
 		Config *configView `json:"config"`
 	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return nil, fmt.Errorf("parsing %s: %w", filepath.Join(dir, stateFile), err)
+	dir, err := decodeFile(root, id, &v)
+	if err != nil {
+		return nil, err
 	}
 	s := &v.State
 	if c := v.Config; c != nil {
