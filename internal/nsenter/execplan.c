@@ -56,7 +56,7 @@ static const char *errtext(int err, char *buf, size_t n)
 	return buf;
 }
 
-static void send_json(const char *head, const char *msg, const char *tail)
+static void send_json(int fd, const char *head, const char *msg, const char *tail)
 {
 	char out[4096];
 	size_t o = 0;
@@ -76,7 +76,12 @@ static void send_json(const char *head, const char *msg, const char *tail)
 	size_t tl = strlen(tail);
 	memcpy(out + o, tail, tl);
 	o += tl;
-	(void)!write(plan_fd, out, o);
+	(void)!write(fd, out, o);
+}
+
+void berth_send_error(int fd, const char *msg)
+{
+	send_json(fd, "{\"type\":\"error\",\"error\":\"", msg, "\"}\n");
 }
 
 __attribute__((noreturn, format(printf, 1, 2))) static void fail(const char *fmt, ...)
@@ -86,7 +91,7 @@ __attribute__((noreturn, format(printf, 1, 2))) static void fail(const char *fmt
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	send_json("{\"type\":\"error\",\"error\":\"", msg, "\"}\n");
+	berth_send_error(plan_fd, msg);
 	_exit(1);
 }
 
@@ -449,7 +454,7 @@ __attribute__((noreturn)) void berth_exec_plan(int fd)
 		fail("set no_new_privs: %s", errtext(errno, eb, sizeof(eb)));
 
 	// Ready; from here the runtime may be gone.
-	send_json("{\"type\":\"ready\",\"data\":{", "", "}}\n");
+	send_json(fd, "{\"type\":\"ready\",\"data\":{", "", "}}\n");
 	close(fd);
 	if (seccomp_pending && load_seccomp(sflags, insns, ninsn, msg, sizeof(msg)) < 0) {
 		fprintf(stderr, "berth init: %s\n", msg);

@@ -40,12 +40,10 @@
 
 static void berth_fail(const char *what, int err)
 {
-	char buf[512];
+	char msg[512];
 	const char *p = getenv("_BERTH_INITPIPE");
-	int fd = p ? atoi(p) : 2;
-	int n = snprintf(buf, sizeof(buf), "{\"type\":\"error\",\"error\":\"%s: %s\"}\n", what, strerror(err));
-	if (n > 0)
-		(void)!write(fd, buf, (size_t)n);
+	snprintf(msg, sizeof(msg), "%s: %s", what, strerror(err));
+	berth_send_error(p ? atoi(p) : 2, msg);
 	_exit(1);
 }
 
