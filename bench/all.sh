@@ -23,7 +23,7 @@ run() { # name, log file, command...
 	fi
 }
 
-go build -o bin/berth ./cmd/berth || exit 1
+bash scripts/build.sh bin/berth || exit 1
 
 run runtime runtime.txt bash bench/runtime/run.sh -n "$rt_n" --berth bin/berth
 mapfile -t rt < <(grep -oE 'ratio berth/runc \(medians\): [0-9.]+x' "$OUT/runtime.txt" | grep -oE '[0-9.]+x$')

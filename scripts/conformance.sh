@@ -45,7 +45,7 @@ done
 
 if [[ -z "$runtime" ]]; then
 	mkdir -p bin
-	go build -o bin/berth ./cmd/berth
+	bash scripts/build.sh bin/berth
 	runtime="$PWD/bin/berth"
 fi
 if ! resolved="$(command -v -- "$runtime")"; then

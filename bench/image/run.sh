@@ -38,7 +38,7 @@ trap cleanup EXIT
 
 berth=${BERTH_BIN:-$work/berth}
 if [[ -z "${BERTH_BIN:-}" ]]; then
-	(cd "$repo_root" && go build -o "$berth" ./cmd/berth)
+	(cd "$repo_root" && bash scripts/build.sh "$berth")
 fi
 
 # --- build the source image as an OCI layout by hand ---

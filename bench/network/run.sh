@@ -11,7 +11,7 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-go build -o "$tmp/berth" ./cmd/berth
+bash scripts/build.sh "$tmp/berth"
 go build -o "$tmp/netbench" ./bench/network
 ip netns add "$ns"
 ip -n "$ns" link set lo up

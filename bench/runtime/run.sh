@@ -51,7 +51,7 @@ command -v jq >/dev/null || { echo "run.sh: jq not found (apt-get install jq)" >
 
 if [[ -z "$berth" ]]; then
 	mkdir -p bin
-	go build -o bin/berth ./cmd/berth
+	bash scripts/build.sh bin/berth
 	berth="$PWD/bin/berth"
 fi
 berth="$(realpath "$berth")"

@@ -45,7 +45,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "building berth and mkimage..." >&2
-(cd "$REPO" && go build -o "$WORK/berth" ./cmd/berth && go build -o "$WORK/mkimage" ./bench/unpack/mkimage)
+(cd "$REPO" && bash scripts/build.sh "$WORK/berth" && go build -o "$WORK/mkimage" ./bench/unpack/mkimage)
 BERTH="$WORK/berth"
 LAYOUT="$WORK/layout"
 

@@ -127,11 +127,8 @@ func TestCgroupV2Guest(t *testing.T) {
 		}
 	}
 	if needBerth {
-		// berth uses cgo (the nsenter constructor), and the guest has no
-		// libc: link it statically, with the pure-Go user and DNS lookups.
-		build := exec.Command("go", "build", "-tags", "osusergo,netgo",
-			"-ldflags", "-linkmode external -extldflags -static",
-			"-o", filepath.Join(root, "bin", "berth"), "berth/cmd/berth")
+		// The release build: static, as the guest has no libc.
+		build := exec.Command("bash", "../../scripts/build.sh", filepath.Join(root, "bin", "berth"))
 		if out, err := build.CombinedOutput(); err != nil {
 			t.Fatalf("build static berth: %v\n%s", err, out)
 		}

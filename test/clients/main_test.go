@@ -49,7 +49,7 @@ func run(m *testing.M) int {
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
 		realBin = filepath.Join(dir, "berth")
-		cmd := exec.Command("go", "build", "-o", realBin, "./cmd/berth")
+		cmd := exec.Command("bash", "scripts/build.sh", realBin)
 		cmd.Dir = root
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
