@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README): installs what the tests need, then runs every
 # test: unit and integration tests (root-only ones run when this runs as
-# root; CI=true turns their skips into failures; the exec and security tests
-# a second time on exec's Go path), short fuzz runs, and the runtime-tools
-# validation suite against berth.
+# root; CI=true turns their skips into failures; the exec, rootfs and
+# security tests a second time on the Go paths of init and exec), short fuzz
+# runs, and the runtime-tools validation suite against berth.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,9 +27,10 @@ go vet ./...
 (cd third_party/md2man && go vet ./... && go test -count=1 ./...)
 go test -count=1 -timeout 45m ./... "$@"
 if [[ $(id -u) == 0 ]]; then
-	# exec and security tests again with every exec process on the Go path
-	# (the default is the C fast path, internal/nsenter/execplan.c).
-	BERTH_NO_FAST_EXEC=1 go test -count=1 -timeout 20m -run 'Exec|CVE' ./test/integration "$@"
+	# exec, rootfs and security tests again with every init and exec process
+	# on the Go path (the default for the configurations they cover is the C
+	# fast path, internal/nsenter/initplan.c and execplan.c).
+	BERTH_NO_FAST_EXEC=1 BERTH_NO_FAST_INIT=1 go test -count=1 -timeout 20m -run 'Exec|CVE|Compat|Masked|Mount|Cwd|Lifecycle' ./test/integration "$@"
 fi
 
 # Short fuzz runs over the checked-in corpora. Budgets are execution counts

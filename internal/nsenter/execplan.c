@@ -32,9 +32,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "execplan.h"
+#include "plan.h"
 
-#define PLAN_MAGIC 0x42585031u /* "1PXB": version 1 */
+#define PLAN_MAGIC 0x42585031u	    /* "1PXB": an exec process, version 1 */
+#define INIT_PLAN_MAGIC 0x42585032u /* "2PXB": a container's init, version 1 */
 #define F_NNP 1u
 #define F_USERNS 2u
 #define F_UMASK 4u
@@ -48,7 +49,7 @@
 static int plan_fd = -1;
 
 // Go's error texts are strerror's with a lower-case first letter.
-static const char *errtext(int err, char *buf, size_t n)
+const char *errtext(int err, char *buf, size_t n)
 {
 	snprintf(buf, n, "%s", strerror(err));
 	if (buf[0] >= 'A' && buf[0] <= 'Z')
@@ -84,7 +85,7 @@ void berth_send_error(int fd, const char *msg)
 	send_json(fd, "{\"type\":\"error\",\"error\":\"", msg, "\"}\n");
 }
 
-__attribute__((noreturn, format(printf, 1, 2))) static void fail(const char *fmt, ...)
+__attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...)
 {
 	char msg[2048];
 	va_list ap;
@@ -97,55 +98,51 @@ __attribute__((noreturn, format(printf, 1, 2))) static void fail(const char *fmt
 
 // The plan: little-endian (native) u32/u64 fields and u32-length strings,
 // each followed by a NUL so they are used in place.
-struct reader {
-	char *p, *end;
-};
-
-static uint32_t rd32(struct reader *r)
+uint32_t rd32(struct reader *r)
 {
 	uint32_t v;
 	if (r->end - r->p < 4)
-		fail("exec plan: truncated");
+		fail("plan: truncated");
 	memcpy(&v, r->p, 4);
 	r->p += 4;
 	return v;
 }
 
-static uint64_t rd64(struct reader *r)
+uint64_t rd64(struct reader *r)
 {
 	uint64_t v;
 	if (r->end - r->p < 8)
-		fail("exec plan: truncated");
+		fail("plan: truncated");
 	memcpy(&v, r->p, 8);
 	r->p += 8;
 	return v;
 }
 
-static char *rdstr(struct reader *r)
+char *rdstr(struct reader *r)
 {
 	uint32_t n = rd32(r);
 	char *s = r->p;
 	if ((uint64_t)(r->end - r->p) < (uint64_t)n + 1 || s[n] != 0)
-		fail("exec plan: bad string");
+		fail("plan: bad string");
 	r->p += n + 1;
 	return s;
 }
 
-static char **rdstrs(struct reader *r, uint32_t *count)
+char **rdstrs(struct reader *r, uint32_t *count)
 {
 	uint32_t n = rd32(r);
 	if (n > (uint32_t)(r->end - r->p) / 5)
-		fail("exec plan: bad list");
+		fail("plan: bad list");
 	char **v = calloc((size_t)n + 2, sizeof(char *)); /* room for HOME */
 	if (!v)
-		fail("exec plan: out of memory");
+		fail("plan: out of memory");
 	for (uint32_t i = 0; i < n; i++)
 		v[i] = rdstr(r);
 	*count = n;
 	return v;
 }
 
-static void read_full(int fd, char *buf, size_t n)
+void read_full(int fd, char *buf, size_t n)
 {
 	while (n > 0) {
 		ssize_t k = read(fd, buf, n);
@@ -323,22 +320,15 @@ static int load_seccomp(uint32_t flags, struct sock_filter *insns, uint32_t n, c
 	return -1;
 }
 
-__attribute__((noreturn)) void berth_exec_plan(int fd)
+static void wait_start(const struct init_wait *w);
+
+// run_process is the process section: initproc's run() from the
+// environment on, then finalize(), Ready, for init the wait on exec.fifo,
+// and execve. init is NULL for an exec process.
+__attribute__((noreturn)) static void run_process(struct reader *rp, int fd, const struct init_wait *init)
 {
 	char eb[128], msg[512];
-	plan_fd = fd;
-	uint32_t len;
-	read_full(fd, (char *)&len, 4);
-	if (len > (64u << 20))
-		fail("exec plan: too large");
-	char *buf = malloc((size_t)len + 1);
-	if (!buf)
-		fail("exec plan: out of memory");
-	read_full(fd, buf, len);
-	struct reader r = {buf, buf + len};
-
-	if (rd32(&r) != PLAN_MAGIC)
-		fail("exec plan: wrong version");
+	struct reader r = *rp;
 	uint32_t flags = rd32(&r);
 	uint32_t uid = rd32(&r), gid = rd32(&r), umask_v = rd32(&r);
 	uint32_t ngids = rd32(&r);
@@ -456,6 +446,8 @@ __attribute__((noreturn)) void berth_exec_plan(int fd)
 	// Ready; from here the runtime may be gone.
 	send_json(fd, "{\"type\":\"ready\",\"data\":{", "", "}}\n");
 	close(fd);
+	if (init)
+		wait_start(init);
 	if (seccomp_pending && load_seccomp(sflags, insns, ninsn, msg, sizeof(msg)) < 0) {
 		fprintf(stderr, "berth init: %s\n", msg);
 		_exit(255);
@@ -463,4 +455,51 @@ __attribute__((noreturn)) void berth_exec_plan(int fd)
 	execve(path, args, env);
 	fprintf(stderr, "berth init: exec %s: %s\n", path, errtext(errno, eb, sizeof(eb)));
 	_exit(255);
+}
+
+// wait_start is initproc's waitStart: block opening exec.fifo for writing
+// (through our own fd directory, opened before pivot_root) until `start`
+// opens it for reading, and tell it we are about to exec.
+static void wait_start(const struct init_wait *w)
+{
+	char eb[128], name[16];
+	snprintf(name, sizeof(name), "%d", w->fifo_fd);
+	int fd = openat(w->fd_dir, name, O_WRONLY | O_CLOEXEC);
+	int e = errno;
+	close(w->fd_dir);
+	if (fd < 0) {
+		fprintf(stderr, "berth init: open exec fifo: %s\n", errtext(e, eb, sizeof(eb)));
+		_exit(255);
+	}
+	if (write(fd, "0", 1) != 1) {
+		fprintf(stderr, "berth init: write exec fifo: %s\n", errtext(errno, eb, sizeof(eb)));
+		_exit(255);
+	}
+	close(w->fifo_fd);
+	close(fd);
+}
+
+// berth_run_plan reads the plan the runtime wrote on the init pipe and runs
+// it: an exec process, or a container's init (the rootfs section first,
+// initplan.c).
+__attribute__((noreturn)) void berth_run_plan(int fd)
+{
+	plan_fd = fd;
+	uint32_t len;
+	read_full(fd, (char *)&len, 4);
+	if (len > (64u << 20))
+		fail("plan: too large");
+	char *buf = malloc((size_t)len + 1);
+	if (!buf)
+		fail("plan: out of memory");
+	read_full(fd, buf, len);
+	struct reader r = {buf, buf + len};
+	uint32_t magic = rd32(&r);
+	if (magic == PLAN_MAGIC)
+		run_process(&r, fd, NULL);
+	if (magic != INIT_PLAN_MAGIC)
+		fail("plan: wrong version");
+	struct init_wait w;
+	berth_init_rootfs(&r, fd, &w);
+	run_process(&r, fd, &w);
 }

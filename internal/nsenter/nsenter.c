@@ -18,9 +18,10 @@
 //                                           and always a new time namespace)
 //   _BERTH_TIMENS="monotonic S N\nboottime S N"  offsets for that time namespace
 //   _BERTH_INITPIPE="fd"                    where a failure is reported
-//   _BERTH_EXEC_PLAN=1                      an exec process set up from a
-//                                           plan read from the init pipe,
-//                                           never starting Go (execplan.c)
+//   _BERTH_PLAN=1                           an exec or init process set up
+//                                           from a plan read from the init
+//                                           pipe, never starting Go
+//                                           (execplan.c, initplan.c)
 //
 // Namespaces that any thread may join (net, ipc, uts, pid) are joined by the
 // parent on a locked OS thread before the clone instead; see internal/spawn.
@@ -36,7 +37,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "execplan.h"
+#include "plan.h"
 
 static void berth_fail(const char *what, int err)
 {
@@ -129,12 +130,12 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			berth_fail("write timens_offsets", errno);
 		close(fd);
 	}
-	if (getenv("_BERTH_EXEC_PLAN")) {
-		// An exec process the runtime sent a plan for: finished in C.
+	if (getenv("_BERTH_PLAN")) {
+		// An exec or init process the runtime sent a plan for: finished in C.
 		const char *p = getenv("_BERTH_INITPIPE");
 		if (!p)
-			berth_fail("_BERTH_EXEC_PLAN without _BERTH_INITPIPE", EINVAL);
-		berth_exec_plan(atoi(p));
+			berth_fail("_BERTH_PLAN without _BERTH_INITPIPE", EINVAL);
+		berth_run_plan(atoi(p));
 	}
 	unsetenv("_BERTH_CGROUP");
 	unsetenv("_BERTH_SETNS");

@@ -22,6 +22,7 @@ import (
 	"berth/internal/linux/cgroups"
 	"berth/internal/linux/nsutil"
 	"berth/internal/linux/rootfs"
+	"berth/internal/linux/seccomp"
 	"berth/internal/spawn"
 	"berth/internal/spec"
 	"berth/internal/state"
@@ -220,27 +221,10 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		consoleFd = so.ExtraFd(len(so.Extra) - 1)
 	}
 
-	proc, err = spawn.Start(so, ipc.ParentOfInit())
-	join.Close() // the child has its copies
-	if err != nil {
-		return nil, fmt.Errorf("unable to start container process: %w", err)
-	}
-	ph.done("spawn init")
-	// init builds its mounts while we wire its network and compile its
-	// seccomp filter; it waits for Placed before its cgroup namespace, the
-	// hooks and the container process.
 	st.CgroupPaths = cg.Paths()
-	st.InitPid = proc.Pid
-	if start, _, err := state.ProcStart(proc.Pid); err == nil {
-		st.InitStart = start
-	}
-	st.NamespacePaths = map[string]string{}
-	for _, t := range nsutil.All() {
-		st.NamespacePaths[string(t)] = fmt.Sprintf("/proc/%d/ns/%s", proc.Pid, t.ProcName())
-	}
 	hasHooks := s.Hooks != nil && (len(s.Hooks.Prestart) > 0 || len(s.Hooks.CreateRuntime) > 0)
 	cfg := &initproc.Config{
-		ID: id, Bundle: bundle, Rootfs: st.Rootfs, Spec: s, Process: s.Process, HostPid: proc.Pid,
+		ID: id, Bundle: bundle, Rootfs: st.Rootfs, Spec: s, Process: s.Process,
 		NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring,
 		MountNS:         plan.has(specs.MountNamespace),
 		NewUTSNS:        plan.newNS(specs.UTSNamespace),
@@ -255,14 +239,52 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		KeepFds:  len(so.Keep),
 		ExtraEnv: listenEnv,
 	}
-	if err := proc.Conn.SendData(ipc.Bootstrap, cfg); err != nil {
+	// The fast path needs the seccomp program in its plan; the Go path gets
+	// it compiled while init starts up (place).
+	var filter *seccomp.Filter
+	var initPlan []byte
+	var planWarnings []string
+	if fastInitCandidate(cfg, plan.newNS(specs.MountNamespace)) {
+		if filter, err = r.compileFilter(s); err != nil {
+			return nil, err
+		}
+		initPlan, planWarnings, so.Plan = fastInitPlan(cfg, filter)
+	}
+
+	proc, err = spawn.Start(so, ipc.ParentOfInit())
+	join.Close() // the child has its copies
+	if err != nil {
+		return nil, fmt.Errorf("unable to start container process: %w", err)
+	}
+	ph.done("spawn init")
+	// init builds its mounts while we wire its network and compile its
+	// seccomp filter; it waits for Placed before its cgroup namespace, the
+	// hooks and the container process.
+	st.InitPid = proc.Pid
+	if start, _, err := state.ProcStart(proc.Pid); err == nil {
+		st.InitStart = start
+	}
+	st.NamespacePaths = map[string]string{}
+	for _, t := range nsutil.All() {
+		st.NamespacePaths[string(t)] = fmt.Sprintf("/proc/%d/ns/%s", proc.Pid, t.ProcName())
+	}
+	cfg.HostPid = proc.Pid
+	if so.Plan {
+		r.debugf("init: set up by the child's constructor from a plan (no Go runtime in the child)")
+		if err := proc.Conn.WriteRaw(initPlan); err != nil {
+			return nil, fmt.Errorf("unable to start container process: %w", err)
+		}
+		for _, w := range planWarnings {
+			r.warn("%s", w)
+		}
+	} else if err := proc.Conn.SendData(ipc.Bootstrap, cfg); err != nil {
 		return nil, fmt.Errorf("unable to start container process: %w", err)
 	}
 	rec.InitPid, rec.InitStart = st.InitPid, st.InitStart
 	if err := writeCreating(st.Dir(), rec); err != nil {
 		return nil, err
 	}
-	if err := r.place(proc, s, st, plan); err != nil {
+	if err := r.place(proc, s, st, plan, filter, so.Plan); err != nil {
 		// init may have failed on its own meanwhile (a bad mount): its
 		// report says more than a broken pipe or a vanished pid. Kill it
 		// first so reading ends at what it had already sent.
@@ -522,17 +544,29 @@ func sendPidfd(path string, pid int) error {
 
 // place wires init's network and tells init it may go on (Placed, carrying
 // the compiled seccomp program); init is in its cgroups from its first
-// instruction.
-func (r *Runtime) place(proc *spawn.Process, s *specs.Spec, st *state.State, plan *nsPlan) error {
+// instruction. filter is the program already compiled, if any; an init set
+// up from a plan has it in its plan and gets a single byte instead.
+func (r *Runtime) place(proc *spawn.Process, s *specs.Spec, st *state.State, plan *nsPlan, filter *seccomp.Filter, fromPlan bool) error {
 	if r.Network != nil && plan.newNS(specs.NetworkNamespace) {
 		if err := r.Network.Attach(context.Background(), st.ID, st.NamespacePaths[string(specs.NetworkNamespace)], st.Rootfs); err != nil {
 			return fmt.Errorf("attach network: %w", err)
 		}
 		st.NetworkAttached = true
 	}
+	if fromPlan {
+		if err := proc.Conn.WriteRaw([]byte{'P'}); err != nil {
+			return fmt.Errorf("unable to start container process: %w", err)
+		}
+		return nil
+	}
 	var placed initproc.PlacedInfo
 	var err error
-	if placed.SeccompProgram, err = r.compileSeccomp(s); err != nil {
+	if filter != nil {
+		placed.SeccompProgram, err = filter.MarshalBinary()
+	} else {
+		placed.SeccompProgram, err = r.compileSeccomp(s)
+	}
+	if err != nil {
 		return err
 	}
 	if err := proc.Conn.SendData(ipc.Placed, placed); err != nil {

@@ -196,7 +196,7 @@ func (r *Runtime) spawnExec(c *Container, o ExecOptions) (_ *spawn.Process, mast
 		return nil, nil, err
 	}
 	plan, planWarnings, fast := fastExecPlan(p, hasNS(s, specs.UserNamespace), len(so.Keep), filter)
-	so.ExecPlan = fast
+	so.Plan = fast
 	proc, err := spawn.Start(so, ipc.ParentOfExec())
 	if err != nil {
 		return nil, nil, fmt.Errorf("exec failed: %w", err)

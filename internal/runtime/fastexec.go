@@ -57,23 +57,41 @@ func (w *planWriter) strs(v []string) {
 // filter is the compiled seccomp filter (nil without one); warnings are what
 // the Go path would have reported in Ready.
 func fastExecPlan(p *specs.Process, userNS bool, keepFds int, filter *seccomp.Filter) (plan []byte, warnings []string, ok bool) {
-	if os.Getenv(EnvNoFastExec) == "1" || p.Terminal || p.ApparmorProfile != "" || p.SelinuxLabel != "" || len(p.Args) == 0 || p.Args[0] == "" {
-		return nil, nil, false
-	}
-	u := p.User
-	if u.UID > math.MaxInt32 || u.GID > math.MaxInt32 {
-		return nil, nil, false
-	}
-	for _, s := range append(append([]string{p.Cwd}, p.Args...), p.Env...) {
-		if strings.IndexByte(s, 0) >= 0 {
-			return nil, nil, false
-		}
-	}
-	if filter != nil && (filter.NeedsListener() || filter.Loadable() != nil) {
+	if os.Getenv(EnvNoFastExec) == "1" {
 		return nil, nil, false
 	}
 	w := &planWriter{}
 	w.u32(planMagic)
+	if warnings, ok = w.process(p, nil, userNS, false, keepFds, filter); !ok {
+		return nil, nil, false
+	}
+	return w.finish(), warnings, true
+}
+
+// finish prefixes the plan with its length.
+func (w *planWriter) finish() []byte {
+	out := binary.NativeEndian.AppendUint32(make([]byte, 0, 4+len(w.b)), uint32(len(w.b)))
+	return append(out, w.b...)
+}
+
+// process encodes the process section shared by the exec and init plans
+// (initproc's finalize and what precedes it), or returns ok=false when p
+// needs the Go path. extraEnv is appended to p.Env (LISTEN_FDS); init
+// processes get umask 022 unless the config sets one.
+func (w *planWriter) process(p *specs.Process, extraEnv []string, userNS, init bool, keepFds int, filter *seccomp.Filter) (warnings []string, ok bool) {
+	if p.Terminal || p.ApparmorProfile != "" || p.SelinuxLabel != "" || len(p.Args) == 0 || p.Args[0] == "" {
+		return nil, false
+	}
+	u := p.User
+	if u.UID > math.MaxInt32 || u.GID > math.MaxInt32 {
+		return nil, false
+	}
+	if hasNUL(append(append(append([]string{p.Cwd}, p.Args...), p.Env...), extraEnv...)...) {
+		return nil, false
+	}
+	if filter != nil && (filter.NeedsListener() || filter.Loadable() != nil) {
+		return nil, false
+	}
 	var flags uint32
 	if p.NoNewPrivileges {
 		flags |= planNNP
@@ -81,8 +99,13 @@ func fastExecPlan(p *specs.Process, userNS bool, keepFds int, filter *seccomp.Fi
 	if userNS {
 		flags |= planUserNS
 	}
+	var umask uint32
 	if u.Umask != nil {
 		flags |= planUmask
+		umask = *u.Umask
+	} else if init {
+		flags |= planUmask
+		umask = 0o022
 	}
 	if filter != nil {
 		flags |= planSeccomp
@@ -93,16 +116,12 @@ func fastExecPlan(p *specs.Process, userNS bool, keepFds int, filter *seccomp.Fi
 	w.u32(flags)
 	w.u32(u.UID)
 	w.u32(u.GID)
-	var umask uint32
-	if u.Umask != nil {
-		umask = *u.Umask
-	}
 	w.u32(umask)
 	var gids []uint32
 	seen := map[uint32]bool{}
 	for _, g := range u.AdditionalGids {
 		if g > math.MaxInt32 {
-			return nil, nil, false
+			return nil, false
 		}
 		if !seen[g] { // the config and exec -g may both name a group
 			seen[g] = true
@@ -140,13 +159,13 @@ func fastExecPlan(p *specs.Process, userNS bool, keepFds int, filter *seccomp.Fi
 		w.str(name)
 	}
 	if len(p.Rlimits) > 64 {
-		return nil, nil, false
+		return nil, false
 	}
 	w.u32(uint32(len(p.Rlimits)))
 	for _, rl := range p.Rlimits {
 		t, known := initproc.RlimitType(rl.Type)
 		if !known {
-			return nil, nil, false
+			return nil, false
 		}
 		w.u32(uint32(t))
 		w.u64(rl.Soft)
@@ -161,7 +180,7 @@ func fastExecPlan(p *specs.Process, userNS bool, keepFds int, filter *seccomp.Fi
 	w.str(strconv.Quote(cwd))
 	w.str(strconv.Quote(p.Args[0]))
 	w.strs(p.Args)
-	w.strs(p.Env)
+	w.strs(append(append([]string(nil), p.Env...), extraEnv...))
 	if filter == nil {
 		w.u32(0)
 		w.u32(0)
@@ -175,6 +194,14 @@ func fastExecPlan(p *specs.Process, userNS bool, keepFds int, filter *seccomp.Fi
 			w.u32(in.K)
 		}
 	}
-	out := binary.NativeEndian.AppendUint32(make([]byte, 0, 4+len(w.b)), uint32(len(w.b)))
-	return append(out, w.b...), warnings, true
+	return warnings, true
+}
+
+func hasNUL(v ...string) bool {
+	for _, s := range v {
+		if strings.IndexByte(s, 0) >= 0 {
+			return true
+		}
+	}
+	return false
 }

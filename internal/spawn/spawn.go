@@ -59,9 +59,10 @@ type Options struct {
 	// and closes the files.
 	Cgroup  *cgroups.Join
 	Setpgid bool
-	// ExecPlan: the child is an exec process its constructor finishes from
-	// a plan the parent writes on the init pipe (runtime/fastexec.go).
-	ExecPlan bool
+	// Plan: the child is an exec or init process its constructor finishes
+	// from a plan the parent writes on the init pipe (runtime/fastexec.go,
+	// runtime/fastinit.go).
+	Plan bool
 }
 
 // Process is a started child and the parent's end of its protocol socket.
@@ -145,8 +146,8 @@ func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 	if o.UnshareAfterJoin != 0 {
 		env = append(env, "_BERTH_UNSHARE="+strconv.FormatUint(uint64(o.UnshareAfterJoin), 10))
 	}
-	if o.ExecPlan {
-		env = append(env, "_BERTH_EXEC_PLAN=1")
+	if o.Plan {
+		env = append(env, "_BERTH_PLAN=1")
 	}
 	if o.TimeOffsets != "" {
 		env = append(env, "_BERTH_TIMENS="+o.TimeOffsets)

@@ -535,3 +535,105 @@ func errLines(stderr string) string {
 	}
 	return b.String()
 }
+
+// TestRuntimeInitFastPathMatchesGo runs containers whose init the nsenter
+// constructor sets up from a plan (internal/nsenter/initplan.c) and again
+// with BERTH_NO_FAST_INIT=1 (internal/initproc), and requires the same
+// container: the same mounts (mountinfo without ids), /dev nodes and links,
+// hostname, ids, umask, cwd, capabilities, seccomp and rlimits, and the same
+// exit status and error lines when setup fails.
+func TestRuntimeInitFastPathMatchesGo(t *testing.T) {
+	r := newRT(t)
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "file"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	probe := `id; echo "host=$(hostname) dom=$(cat /proc/sys/kernel/domainname) home=$HOME pwd=$(pwd) umask=$(umask) nofile=$(ulimit -n)/$(ulimit -Hn)"; ` +
+		`grep -E "^(Cap|NoNewPrivs|Seccomp)" /proc/self/status; ls /proc/self/fd; ls -ln /dev | sed 's/ [A-Z][a-z][a-z] .*:[0-9][0-9] / /'; ` +
+		`sed -E 's/^[0-9]+ [0-9]+ [0-9]+:[0-9]+ //; s/it-[0-9]+-[0-9]+/ID/g' /proc/self/mountinfo; ls -l /sys/fs/cgroup | sed 's/ [A-Z][a-z][a-z] .*:[0-9][0-9] / /'; ` +
+		`cat /mnt/file /etc/resolv.conf 2>&1; touch /x 2>&1; mkdir /tmp/d 2>&1; env | sort`
+	null := os.FileMode(0o600)
+	uid, gid := uint32(1000), uint32(27)
+	umask := uint32(0o077)
+	cases := []struct {
+		name   string
+		mutate func(*specs.Spec)
+		goOnly bool // a configuration the plan does not cover
+	}{
+		{"default", nil, false},
+		{"process", func(s *specs.Spec) {
+			s.Process.User = specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{27, 27}, Umask: &umask}
+			s.Process.Cwd = "/work/new/dir" // missing: created
+			s.Process.Env = append(s.Process.Env, "HOME=/home/x")
+			s.Process.NoNewPrivileges = false
+			s.Process.Capabilities.Bounding = append(s.Process.Capabilities.Bounding, "CAP_BOGUS")
+			s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 512, Soft: 256}}
+			s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"mkdirat", "mkdir"}, Action: specs.ActErrno}}}
+		}, false},
+		{"rootfs", func(s *specs.Spec) {
+			s.Root.Readonly = false
+			s.Hostname, s.Domainname = "fast", "example.test"
+			s.Linux.RootfsPropagation = "rprivate"
+			s.Mounts = append(s.Mounts,
+				specs.Mount{Destination: "/mnt/file", Type: "bind", Source: filepath.Join(host, "file"), Options: []string{"bind", "ro", "nosuid"}},
+				specs.Mount{Destination: "mnt/dir", Type: "bind", Source: host, Options: []string{"rbind", "rprivate", "rnoexec"}},
+				specs.Mount{Destination: "/run/deep/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nodev", "size=1m", "mode=700"}},
+				// /etc/resolv.conf is a dangling symlink in the image: the
+				// bind lands on its target inside the rootfs.
+				specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: filepath.Join(host, "file"), Options: []string{"bind"}})
+			s.Linux.Devices = append(s.Linux.Devices,
+				specs.LinuxDevice{Path: "/dev/mynull", Type: "c", Major: 1, Minor: 3, FileMode: &null, UID: &uid, GID: &gid},
+				specs.LinuxDevice{Path: "/dev/sub/zero", Type: "c", Major: 1, Minor: 5},
+				specs.LinuxDevice{Path: "/dev/full", Type: "c", Major: 1, Minor: 7, FileMode: &null})
+			s.Linux.MaskedPaths = append(s.Linux.MaskedPaths, "/etc/group", "/bin/../root", "/no/such")
+			s.Linux.ReadonlyPaths = append(s.Linux.ReadonlyPaths, "/tmp", "/no/such")
+		}, false},
+		{"bad mount source", func(s *specs.Spec) {
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/mnt", Type: "bind", Source: "/no/such/source", Options: []string{"bind"}})
+		}, false},
+		{"bad fs type", func(s *specs.Spec) {
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/mnt", Type: "nosuchfs", Source: "none"})
+		}, false},
+		{"bad args", func(s *specs.Spec) { s.Process.Args = []string{"nosuch"} }, false},
+		{"exit status", func(s *specs.Spec) { s.Process.Args = []string{"sh", "-c", "exit 3"} }, false},
+		{"device outside /dev", func(s *specs.Spec) {
+			s.Linux.Devices = append(s.Linux.Devices, specs.LinuxDevice{Path: "/tmp/null", Type: "c", Major: 1, Minor: 3})
+		}, true},
+		{"sysctl", func(s *specs.Spec) { s.Linux.Sysctl = map[string]string{"net.ipv4.ip_forward": "1"} }, true},
+	}
+	const marker = "no Go runtime in the child"
+	for _, c := range cases {
+		b := testutil.Bundle(t, func(s *specs.Spec) {
+			s.Process.Args = []string{"sh", "-c", probe}
+			if c.mutate != nil {
+				c.mutate(s)
+			}
+		})
+		if err := os.Symlink("/run/resolv.conf", filepath.Join(b, "rootfs", "etc", "resolv.conf")); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("BERTH_NO_FAST_INIT", "0") // whatever the suite runs with
+		fast := r.run("--debug", "run", "-b", b, r.id())
+		t.Setenv("BERTH_NO_FAST_INIT", "1")
+		slow := r.run("--debug", "run", "-b", b, r.id())
+		if strings.Contains(fast.stderr, marker) == c.goOnly || strings.Contains(slow.stderr, marker) {
+			t.Errorf("%s: fast path taken=%v, want %v (and never with BERTH_NO_FAST_INIT=1):\n%s", c.name, strings.Contains(fast.stderr, marker), !c.goOnly, fast.stderr)
+		}
+		if fast.code != slow.code || fast.stdout != slow.stdout || errLines(fast.stderr) != errLines(slow.stderr) {
+			t.Errorf("%s: fast path differs from the Go path:\nfast %d\n%s%s\ngo   %d\n%s%s", c.name, fast.code, fast.stdout, errLines(fast.stderr), slow.code, slow.stdout, errLines(slow.stderr))
+		}
+		want := map[string][]string{
+			"default": {"/null /proc/keys", "/sys/fs/cgroup/memory ro", "touch: /x: Read-only file system"},
+			"process": {"uid=1000 gid=1000 groups=27", "pwd=/work/new/dir umask=0077 nofile=256/512", "Seccomp:\t2",
+				"home=/home/x", "mkdir: can't create directory '/tmp/d': Operation not permitted"},
+			"rootfs": {"host=fast dom=example.test", "from the host\nfrom the host\n", "1000     27          1,   3 mynull", " sub\n",
+				"/mnt/dir rw,noexec", "/run/deep/tmp rw,nodev", "/etc/group", "/tmp ro,", "/root ro,"},
+		}[c.name]
+		for _, w := range want {
+			if !strings.Contains(fast.stdout, w) {
+				t.Errorf("%s: %q missing from the container's view:\n%s", c.name, w, fast.stdout)
+			}
+		}
+	}
+}

@@ -30,7 +30,7 @@ func mode(m os.FileMode) *os.FileMode { return &m }
 // which case berth creates no device nodes.
 func devBindMounted(s *specs.Spec) bool {
 	for _, m := range s.Mounts {
-		if filepath.Clean(m.Destination) == "/dev" && isBind(m) {
+		if filepath.Clean(m.Destination) == "/dev" && IsBind(m) {
 			return true
 		}
 	}
@@ -41,7 +41,8 @@ func devBindMounted(s *specs.Spec) bool {
 // rootfs (mknod; bind mounts of the host node inside a user namespace), plus
 // the /dev/fd, /dev/std* and /dev/ptmx links.
 func CreateDevices(c *Config) error {
-	if devBindMounted(c.Spec) {
+	devs, ok := Devices(c.Spec)
+	if !ok {
 		return nil
 	}
 	root, err := openRoot(c.Rootfs)
@@ -49,9 +50,27 @@ func CreateDevices(c *Config) error {
 		return err
 	}
 	defer root.Close()
-	devs := append([]specs.LinuxDevice(nil), DefaultDevices...)
-	if c.Spec.Linux != nil {
-		for _, d := range c.Spec.Linux.Devices {
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	for _, d := range devs {
+		if err := createDevice(root, d, c.UserNS); err != nil {
+			return fmt.Errorf("creating device %s: %w", d.Path, err)
+		}
+	}
+	return devLinks(root)
+}
+
+// Devices lists the device nodes a container's /dev gets, in creation
+// order: the defaults, each replaced by a linux.devices entry of the same
+// path, then the other entries. ok is false when the config bind-mounts the
+// host's /dev (no nodes and no links are made then).
+func Devices(s *specs.Spec) (devs []specs.LinuxDevice, ok bool) {
+	if devBindMounted(s) {
+		return nil, false
+	}
+	devs = append([]specs.LinuxDevice(nil), DefaultDevices...)
+	if s.Linux != nil {
+		for _, d := range s.Linux.Devices {
 			replaced := false
 			for i := range devs {
 				if devs[i].Path == d.Path {
@@ -63,14 +82,40 @@ func CreateDevices(c *Config) error {
 			}
 		}
 	}
-	old := unix.Umask(0)
-	defer unix.Umask(old)
-	for _, d := range devs {
-		if err := createDevice(root, d, c.UserNS); err != nil {
-			return fmt.Errorf("creating device %s: %w", d.Path, err)
-		}
+	return devs, true
+}
+
+// DevLinks are the symlinks made in /dev, as [target, name] pairs;
+// /dev/ptmx replaces whatever the image had.
+func DevLinks() [][2]string {
+	links := [][2]string{
+		{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
+		{"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"},
 	}
-	return devLinks(root)
+	if _, err := os.Stat("/proc/kcore"); err == nil {
+		links = append(links, [2]string{"/proc/kcore", "core"})
+	}
+	return links
+}
+
+// DeviceMode is the mknod mode of d: its type and permission bits.
+func DeviceMode(d specs.LinuxDevice) (uint32, error) {
+	var typ uint32
+	switch d.Type {
+	case "c", "u":
+		typ = unix.S_IFCHR
+	case "b":
+		typ = unix.S_IFBLK
+	case "p":
+		typ = unix.S_IFIFO
+	default:
+		return 0, fmt.Errorf("invalid device type %q", d.Type)
+	}
+	perm := uint32(0o666)
+	if d.FileMode != nil {
+		perm = uint32(d.FileMode.Perm())
+	}
+	return typ | perm, nil
 }
 
 func createDevice(root *os.File, d specs.LinuxDevice, userns bool) error {
@@ -97,24 +142,13 @@ func createDevice(root *os.File, d specs.LinuxDevice, userns bool) error {
 		defer t.Close()
 		return unix.Mount(d.Path, fdPath(t), "", unix.MS_BIND, "")
 	}
-	var typ uint32
-	switch d.Type {
-	case "c", "u":
-		typ = unix.S_IFCHR
-	case "b":
-		typ = unix.S_IFBLK
-	case "p":
-		typ = unix.S_IFIFO
-	default:
-		return fmt.Errorf("invalid device type %q", d.Type)
-	}
-	perm := uint32(0o666)
-	if d.FileMode != nil {
-		perm = uint32(d.FileMode.Perm())
+	mode, err := DeviceMode(d)
+	if err != nil {
+		return err
 	}
 	// A node already there (a runtime-supplied rootfs may carry one) is replaced.
 	_ = unix.Unlinkat(int(parent.Fd()), base, 0)
-	if err := unix.Mknodat(int(parent.Fd()), base, typ|perm, int(unix.Mkdev(uint32(d.Major), uint32(d.Minor)))); err != nil {
+	if err := unix.Mknodat(int(parent.Fd()), base, mode, int(unix.Mkdev(uint32(d.Major), uint32(d.Minor)))); err != nil {
 		return err
 	}
 	uid, gid := 0, 0
@@ -133,14 +167,7 @@ func devLinks(root *os.File) error {
 		return err
 	}
 	defer dev.Close()
-	links := [][2]string{
-		{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
-		{"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"},
-	}
-	if _, err := os.Stat("/proc/kcore"); err == nil {
-		links = append(links, [2]string{"/proc/kcore", "core"})
-	}
-	for _, l := range links {
+	for _, l := range DevLinks() {
 		if l[1] == "ptmx" {
 			// /dev/ptmx must point at the container's devpts instance.
 			_ = unix.Unlinkat(int(dev.Fd()), "ptmx", 0)

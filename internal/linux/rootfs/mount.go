@@ -30,16 +30,12 @@ func fdPath(f *os.File) string { return "/proc/thread-self/fd/" + strconv.Itoa(i
 // PrepareRoot sets the propagation of / and makes the rootfs a mount point
 // of its own (bind on itself), as pivot_root requires.
 func PrepareRoot(c *Config) error {
-	flag := uintptr(unix.MS_SLAVE | unix.MS_REC)
-	if c.Spec.Linux != nil && c.Spec.Linux.RootfsPropagation != "" {
-		f, ok := propOpts[c.Spec.Linux.RootfsPropagation]
-		if !ok {
-			return fmt.Errorf("invalid rootfsPropagation %q", c.Spec.Linux.RootfsPropagation)
-		}
-		flag = f
+	flag, err := RootPropagation(c.Spec)
+	if err != nil {
+		return err
 	}
 	if err := unix.Mount("", "/", "", flag, ""); err != nil {
-		return &os.PathError{Op: "make / " + propName(flag), Path: "/", Err: err}
+		return &os.PathError{Op: "make / " + PropagationName(flag), Path: "/", Err: err}
 	}
 	// pivot_root fails if the new root's parent mount is shared; make the
 	// mount holding the rootfs private (only in our namespace). After an
@@ -55,7 +51,22 @@ func PrepareRoot(c *Config) error {
 	return nil
 }
 
-func propName(f uintptr) string {
+// RootPropagation is the propagation / gets in the container's mount
+// namespace: linux.rootfsPropagation, rslave by default (as runc).
+func RootPropagation(s *specs.Spec) (uintptr, error) {
+	flag := uintptr(unix.MS_SLAVE | unix.MS_REC)
+	if s.Linux != nil && s.Linux.RootfsPropagation != "" {
+		f, ok := propOpts[s.Linux.RootfsPropagation]
+		if !ok {
+			return 0, fmt.Errorf("invalid rootfsPropagation %q", s.Linux.RootfsPropagation)
+		}
+		flag = f
+	}
+	return flag, nil
+}
+
+// PropagationName is the option name of a propagation flag set.
+func PropagationName(f uintptr) string {
 	for n, v := range propOpts {
 		if v == f {
 			return n
@@ -257,7 +268,8 @@ func MountAll(c *Config) error {
 	return nil
 }
 
-func isBind(m specs.Mount) bool {
+// IsBind reports whether m is a bind mount (type "bind" or a bind/rbind option).
+func IsBind(m specs.Mount) bool {
 	if m.Type == "bind" {
 		return true
 	}
@@ -281,7 +293,7 @@ func mountOne(c *Config, root *os.File, m specs.Mount) error {
 	if m.Type == "cgroup" || m.Type == "cgroup2" {
 		return mountCgroup(c, root, m, p)
 	}
-	bind := isBind(m)
+	bind := IsBind(m)
 	isFile := false
 	if bind {
 		st, err := os.Stat(m.Source)
@@ -421,30 +433,12 @@ func mountCgroup(c *Config, root *os.File, m specs.Mount, p Parsed) error {
 		}
 		return os.NewFile(uintptr(fd), name), nil
 	}
-	mi, err := readMountinfo()
+	binds, err := CgroupBinds(c.CgroupPaths)
 	if err != nil {
 		return err
 	}
-	for _, h := range mi {
-		if (h.fstype != "cgroup" && h.fstype != "cgroup2") || !strings.HasPrefix(h.point, "/sys/fs/cgroup/") {
-			continue
-		}
-		name := strings.TrimPrefix(h.point, "/sys/fs/cgroup/")
-		if strings.Contains(name, "/") {
-			continue
-		}
-		src := ""
-		for ctrl, path := range c.CgroupPaths {
-			if ctrl == "" && h.fstype == "cgroup2" || ctrl != "" && strings.HasPrefix(path, h.point+"/") && hasController(name, ctrl) {
-				src = path
-				break
-			}
-		}
-		if src == "" {
-			// A hierarchy the container has no cgroup in (e.g. a named one):
-			// bind its root read-only would leak host state, so skip it.
-			continue
-		}
+	for _, b := range binds {
+		name, src := b.Name, b.Source
 		dst := filepath.Join(m.Destination, name)
 		if err := unix.Mkdirat(int(tmp.Fd()), name, 0o755); err != nil && err != unix.EEXIST {
 			return &os.PathError{Op: "mkdir", Path: dst, Err: err}
@@ -483,6 +477,45 @@ func mountCgroup(c *Config, root *os.File, m specs.Mount, p Parsed) error {
 		return remountBind(fdPath(t2), unix.MS_RDONLY|base)
 	}
 	return nil
+}
+
+// CgroupBind is one hierarchy of a v1 (or hybrid) host as the container
+// sees it: /sys/fs/cgroup/<Name> inside is a bind mount of Source, the
+// container's own cgroup directory in that hierarchy.
+type CgroupBind struct{ Name, Source string }
+
+// CgroupBinds lists, in the host's mount order, the hierarchies mounted at
+// /sys/fs/cgroup/<name> in which the container has a cgroup (paths maps a
+// controller, or "" for the unified hierarchy, to its directory).
+func CgroupBinds(paths map[string]string) ([]CgroupBind, error) {
+	mi, err := readMountinfo()
+	if err != nil {
+		return nil, err
+	}
+	var out []CgroupBind
+	for _, h := range mi {
+		if (h.fstype != "cgroup" && h.fstype != "cgroup2") || !strings.HasPrefix(h.point, "/sys/fs/cgroup/") {
+			continue
+		}
+		name := strings.TrimPrefix(h.point, "/sys/fs/cgroup/")
+		if strings.Contains(name, "/") {
+			continue
+		}
+		src := ""
+		for ctrl, path := range paths {
+			if ctrl == "" && h.fstype == "cgroup2" || ctrl != "" && strings.HasPrefix(path, h.point+"/") && hasController(name, ctrl) {
+				src = path
+				break
+			}
+		}
+		if src == "" {
+			// A hierarchy the container has no cgroup in (e.g. a named one):
+			// bind its root read-only would leak host state, so skip it.
+			continue
+		}
+		out = append(out, CgroupBind{Name: name, Source: src})
+	}
+	return out, nil
 }
 
 func hasController(hierarchy, ctrl string) bool {

@@ -37,7 +37,7 @@ func checkProcMount(m specs.Mount) error {
 	if procMountAllowlist[dest] {
 		return nil
 	}
-	if isBind(m) {
+	if IsBind(m) {
 		var st unix.Statfs_t
 		if err := unix.Statfs(m.Source, &st); err != nil {
 			return &os.PathError{Op: "statfs", Path: m.Source, Err: err}
