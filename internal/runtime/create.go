@@ -295,11 +295,25 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		return nil, err
 	}
 	ph.done("network, seccomp; placed")
+	// The state is complete: encode it on the other CPU while init finishes.
+	type encoded struct {
+		b   []byte
+		err error
+	}
+	enc := make(chan encoded, 1)
+	go func() {
+		b, err := st.Marshal()
+		enc <- encoded{b, err}
+	}()
 	if err := r.waitReady(proc, st, s, hasHooks); err != nil {
 		return nil, err
 	}
 	ph.done("init setup until ready")
-	if err := st.Save(); err != nil {
+	e := <-enc
+	if e.err != nil {
+		return nil, e.err
+	}
+	if err := st.SaveEncoded(e.b); err != nil {
 		return nil, err
 	}
 	os.Remove(filepath.Join(st.Dir(), creatingFile))

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,6 +36,8 @@ type ExecOptions struct {
 	// Cgroup maps a controller ("" for all) to a sub-cgroup of the container's.
 	Cgroup                map[string]string
 	Stdin, Stdout, Stderr *os.File
+
+	relay *relay // foreground: the signal subscription, made early
 }
 
 // Exec runs a new process inside a running (or created) container: it joins
@@ -45,6 +46,12 @@ type ExecOptions struct {
 // the process's exit status in the foreground (128+signal when killed).
 func (r *Runtime) Exec(id string, o ExecOptions) (int, error) {
 	ph := r.phases()
+	if !o.Detach {
+		// Subscribed while the process is set up (see relay).
+		rl := startRelay(64)
+		defer func() { <-rl.stop() }()
+		o.relay = rl
+	}
 	c, err := r.Load(id)
 	if err != nil {
 		return 255, err
@@ -100,9 +107,8 @@ func (r *Runtime) Exec(id string, o ExecOptions) (int, error) {
 		proc.Cmd.Process.Release()
 		return 0, nil
 	}
-	sigc := make(chan os.Signal, 64)
-	signal.Notify(sigc)
-	defer signal.Stop(sigc)
+	o.relay.wait()
+	sigc := o.relay.c
 	var restore func()
 	if master != nil {
 		defer master.Close()

@@ -46,9 +46,15 @@ func (r *Runtime) Run(id string, o RunOptions) (int, error) {
 			return 1, os.NewSyscallError("prctl(PR_SET_CHILD_SUBREAPER)", err)
 		}
 	}
-	sigc := make(chan os.Signal, 128)
-	signal.Notify(sigc)
-	defer signal.Stop(sigc)
+	rl := startRelay(128)
+	stopped := (<-chan struct{})(nil)
+	defer func() {
+		if stopped == nil {
+			stopped = rl.stop()
+		}
+		<-stopped
+	}()
+	sigc := rl.c
 
 	var consoleParent *os.File
 	if o.ConsoleSocket == "" {
@@ -81,6 +87,7 @@ func (r *Runtime) Run(id string, o RunOptions) (int, error) {
 		restore = relayTerminal(master)
 	}
 	ph := r.phases()
+	rl.wait() // every signal from here on reaches the container
 	if err := r.startLocked(c); err != nil {
 		c.Release()
 		r.teardown(id)
@@ -109,6 +116,7 @@ func (r *Runtime) Run(id string, o RunOptions) (int, error) {
 		}
 	}
 	ph.done("process ran")
+	stopped = rl.stop() // meanwhile, on the other CPU
 	if restore != nil {
 		restore()
 	}
@@ -202,3 +210,51 @@ func resize(master *os.File) {
 		_ = unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, ws)
 	}
 }
+
+// relay is the signal subscription of a foreground run or exec. Turning
+// each of ~60 signals on (and off again) costs the Go runtime a round trip
+// to its signal-mask thread, 1-1.5 ms in all here, so both happen in a
+// goroutine, alongside create and teardown, and wait() makes sure the
+// subscription is complete before the container process is let go.
+type relay struct {
+	c     chan os.Signal
+	ready chan struct{}
+}
+
+func startRelay(buf int) *relay {
+	rl := &relay{c: make(chan os.Signal, buf), ready: make(chan struct{})}
+	go func() {
+		signal.Notify(rl.c, forwardedSignals...)
+		close(rl.ready)
+	}()
+	return rl
+}
+
+func (rl *relay) wait() { <-rl.ready }
+
+// stop unsubscribes in the background; the channel closes when done.
+func (rl *relay) stop() <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		<-rl.ready
+		signal.Stop(rl.c)
+		close(done)
+	}()
+	return done
+}
+
+// forwardedSignals are the signals a foreground run or exec relays to the
+// container process (runc relays all it can catch), plus SIGCHLD and
+// SIGWINCH it handles itself. SIGURG is left out: it is the Go runtime's
+// preemption signal, sent to this process itself many times a second while
+// it works, and a Notify for it wakes the signal goroutine each time (runc
+// receives and drops it). 32 and 33 belong to glibc's threads.
+var forwardedSignals = func() []os.Signal {
+	var out []os.Signal
+	for s := unix.Signal(1); s <= 64; s++ {
+		if s != unix.SIGKILL && s != unix.SIGSTOP && s != unix.SIGURG && s != 32 && s != 33 {
+			out = append(out, s)
+		}
+	}
+	return out
+}()

@@ -189,13 +189,25 @@ func (s *State) Dir() string { return s.dir }
 
 // Save writes state.json atomically (temp file + rename, mode 0600).
 func (s *State) Save() error {
-	if s.view {
-		return errors.New("state: refusing to save a state loaded by LoadView (its config is partial)")
-	}
-	b, err := json.Marshal(s)
+	b, err := s.Marshal()
 	if err != nil {
 		return err
 	}
+	return s.SaveEncoded(b)
+}
+
+// Marshal encodes the state as Save writes it (so the encoding, costly the
+// first time a process encodes a spec, can run while the caller waits on
+// something else). The state must not change before SaveEncoded.
+func (s *State) Marshal() ([]byte, error) {
+	if s.view {
+		return nil, errors.New("state: refusing to save a state loaded by LoadView (its config is partial)")
+	}
+	return json.Marshal(s)
+}
+
+// SaveEncoded writes what Marshal returned as state.json, atomically.
+func (s *State) SaveEncoded(b []byte) error {
 	return WriteFileAtomic(filepath.Join(s.dir, stateFile), b, 0o600)
 }
 
