@@ -43,6 +43,11 @@ func mkdirAll(dir string) ([]string, error) {
 // are still exiting keep a cgroup busy for a moment, so EBUSY is retried
 // until deadline.
 func removeTree(dir string, deadline time.Time) error {
+	// The usual case, a leaf whose tasks are gone, needs no listing (a
+	// cgroup directory lists every control file of the hierarchy).
+	if err := unix.Rmdir(dir); err == nil || err == unix.ENOENT {
+		return nil
+	}
 	var dirs []string
 	err := filepath.WalkDir(dir, func(p string, de os.DirEntry, err error) error {
 		if err != nil {
