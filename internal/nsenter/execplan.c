@@ -13,6 +13,11 @@
 // no_new_privs, right before execve with it). Failures before "ready" are
 // reported on the init pipe as the Go side would; later ones on stderr with
 // exit status 255.
+//
+// The same process section ends an init plan (internal/runtime/fastinit.go):
+// after the rootfs section (initplan.c) it runs with umask 022 by default,
+// and between Ready and execve init waits on exec.fifo for `start`, as
+// initproc's waitStart does.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>

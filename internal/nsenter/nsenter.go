@@ -1,7 +1,9 @@
-// Package nsenter links a C constructor into the binary that joins user,
-// mount and time namespaces before the Go runtime starts (see nsenter.c).
-// Import it for its side effect from cmd/berth only; it does nothing unless
-// the _BERTH_SETNS or _BERTH_UNSHARE variables are set.
+// Package nsenter links a C constructor into the binary that places the
+// process in its cgroups and joins user, mount, time and cgroup namespaces
+// before the Go runtime starts (see nsenter.c), and that runs the plans of
+// the init and exec fast paths (initplan.c, execplan.c) without ever starting
+// Go. Import it for its side effect from cmd/berth only; it does nothing
+// unless the _BERTH_* variables are set.
 package nsenter
 
 // #cgo CFLAGS: -Wall -O2
