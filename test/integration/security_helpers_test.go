@@ -186,7 +186,10 @@ func main() {
 					continue
 				}
 				if err := syscall.PtraceAttach(p); err == nil {
-					fmt.Println("ATTACHED", p)
+					// The tracee is stopped: what it runs cannot change
+					// while its fds are listed.
+					exe, _ := os.Readlink("/proc/" + strconv.Itoa(p) + "/exe")
+					fmt.Println("ATTACHED", p, exe)
 					dir := "/proc/" + strconv.Itoa(p) + "/fd"
 					ents, _ := os.ReadDir(dir)
 					for _, e := range ents {
