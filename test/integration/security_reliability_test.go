@@ -146,6 +146,10 @@ func TestReliability_StalePidReuse(t *testing.T) {
 	b := testutil.Bundle(t, nil, "sleep", "100")
 	id := r.id()
 	r.must("create", "-b", b, id)
+	// A reused pid belongs to a process started later; start times count
+	// in clock ticks (10 ms), and create is faster than that, so the victim
+	// waits a few ticks to be told apart, as any real reuse would be.
+	time.Sleep(30 * time.Millisecond)
 	victim := exec.Command("sleep", "100")
 	if err := victim.Start(); err != nil {
 		t.Fatal(err)
