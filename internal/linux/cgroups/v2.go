@@ -312,17 +312,25 @@ func (m *v2Manager) OOMEvents(ctx context.Context) (<-chan struct{}, error) {
 		defer stop()
 		defer ino.Close()
 		buf := make([]byte, 4096)
-		for {
+		// emit reports the kills counted since the last look; false when the
+		// cgroup is gone or the caller stopped listening.
+		emit := func() bool {
 			n, err := m.OOMCount()
 			if err != nil {
-				return // the cgroup is gone
+				return false // the cgroup is gone
 			}
 			for ; last < n; last++ {
 				select {
 				case ch <- struct{}{}:
 				case <-ctx.Done():
-					return
+					return false
 				}
+			}
+			return true
+		}
+		for {
+			if !emit() {
+				return
 			}
 			ev, err := readKV(m.dir, "cgroup.events")
 			if err != nil {
@@ -331,6 +339,9 @@ func (m *v2Manager) OOMEvents(ctx context.Context) (<-chan struct{}, error) {
 			if ev["populated"] == 1 {
 				populated = true
 			} else if populated {
+				// Emptied, perhaps by the very kill that was counted after
+				// the look above: look once more before stopping.
+				emit()
 				return
 			}
 			if _, err := ino.Read(buf); err != nil {
