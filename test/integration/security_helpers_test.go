@@ -42,6 +42,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -59,6 +60,17 @@ func renameat2(a, b string) error {
 		return e
 	}
 	return nil
+}
+
+// detach lets a tracee go. PTRACE_ATTACH queues a SIGSTOP, but the first
+// stop reported may be another one (the SIGTRAP of an execve the attach
+// raced with); detaching then leaves the SIGSTOP pending and the tracee
+// stopped for good, so it is continued explicitly.
+func detach(p int) {
+	var ws syscall.WaitStatus
+	syscall.Wait4(p, &ws, syscall.WALL, nil)
+	syscall.PtraceDetach(p)
+	syscall.Kill(p, syscall.SIGCONT)
 }
 
 func until(arg string) time.Time {
@@ -152,13 +164,13 @@ func main() {
 		fmt.Println("done")
 	case "peek":
 		// peek PID...: ptrace-attach each pid and list its fds (CVE-2016-9962).
+		// ptrace requests come from the thread that attached: stay on it.
+		runtime.LockOSThread()
 		for _, a := range os.Args[2:] {
 			p, _ := strconv.Atoi(a)
 			if err := syscall.PtraceAttach(p); err == nil {
 				fmt.Println("ATTACHED", p)
-				var ws syscall.WaitStatus
-				syscall.Wait4(p, &ws, syscall.WALL, nil)
-				syscall.PtraceDetach(p)
+				detach(p)
 			} else {
 				fmt.Println("attach", p, err)
 			}
@@ -175,6 +187,9 @@ func main() {
 		}
 	case "ptracewatch":
 		// ptracewatch DURATION STOPFILE: attach to every pid that appears.
+		// ptrace requests come from the thread that attached: a detach from
+		// another thread fails and leaves the tracee stopped.
+		runtime.LockOSThread()
 		end := until(os.Args[2])
 		seen := map[int]bool{}
 		for _, p := range pids() {
@@ -196,9 +211,7 @@ func main() {
 						l, _ := os.Readlink(filepath.Join(dir, e.Name()))
 						fmt.Println("FD", p, e.Name(), l)
 					}
-					var ws syscall.WaitStatus
-					syscall.Wait4(p, &ws, syscall.WALL, nil)
-					syscall.PtraceDetach(p)
+					detach(p)
 				}
 				seen[p] = true
 			}
