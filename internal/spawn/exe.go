@@ -3,7 +3,6 @@ package spawn
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,7 +18,22 @@ import (
 // executes itself through a read-only bind mount instead: /proc/<pid>/exe of
 // the child names a file on a read-only mount, so every write through it
 // fails with EROFS, and the cost is a handful of syscalls, not a copy.
+//
+// The mount is made detached from the start (open_tree OPEN_TREE_CLONE, then
+// mount_setattr read-only): it never appears in a mount table and goes away
+// with its last fd, so a runtime killed at any point leaves nothing behind.
+// Where that is refused (kernels before 5.12), a bind mount on a temp file,
+// detached right after it is opened, is the fallback.
 func sealedExe() (*os.File, error) {
+	if f, err := detachedExe(); err == nil {
+		return f, nil
+	}
+	return boundExe()
+}
+
+// boundExe is the fallback: a read-only bind mount on a temp file, opened
+// and detached at once.
+func boundExe() (*os.File, error) {
 	tmp, err := os.CreateTemp("", ".berth-exe-")
 	if err != nil {
 		return nil, err
@@ -40,11 +54,31 @@ func sealedExe() (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Make sure we really got the read-only view before trusting it.
+	return checkReadonly(f)
+}
+
+// detachedExe is the runtime binary on a read-only mount of its own that
+// is detached from every mount table from the moment it exists.
+func detachedExe() (*os.File, error) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, "/proc/self/exe", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return nil, &os.PathError{Op: "open_tree", Path: "/proc/self/exe", Err: err}
+	}
+	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, attr); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "seal runtime binary (mount_setattr)", Path: "/proc/self/exe", Err: err}
+	}
+	return checkReadonly(os.NewFile(uintptr(fd), "berth-exe"))
+}
+
+// checkReadonly makes sure f really is on a read-only mount before it is
+// trusted.
+func checkReadonly(f *os.File) (*os.File, error) {
 	var st unix.Statfs_t
 	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil || st.Flags&unix.ST_RDONLY == 0 {
 		f.Close()
-		return nil, fmt.Errorf("sealing %s: the bind mount is not read-only", filepath.Base(path))
+		return nil, fmt.Errorf("sealing the runtime binary: its mount is not read-only")
 	}
 	return f, nil
 }
