@@ -558,15 +558,12 @@ static void pivot(const char *rootfs)
 	close(newroot);
 }
 
-// readonly_paths is rootfs.ReadonlyPaths (after pivot_root).
-static void readonly_paths(struct reader *r)
+// readonly_paths is rootfs.ReadonlyPaths (after pivot_root; root is "/").
+static void readonly_paths(struct reader *r, int root)
 {
 	char p1[64], p2[64];
 	uint32_t n;
 	char **paths = rdstrs(r, &n);
-	int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (root < 0)
-		fail("open /: %s", E(errno));
 	for (uint32_t i = 0; i < n; i++) {
 		int t = in_root(root, paths[i], O_PATH, 0);
 		if (t < 0 && errno == ENOENT)
@@ -585,13 +582,12 @@ static void readonly_paths(struct reader *r)
 			fail("readonly path %s: remount %s: %s", paths[i], p1, E(errno));
 		close(t);
 	}
-	close(root);
 	free(paths);
 }
 
 // mask_paths is rootfs.MaskPaths: files covered by /dev/null (checked to be
 // the null device), directories by an empty read-only tmpfs.
-static void mask_paths(struct reader *r)
+static void mask_paths(struct reader *r, int root)
 {
 	char p1[64], p2[64];
 	uint32_t n;
@@ -600,9 +596,6 @@ static void mask_paths(struct reader *r)
 		free(paths);
 		return;
 	}
-	int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (root < 0)
-		fail("open /: %s", E(errno));
 	int null = in_root(root, "/dev/null", O_PATH, 0);
 	if (null < 0)
 		fail("open /dev/null for masking: %s", E(errno));
@@ -630,7 +623,6 @@ static void mask_paths(struct reader *r)
 			fail("masking %s: %s", paths[i], E(err));
 	}
 	close(null);
-	close(root);
 	free(paths);
 }
 
@@ -692,9 +684,13 @@ void berth_init_rootfs(struct reader *r, int pipe_fd, struct init_wait *w)
 	// setupConsole: init leads a session of its own.
 	if (setsid() < 0)
 		fail("setsid: %s", E(errno));
-	// finalizeRootfs.
-	readonly_paths(r);
-	mask_paths(r);
+	// finalizeRootfs, resolving in the new root.
+	root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		fail("open /: %s", E(errno));
+	readonly_paths(r, root);
+	mask_paths(r, root);
+	close(root);
 	if ((flags & I_RO_ROOT) && remount_bind("/", MS_RDONLY) < 0)
 		fail("remount /: %s", E(errno));
 	char *keyring = rdstr(r);

@@ -573,15 +573,18 @@ func (r *Runtime) place(proc *spawn.Process, s *specs.Spec, st *state.State, pla
 		}
 		return nil
 	}
-	var placed initproc.PlacedInfo
+	// Compiled here, off the critical path, while init's runtime starts.
 	var err error
-	if filter != nil {
-		placed.SeccompProgram, err = filter.MarshalBinary()
-	} else {
-		placed.SeccompProgram, err = r.compileSeccomp(s)
+	if filter == nil {
+		if filter, err = r.compileFilter(s); err != nil {
+			return err
+		}
 	}
-	if err != nil {
-		return err
+	var placed initproc.PlacedInfo
+	if filter != nil {
+		if placed.SeccompProgram, err = filter.MarshalBinary(); err != nil {
+			return err
+		}
 	}
 	if err := proc.Conn.SendData(ipc.Placed, placed); err != nil {
 		return fmt.Errorf("unable to start container process: %w", err)

@@ -36,8 +36,6 @@ type ExecOptions struct {
 	// Cgroup maps a controller ("" for all) to a sub-cgroup of the container's.
 	Cgroup                map[string]string
 	Stdin, Stdout, Stderr *os.File
-
-	relay *relay // foreground: the signal subscription, made early
 }
 
 // Exec runs a new process inside a running (or created) container: it joins
@@ -46,11 +44,11 @@ type ExecOptions struct {
 // the process's exit status in the foreground (128+signal when killed).
 func (r *Runtime) Exec(id string, o ExecOptions) (int, error) {
 	ph := r.phases()
+	var rl *relay
 	if !o.Detach {
 		// Subscribed while the process is set up (see relay).
-		rl := startRelay(64)
+		rl = startRelay(64)
 		defer func() { <-rl.stop() }()
-		o.relay = rl
 	}
 	c, err := r.Load(id)
 	if err != nil {
@@ -107,8 +105,8 @@ func (r *Runtime) Exec(id string, o ExecOptions) (int, error) {
 		proc.Cmd.Process.Release()
 		return 0, nil
 	}
-	o.relay.wait()
-	sigc := o.relay.c
+	rl.wait()
+	sigc := rl.c
 	var restore func()
 	if master != nil {
 		defer master.Close()

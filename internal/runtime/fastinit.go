@@ -144,7 +144,7 @@ func fastInitPlan(c *initproc.Config, filter *seccomp.Filter) (plan []byte, warn
 		w.str(l[0])
 		w.str(l[1])
 	}
-	if hasNUL(s.Hostname, s.Domainname, p.Cwd) || hasNUL(s.Linux.ReadonlyPaths...) || hasNUL(s.Linux.MaskedPaths...) {
+	if hasNUL(s.Hostname, s.Domainname) || hasNUL(s.Linux.ReadonlyPaths...) || hasNUL(s.Linux.MaskedPaths...) {
 		return nil, nil, false
 	}
 	w.str(s.Hostname)

@@ -43,17 +43,6 @@ func handOverListener(proc *spawn.Process, m ipc.Message, s *specs.Spec, st spec
 	return proc.Conn.Send(ipc.Message{Type: ipc.SeccompDone})
 }
 
-// compileSeccomp compiles the container's profile while init's runtime
-// starts up (it is off the critical path here), logs the warnings, and
-// returns the program init loads.
-func (r *Runtime) compileSeccomp(s *specs.Spec) ([]byte, error) {
-	f, err := r.compileFilter(s)
-	if f == nil || err != nil {
-		return nil, err
-	}
-	return f.MarshalBinary()
-}
-
 // compileFilter compiles the spec's profile (nil without one), reporting its
 // warnings.
 func (r *Runtime) compileFilter(s *specs.Spec) (*seccomp.Filter, error) {
