@@ -73,7 +73,15 @@ func Load(p []Insn) (*os.File, error) {
 		logSize:  uint32(len(logBuf)),
 		logBuf:   uint64(uintptr(unsafe.Pointer(&logBuf[0]))),
 	}
-	fd, err := bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	// The verifier gives up with EAGAIN when a signal is pending (Go's
+	// preemption signal, on a slow machine): try again, as libbpf does.
+	var fd uintptr
+	var err error
+	for try := 0; try < 5; try++ {
+		if fd, err = bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); !errors.Is(err, unix.EAGAIN) {
+			break
+		}
+	}
 	runtime.KeepAlive(code)
 	runtime.KeepAlive(license)
 	if err != nil {
