@@ -3,12 +3,14 @@ package cgroups
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -151,6 +153,46 @@ func ptrU64(p *uint64) uint64 {
 	return *p
 }
 func ptrI64(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// What engines send for "not set". runc keeps resources as plain numbers
+// where zero means unset, so clients written against it send zeros freely:
+// Docker puts cpu.shares 0, blockIO.weight 0 and memory.disableOOMKiller
+// false in every container's config, `docker update` sends cpu period and
+// quota 0 and memory limit, reservation and kernel 0, and a swappiness of -1
+// ("unset" in Docker's API) arrives as 2^64-1 in the spec's unsigned field.
+// None of these may cause a write, nor require the controller to be mounted.
+
+// cpuSet reports whether c sets anything of the cpu controller other than
+// the realtime knobs (whose zero is "unset" as well).
+func cpuSet(c *specs.LinuxCPU) bool {
+	return ptrU64(c.Shares) != 0 || ptrI64(c.Quota) != 0 || ptrU64(c.Period) != 0 || c.Burst != nil || c.Idle != nil
+}
+
+// memorySet reports whether m sets a memory limit or knob (swappiness, a v1
+// knob, is swappinessSet).
+func memorySet(m *specs.LinuxMemory) bool {
+	return ptrI64(m.Limit) != 0 || ptrI64(m.Swap) != 0 || ptrI64(m.Reservation) != 0 || ptrI64(m.KernelTCP) != 0 ||
+		(m.DisableOOMKiller != nil && *m.DisableOOMKiller)
+}
+
+// swappinessSet: nil and -1 (2^64-1 once in the unsigned field) are unset.
+func swappinessSet(m *specs.LinuxMemory) bool {
+	return m.Swappiness != nil && *m.Swappiness != math.MaxUint64
+}
+
+// blockIOSet reports whether b sets a weight or a throttle.
+func blockIOSet(b *specs.LinuxBlockIO) bool {
+	return ptrU16(b.Weight) != 0 || ptrU16(b.LeafWeight) != 0 || len(b.WeightDevice) > 0 ||
+		len(b.ThrottleReadBpsDevice) > 0 || len(b.ThrottleWriteBpsDevice) > 0 ||
+		len(b.ThrottleReadIOPSDevice) > 0 || len(b.ThrottleWriteIOPSDevice) > 0
+}
+
+func ptrU16(p *uint16) uint16 {
 	if p == nil {
 		return 0
 	}

@@ -1,6 +1,7 @@
 package cgroups
 
 import (
+	"math"
 	"strings"
 	"testing"
 
@@ -80,6 +81,44 @@ var conformanceCases = []driverCase{
 		r:     &specs.LinuxResources{Memory: &specs.LinuxMemory{Swappiness: pu64(101)}},
 		v1Err: "swappiness 101 is not in 0-100",
 		v2Err: "swappiness is not supported",
+	},
+	// What real engines send for "not set" (see cpuSet and friends): no
+	// write, no error, on either driver.
+	{
+		name: "docker run defaults",
+		r: &specs.LinuxResources{
+			Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+			Memory:  &specs.LinuxMemory{DisableOOMKiller: pbool(false)},
+			CPU:     &specs.LinuxCPU{Shares: pu64(0)},
+			BlockIO: &specs.LinuxBlockIO{Weight: u16(0)},
+		},
+		update: true,
+		v1:     map[string]string{},
+		v2:     map[string]string{},
+	},
+	{
+		name: "docker update zeros",
+		r: &specs.LinuxResources{
+			CPU:    &specs.LinuxCPU{Shares: pu64(0), Period: pu64(0), Quota: p64(0)},
+			Memory: &specs.LinuxMemory{Limit: p64(0), Reservation: p64(0), Kernel: p64(0)},
+		},
+		update: true,
+		v1:     map[string]string{},
+		v2:     map[string]string{},
+	},
+	{
+		name:   "swappiness -1 and zero realtime knobs are unset",
+		r:      &specs.LinuxResources{Memory: &specs.LinuxMemory{Swappiness: pu64(math.MaxUint64)}, CPU: &specs.LinuxCPU{RealtimePeriod: pu64(0), RealtimeRuntime: p64(0)}},
+		update: true,
+		v1:     map[string]string{},
+		v2:     map[string]string{},
+	},
+	{
+		name:   "docker --cpu-shares beside unset values",
+		r:      &specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: pu64(512)}, BlockIO: &specs.LinuxBlockIO{Weight: u16(0)}, Memory: &specs.LinuxMemory{Swappiness: pu64(math.MaxUint64)}},
+		update: true,
+		v1:     map[string]string{"cpu/ct/cpu.shares": "512"},
+		v2:     map[string]string{"ct/cpu.weight": "59"},
 	},
 	{
 		name: "cpu",
@@ -236,7 +275,7 @@ func TestConformance(t *testing.T) {
 	for _, tc := range conformanceCases {
 		t.Run("v1/"+tc.name, func(t *testing.T) {
 			f := newFakeV1(t, "ct")
-			m, err := New("/ct", "x", WithRoot(f.root), WithMode(ModeHybrid))
+			m, err := New("/ct", "x", WithRoot(f.root), WithMode(ModeHybrid), fakeMounts(t, f.root))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -304,7 +343,7 @@ func TestConformancePlacement(t *testing.T) {
 			t.Fatal(err)
 		}
 		seed(t, f, f.root+"/unified/ct", map[string]string{"cgroup.procs": ""})
-		m, err := New("/ct", "x", WithRoot(f.root), WithMode(ModeHybrid))
+		m, err := New("/ct", "x", WithRoot(f.root), WithMode(ModeHybrid), fakeMounts(t, f.root))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package cgroups
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -84,6 +85,36 @@ func newFakeV1(t *testing.T, inner string) *fakeFS {
 	}
 	seed(t, f, filepath.Join(f.root, "systemd", inner), map[string]string{"cgroup.procs": ""})
 	return f
+}
+
+// fakeMounts writes a mount table in which every top-level directory of
+// root but "unified" is a mounted v1 hierarchy named after it ("systemd" as
+// the named hierarchy name=systemd), and returns the option pointing New at
+// it. Directories created after the call are not mounted hierarchies.
+func fakeMounts(t *testing.T, root string) Option {
+	t.Helper()
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("25 1 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw\n")
+	b.WriteString("30 25 0:27 / " + root + " rw,relatime - tmpfs tmpfs rw,mode=755\n")
+	for i, e := range ents {
+		if !e.IsDir() || e.Name() == "unified" {
+			continue
+		}
+		opts := "rw," + e.Name()
+		if e.Name() == "systemd" {
+			opts = "rw,xattr,name=systemd"
+		}
+		fmt.Fprintf(&b, "%d 30 0:%d / %s rw,nosuid,nodev,noexec,relatime shared:%d - cgroup cgroup %s\n", 31+i, 28+i, filepath.Join(root, e.Name()), 9+i, opts)
+	}
+	p := filepath.Join(t.TempDir(), "mountinfo")
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return WithMountinfo(p)
 }
 
 func newFakeV2(t *testing.T, inner string) *fakeFS {

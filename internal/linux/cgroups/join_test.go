@@ -11,7 +11,7 @@ func TestOpenJoin(t *testing.T) {
 	root := t.TempDir()
 	paths := map[string]string{}
 	for _, c := range []string{"pids", "memory", "name=systemd"} {
-		d := filepath.Join(root, v1Dir(c), "ctr")
+		d := filepath.Join(root, strings.TrimPrefix(c, "name="), "ctr")
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -22,6 +22,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"berth/internal/linux/rootfs"
 )
 
 // Manager is the contract between the runtime and a cgroup driver. All methods
@@ -114,6 +116,7 @@ type config struct {
 	root       string
 	mode       Mode
 	selfCgroup string
+	mountinfo  string
 }
 
 // Option changes how New and Load find the cgroup filesystem.
@@ -130,8 +133,12 @@ func WithMode(m Mode) Option { return func(c *config) { c.mode = m } }
 // resolve relative cgroupsPath values (default /proc/self/cgroup).
 func WithSelfCgroup(path string) Option { return func(c *config) { c.selfCgroup = path } }
 
+// WithMountinfo names the mount table v1 hierarchies are found in (default
+// /proc/self/mountinfo). Tests point it at a table listing their fake tree.
+func WithMountinfo(path string) Option { return func(c *config) { c.mountinfo = path } }
+
 func newConfig(opts []Option) (*config, error) {
-	c := &config{root: DefaultRoot, selfCgroup: "/proc/self/cgroup"}
+	c := &config{root: DefaultRoot, selfCgroup: "/proc/self/cgroup", mountinfo: "/proc/self/mountinfo"}
 	for _, o := range opts {
 		o(c)
 	}
@@ -271,13 +278,14 @@ var v1Controllers = []string{
 	"hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc", "name=systemd",
 }
 
-func v1Dir(ctrl string) string { return strings.TrimPrefix(ctrl, "name=") }
-
 func (c *config) v1Paths(inner string) (map[string]string, error) {
+	mounts, err := c.v1Mounts()
+	if err != nil {
+		return nil, err
+	}
 	own := map[string]string{}
 	var ownV2 string
 	if !filepath.IsAbs(inner) {
-		var err error
 		own, ownV2, err = parseSelfCgroup(c.selfCgroup)
 		if err != nil {
 			return nil, err
@@ -285,24 +293,20 @@ func (c *config) v1Paths(inner string) (map[string]string, error) {
 	}
 	paths := map[string]string{}
 	for _, ctrl := range v1Controllers {
-		mnt := filepath.Join(c.root, v1Dir(ctrl))
-		if fi, err := os.Stat(mnt); err != nil || !fi.IsDir() {
+		mnt, ok := mounts[ctrl]
+		if !ok {
 			// Without the devices controller the container would get every
 			// device on the host: refuse instead of running unconfined.
 			if ctrl == "devices" {
-				return nil, fmt.Errorf("cgroup v1: the devices controller is not mounted at %s", mnt)
+				return nil, fmt.Errorf("cgroup v1: the devices controller is not mounted below %s", c.root)
 			}
 			continue
 		}
 		if filepath.IsAbs(inner) {
-			paths[ctrl] = filepath.Join(mnt, inner)
+			paths[ctrl] = filepath.Join(mnt.point, inner)
 			continue
 		}
-		base, ok := own[ctrl]
-		if !ok {
-			base = "/"
-		}
-		paths[ctrl] = filepath.Join(mnt, base, inner)
+		paths[ctrl] = filepath.Join(mnt.point, mnt.below(own[ctrl]), inner)
 	}
 	if c.mode == ModeHybrid {
 		u := filepath.Join(c.root, "unified")
@@ -313,6 +317,76 @@ func (c *config) v1Paths(inner string) (map[string]string, error) {
 		}
 	}
 	return paths, nil
+}
+
+// v1Mount is where one v1 hierarchy is mounted: point is the mount point,
+// root the hierarchy's directory that appears there ("/" unless the mount is
+// a bind of a sub-cgroup, as in a container without a cgroup namespace).
+type v1Mount struct{ point, root string }
+
+// below turns a cgroup path of this hierarchy (from /proc/self/cgroup) into
+// one relative to the mount point.
+func (m v1Mount) below(cg string) string {
+	if cg == "" {
+		return "/"
+	}
+	if m.root != "/" {
+		if rel, err := filepath.Rel(m.root, cg); err == nil && !strings.HasPrefix(rel, "..") {
+			return "/" + rel
+		}
+	}
+	return cg
+}
+
+// v1Mounts finds the mounted v1 hierarchies below c.root in the mount table,
+// as runc does: a directory at <root>/<controller> is not enough, because the
+// tmpfs at /sys/fs/cgroup can hold empty directories nobody mounted anything
+// on (runc 1.1 leaves /sys/fs/cgroup/<subsys> behind for controllers that
+// live on v2, and runc's own test suite mkdirs one per /proc/cgroups line).
+// The key is the controller ("cpu", "name=systemd"); a hierarchy with several
+// controllers ("cpu,cpuacct") is the same mount under each of its keys. The
+// first mount of a hierarchy wins.
+func (c *config) v1Mounts() (map[string]v1Mount, error) {
+	f, err := os.Open(c.mountinfo)
+	if err != nil {
+		return nil, fmt.Errorf("find cgroup v1 hierarchies: %w", err)
+	}
+	defer f.Close()
+	known := map[string]bool{}
+	for _, ctrl := range v1Controllers {
+		known[ctrl] = true
+	}
+	out := map[string]v1Mount{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		// id parent major:minor root point options [optional...] - fstype source superoptions
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i := 6; i < len(fields); i++ {
+			if fields[i] == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 0 || len(fields) < sep+4 || fields[sep+1] != "cgroup" {
+			continue
+		}
+		point := rootfs.UnescapeMountinfo(fields[4])
+		if rel, err := filepath.Rel(c.root, point); err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		m := v1Mount{point: point, root: rootfs.UnescapeMountinfo(fields[3])}
+		for _, opt := range strings.Split(fields[sep+3], ",") {
+			if _, dup := out[opt]; known[opt] && !dup {
+				out[opt] = m
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("find cgroup v1 hierarchies: %w", err)
+	}
+	return out, nil
 }
 
 func (c *config) v2Dir(inner string) (string, error) {

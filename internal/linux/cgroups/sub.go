@@ -101,10 +101,19 @@ func (disabled) OOMEvents(context.Context) (<-chan struct{}, error) {
 // refuseLimits accepts a spec whose only resources are device rules (every
 // runc-style spec carries the default list; without cgroups the device nodes
 // the runtime creates are the only ones, which is what the rules allow) and
-// refuses any real limit.
+// values that mean "not set" (Docker's cpu.shares 0, ...), and refuses any
+// real limit.
 func refuseLimits(r *specs.LinuxResources) error {
-	if r == nil || (r.Memory == nil && r.CPU == nil && r.Pids == nil && r.BlockIO == nil &&
-		len(r.HugepageLimits) == 0 && r.Network == nil && len(r.Rdma) == 0 && len(r.Unified) == 0) {
+	if r == nil {
+		return nil
+	}
+	set := len(r.HugepageLimits) > 0 || r.Network != nil || len(r.Rdma) > 0 || len(r.Unified) > 0 ||
+		(r.Pids != nil && r.Pids.Limit != nil) ||
+		(r.Memory != nil && (memorySet(r.Memory) || swappinessSet(r.Memory))) ||
+		(r.CPU != nil && (cpuSet(r.CPU) || r.CPU.Cpus != "" || r.CPU.Mems != "" ||
+			ptrU64(r.CPU.RealtimePeriod) != 0 || ptrI64(r.CPU.RealtimeRuntime) != 0)) ||
+		(r.BlockIO != nil && blockIOSet(r.BlockIO))
+	if !set {
 		return nil
 	}
 	return fmt.Errorf("cannot set resource limits: %w", ErrDisabled)

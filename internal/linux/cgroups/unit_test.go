@@ -74,7 +74,7 @@ func TestNewPathsV1(t *testing.T) {
 			"devices": "/devices/ct1", "pids": "/pids/ct1", "name=systemd": "/systemd/init.scope/ct1", "": "/unified/init.scope/ct1",
 		}},
 	} {
-		m, err := New(tc.path, "ct1", WithRoot(root), WithMode(ModeHybrid), WithSelfCgroup(self))
+		m, err := New(tc.path, "ct1", WithRoot(root), WithMode(ModeHybrid), fakeMounts(t, root), WithSelfCgroup(self))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,8 +92,87 @@ func TestNewPathsV1(t *testing.T) {
 	if err := os.Remove(filepath.Join(root, "devices")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New("/x", "x", WithRoot(root), WithMode(ModeLegacy), WithSelfCgroup(self)); err == nil || !strings.Contains(err.Error(), "devices controller") {
+	if _, err := New("/x", "x", WithRoot(root), WithMode(ModeLegacy), fakeMounts(t, root), WithSelfCgroup(self)); err == nil || !strings.Contains(err.Error(), "devices controller") {
 		t.Errorf("New without devices: %v", err)
+	}
+}
+
+// TestV1HierarchiesFromMountinfo: v1 hierarchies are what the mount table
+// says, not what directories exist at the root (issue 15: a stray empty
+// /sys/fs/cgroup/hugetlb on the tmpfs is not a hierarchy; runc 1.1 leaves
+// such directories behind). Co-mounted controllers share one directory, a
+// mount of a sub-cgroup (a container without a cgroup namespace) is
+// resolved against its root, and mounts outside the cgroup root or of
+// another filesystem type do not count.
+func TestV1HierarchiesFromMountinfo(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"cpu,cpuacct", "memory", "devices", "pids", "hugetlb", "net_cls", "systemd", "unified", "freezer"} {
+		if err := os.Mkdir(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, alias := range []string{"cpu", "cpuacct"} {
+		if err := os.Symlink("cpu,cpuacct", filepath.Join(root, alias)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mi := strings.Join([]string{
+		"30 22 0:27 / " + root + " rw,relatime - tmpfs tmpfs rw,mode=755",
+		"31 30 0:28 / " + root + "/cpu,cpuacct rw,nosuid,nodev,noexec,relatime shared:9 - cgroup cgroup rw,cpu,cpuacct",
+		"32 30 0:29 /docker/abc " + root + "/memory rw,nosuid,nodev,noexec,relatime shared:10 - cgroup cgroup rw,memory",
+		"33 30 0:30 / " + root + "/devices rw,nosuid,nodev,noexec,relatime shared:11 - cgroup cgroup rw,devices",
+		"34 30 0:31 / " + root + "/pids rw,nosuid,nodev,noexec,relatime shared:12 - cgroup cgroup rw,pids",
+		// The named hierarchy, with an optional field list of two.
+		"35 30 0:32 / " + root + "/systemd rw,nosuid,nodev,noexec,relatime shared:13 master:1 - cgroup cgroup rw,xattr,name=systemd",
+		"36 30 0:33 / " + root + "/unified rw,nosuid,nodev,noexec,relatime shared:14 - cgroup2 cgroup2 rw",
+		// A second mount of the pids hierarchy: the first one wins.
+		"37 22 0:31 / " + root + "/pids-again rw - cgroup cgroup rw,pids",
+		// freezer mounted outside the root: not a hierarchy of this root.
+		"38 22 0:34 / /elsewhere/freezer rw - cgroup cgroup rw,freezer",
+		// A tmpfs on the net_cls directory is not a cgroup mount.
+		"39 30 0:35 / " + root + "/net_cls rw - tmpfs tmpfs rw",
+	}, "\n") + "\n"
+	mip := filepath.Join(t.TempDir(), "mountinfo")
+	if err := os.WriteFile(mip, []byte(mi), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	self := filepath.Join(t.TempDir(), "cgroup")
+	if err := os.WriteFile(self, []byte("4:memory:/docker/abc\n3:pids:/\n2:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		want map[string]string
+	}{
+		{"/abs/ct", map[string]string{
+			"cpu": "/cpu,cpuacct/abs/ct", "cpuacct": "/cpu,cpuacct/abs/ct", "memory": "/memory/abs/ct",
+			"devices": "/devices/abs/ct", "pids": "/pids/abs/ct", "name=systemd": "/systemd/abs/ct", "": "/unified/abs/ct",
+		}},
+		// Relative: the runtime's memory cgroup /docker/abc is the root of
+		// the memory mount, so the container goes right below it.
+		{"", map[string]string{
+			"cpu": "/cpu,cpuacct/ct1", "cpuacct": "/cpu,cpuacct/ct1", "memory": "/memory/ct1",
+			"devices": "/devices/ct1", "pids": "/pids/ct1", "name=systemd": "/systemd/ct1", "": "/unified/ct1",
+		}},
+	} {
+		m, err := New(tc.path, "ct1", WithRoot(root), WithMode(ModeHybrid), WithMountinfo(mip), WithSelfCgroup(self))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := m.Paths()
+		for k, v := range got {
+			if tc.want[k] == "" {
+				t.Errorf("New(%q): unexpected hierarchy %q at %s", tc.path, k, v)
+			}
+		}
+		for k, v := range tc.want {
+			if got[k] != root+v {
+				t.Errorf("New(%q) %q = %q, want %q", tc.path, k, got[k], root+v)
+			}
+		}
+	}
+	if _, err := New("/x", "x", WithRoot(root), WithMode(ModeLegacy), WithMountinfo(filepath.Join(root, "missing"))); err == nil || !strings.Contains(err.Error(), "find cgroup v1 hierarchies") {
+		t.Errorf("New without a mount table: %v", err)
 	}
 }
 
@@ -237,7 +316,7 @@ func TestStatsV1Fake(t *testing.T) {
 		"blkio.throttle.io_serviced_recursive":      "8:0 Read 1\nTotal 1\n",
 	})
 	writeTree(t, root+"/devices/ct", nil)
-	m, err := New("/ct", "x", WithRoot(root), WithMode(ModeLegacy))
+	m, err := New("/ct", "x", WithRoot(root), WithMode(ModeLegacy), fakeMounts(t, root))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,6 +396,25 @@ func TestDisabled(t *testing.T) {
 	if err := m.Set(&specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}}); err != nil {
 		t.Errorf("Set(devices only) = %v", err)
 	}
+	// Docker's config for a container without limits sets nothing.
+	docker := &specs.LinuxResources{
+		Memory: &specs.LinuxMemory{DisableOOMKiller: pbool(false)}, CPU: &specs.LinuxCPU{Shares: pu64(0)}, BlockIO: &specs.LinuxBlockIO{Weight: u16(0)},
+	}
+	if err := m.Set(docker); err != nil {
+		t.Errorf("Set(docker's unset values) = %v", err)
+	}
+	for name, r := range map[string]*specs.LinuxResources{
+		"pids":    {Pids: &specs.LinuxPids{Limit: p64(3)}},
+		"shares":  {CPU: &specs.LinuxCPU{Shares: pu64(2)}},
+		"cpuset":  {CPU: &specs.LinuxCPU{Cpus: "0"}},
+		"memory":  {Memory: &specs.LinuxMemory{Limit: p64(-1)}},
+		"weight":  {BlockIO: &specs.LinuxBlockIO{Weight: u16(100)}},
+		"unified": {Unified: map[string]string{"memory.high": "1"}},
+	} {
+		if err := m.Set(r); !errors.Is(err, ErrDisabled) {
+			t.Errorf("Set(%s limit) = %v, want ErrDisabled", name, err)
+		}
+	}
 	if err := m.Set(&specs.LinuxResources{Pids: &specs.LinuxPids{Limit: p64(3)}}); !errors.Is(err, ErrDisabled) {
 		t.Errorf("Set(limits) = %v, want ErrDisabled", err)
 	}
@@ -333,7 +431,7 @@ func TestJoinSub(t *testing.T) {
 	for _, d := range []string{"memory/ct/sub", "cpu/ct/sub", "cpu/ct/other"} {
 		seed(t, f, filepath.Join(f.root, d), map[string]string{"cgroup.procs": ""})
 	}
-	m, err := New("/ct", "x", WithRoot(f.root), WithMode(ModeLegacy))
+	m, err := New("/ct", "x", WithRoot(f.root), WithMode(ModeLegacy), fakeMounts(t, f.root))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,5 +519,33 @@ func TestOOMEventsV2Fake(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("channel not closed after cancel")
+	}
+}
+
+// TestV1UnsetValuesNeedNoController: Docker sends cpu.shares 0, blockIO
+// weight 0 and memory.disableOOMKiller false for every container; on a
+// host without those hierarchies they must not fail the container (runc
+// writes nothing for them), while a real limit still names the missing
+// controller.
+func TestV1UnsetValuesNeedNoController(t *testing.T) {
+	f := newFakeV1(t, "ct")
+	for _, c := range []string{"cpu", "blkio", "memory"} {
+		if err := os.RemoveAll(filepath.Join(f.root, c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := New("/ct", "x", WithRoot(f.root), WithMode(ModeLegacy), fakeMounts(t, f.root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docker := &specs.LinuxResources{
+		Memory: &specs.LinuxMemory{DisableOOMKiller: pbool(false), Swappiness: pu64(math.MaxUint64)},
+		CPU:    &specs.LinuxCPU{Shares: pu64(0)}, BlockIO: &specs.LinuxBlockIO{Weight: u16(0)},
+	}
+	if err := m.Set(docker); err != nil {
+		t.Fatalf("Set(docker's unset values) without cpu, blkio, memory hierarchies: %v", err)
+	}
+	if err := m.Set(&specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: pu64(512)}}); err == nil || !strings.Contains(err.Error(), "the cpu controller is not mounted") {
+		t.Errorf("Set(shares 512) without cpu: %v", err)
 	}
 }

@@ -52,8 +52,7 @@ func planV1(r *specs.LinuxResources, withDevices bool) ([]step, error) {
 				return nil
 			})
 		}
-		if c.Shares != nil || c.Quota != nil || c.Period != nil || c.Burst != nil ||
-			c.RealtimePeriod != nil || c.RealtimeRuntime != nil || c.Idle != nil {
+		if cpuSet(c) || ptrU64(c.RealtimePeriod) != 0 || ptrI64(c.RealtimeRuntime) != 0 {
 			add("cpu", func(dir string) error { return v1CPU(dir, c) })
 		}
 	}
@@ -61,10 +60,12 @@ func planV1(r *specs.LinuxResources, withDevices bool) ([]step, error) {
 		if err := validateMemory(mem); err != nil {
 			return nil, err
 		}
-		if mem.Swappiness != nil && *mem.Swappiness > 100 {
+		if swappinessSet(mem) && *mem.Swappiness > 100 {
 			return nil, fmt.Errorf("invalid resources: memory swappiness %d is not in 0-100", *mem.Swappiness)
 		}
-		add("memory", func(dir string) error { return v1Memory(dir, mem) })
+		if memorySet(mem) || swappinessSet(mem) {
+			add("memory", func(dir string) error { return v1Memory(dir, mem) })
+		}
 	}
 	if p := r.Pids; p != nil && p.Limit != nil {
 		add("pids", func(dir string) error { return writeFile(dir, "pids.max", pidsMax(*p.Limit)) })
@@ -73,7 +74,9 @@ func planV1(r *specs.LinuxResources, withDevices bool) ([]step, error) {
 		if err := validateBlockIO(b); err != nil {
 			return nil, err
 		}
-		add("blkio", func(dir string) error { return v1BlockIO(dir, b) })
+		if blockIOSet(b) {
+			add("blkio", func(dir string) error { return v1BlockIO(dir, b) })
+		}
 	}
 	if len(r.HugepageLimits) > 0 {
 		if err := validateHugepages(r.HugepageLimits); err != nil {
@@ -157,17 +160,17 @@ func v1Devices(dir string, st devices.State) error {
 
 func v1CPU(dir string, c *specs.LinuxCPU) error {
 	// Realtime period before runtime: the runtime must fit in the period.
-	if c.RealtimePeriod != nil {
-		if err := writeFile(dir, "cpu.rt_period_us", utoa(*c.RealtimePeriod)); err != nil {
+	if v := ptrU64(c.RealtimePeriod); v != 0 {
+		if err := writeFile(dir, "cpu.rt_period_us", utoa(v)); err != nil {
 			return err
 		}
 	}
-	if c.RealtimeRuntime != nil {
-		if err := writeFile(dir, "cpu.rt_runtime_us", itoa(*c.RealtimeRuntime)); err != nil {
+	if v := ptrI64(c.RealtimeRuntime); v != 0 {
+		if err := writeFile(dir, "cpu.rt_runtime_us", itoa(v)); err != nil {
 			return err
 		}
 	}
-	if c.Shares != nil {
+	if ptrU64(c.Shares) != 0 {
 		if err := writeFile(dir, "cpu.shares", utoa(*c.Shares)); err != nil {
 			return err
 		}
@@ -322,7 +325,7 @@ func v1Memory(dir string, m *specs.LinuxMemory) error {
 			return err
 		}
 	}
-	if m.Swappiness != nil {
+	if swappinessSet(m) {
 		return writeFile(dir, "memory.swappiness", utoa(*m.Swappiness))
 	}
 	return nil

@@ -87,7 +87,7 @@ func planV2(r *specs.LinuxResources, withDevices bool) ([]step, error) {
 		add("devices", func(dir string) error { return attachDevices(dir, prog) })
 	}
 	if c := r.CPU; c != nil {
-		if c.RealtimePeriod != nil || c.RealtimeRuntime != nil {
+		if ptrU64(c.RealtimePeriod) != 0 || ptrI64(c.RealtimeRuntime) != 0 {
 			return nil, errors.New("invalid resources: cpu realtimePeriod/realtimeRuntime are not supported on cgroup v2")
 		}
 		if c.Cpus != "" || c.Mems != "" {
@@ -103,7 +103,7 @@ func planV2(r *specs.LinuxResources, withDevices bool) ([]step, error) {
 				return nil
 			})
 		}
-		if c.Shares != nil || c.Quota != nil || c.Period != nil || c.Burst != nil || c.Idle != nil {
+		if cpuSet(c) {
 			add("cpu", func(dir string) error { return v2CPU(dir, c) })
 		}
 	}
@@ -111,7 +111,7 @@ func planV2(r *specs.LinuxResources, withDevices bool) ([]step, error) {
 		if err := validateMemory(m); err != nil {
 			return nil, err
 		}
-		if m.Swappiness != nil {
+		if swappinessSet(m) {
 			return nil, errors.New("invalid resources: memory swappiness is not supported on cgroup v2")
 		}
 		if m.DisableOOMKiller != nil && *m.DisableOOMKiller {
@@ -121,7 +121,9 @@ func planV2(r *specs.LinuxResources, withDevices bool) ([]step, error) {
 		if err != nil {
 			return nil, err
 		}
-		add("memory", func(dir string) error { return v2Memory(dir, m, swap) })
+		if memorySet(m) {
+			add("memory", func(dir string) error { return v2Memory(dir, m, swap) })
+		}
 	}
 	if p := r.Pids; p != nil && p.Limit != nil {
 		add("pids", func(dir string) error { return writeFile(dir, "pids.max", pidsMax(*p.Limit)) })
@@ -130,7 +132,9 @@ func planV2(r *specs.LinuxResources, withDevices bool) ([]step, error) {
 		if err := validateBlockIO(b); err != nil {
 			return nil, err
 		}
-		add("io", func(dir string) error { return v2IO(dir, b) })
+		if blockIOSet(b) {
+			add("io", func(dir string) error { return v2IO(dir, b) })
+		}
 	}
 	if len(r.HugepageLimits) > 0 {
 		if err := validateHugepages(r.HugepageLimits); err != nil {
