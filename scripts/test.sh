@@ -15,6 +15,15 @@ done < scripts/apt-packages.txt
 if ((${#missing[@]})); then
 	echo "installing: ${missing[*]}"
 	apt-get update -qq
+	# Packages with services (docker.io, containerd) must not start them:
+	# the client suites start private daemons, and a system dockerd would
+	# change the host's firewall and links. policy-rc.d says no to every
+	# start while this script runs, where the machine has no policy of its own.
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -278,4 +279,25 @@ func cgroupDirs(name string) []string {
 		}
 	}
 	return dirs
+}
+
+// berthArchive writes the test image under tag as a docker-archive made by
+// berth copy, the way a user brings an image to a daemon without a registry:
+// the hand-built archive goes into an OCI layout, and from the layout to
+// docker-archive:FILE:TAG.
+func berthArchive(t *testing.T, dir, tag string) string {
+	t.Helper()
+	src := filepath.Join(dir, "src.tar")
+	buildImageArchive(t, src)
+	layout := filepath.Join(dir, "layout")
+	out := filepath.Join(dir, "image.tar")
+	for _, args := range [][]string{
+		{"copy", "--quiet", "docker-archive:" + src, "oci:" + layout + ":latest"},
+		{"copy", "--quiet", "oci:" + layout + ":latest", "docker-archive:" + out + ":" + tag},
+	} {
+		if b, err := exec.Command(berthBin, args...).CombinedOutput(); err != nil {
+			t.Fatalf("berth %s: %v\n%s", strings.Join(args, " "), err, b)
+		}
+	}
+	return out
 }

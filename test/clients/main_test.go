@@ -23,10 +23,13 @@ import (
 )
 
 // runtimeBin is the wrapper named "runc" that clients are pointed at: it logs
-// every invocation's argv to traceLog, then execs the runtime under test.
+// every invocation's argv to traceLog, then execs the runtime under test
+// (realBin). berthBin is berth itself, for the image work (copy) the suites
+// do whatever runtime they test.
 var (
 	runtimeBin string
 	realBin    string
+	berthBin   string
 	traceLog   string
 )
 
@@ -41,15 +44,12 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	realBin = os.Getenv("BERTH_CLIENT_RUNTIME")
-	if realBin == "" {
-		realBin = os.Getenv("BERTH_BIN")
-	}
-	if realBin == "" {
+	berthBin = os.Getenv("BERTH_BIN")
+	if berthBin == "" {
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
-		realBin = filepath.Join(dir, "berth")
-		cmd := exec.Command("bash", "scripts/build.sh", realBin)
+		berthBin = filepath.Join(dir, "berth")
+		cmd := exec.Command("bash", "scripts/build.sh", berthBin)
 		cmd.Dir = root
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
@@ -57,9 +57,16 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
-	if realBin, err = filepath.Abs(realBin); err != nil {
+	if berthBin, err = filepath.Abs(berthBin); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	realBin = berthBin
+	if r := os.Getenv("BERTH_CLIENT_RUNTIME"); r != "" {
+		if realBin, err = filepath.Abs(r); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	// The wrapper must be named runc: podman turns JSON error logs on by
 	// the runtime's basename.
