@@ -40,7 +40,8 @@ func init() {
 from the image config (user and groups resolved from the rootfs' /etc/passwd
 and /etc/group, env, working dir, entrypoint + cmd, exposed ports, volumes as
 tmpfs mounts, labels and annotations, stop signal) on top of berth's default
-spec ("berth spec"). Image labels in namespaces runtimes act on (containerd.io/,
+spec ("berth spec") with a writable root, as umoci writes it (--readonly=true
+for a read-only one). Image labels in namespaces runtimes act on (containerd.io/,
 run.oci., io.kubernetes., org.systemd.property., bundle ...) are dropped.
 
 Layers may be gzip, zstd or uncompressed. gzip layers are inflated by igzip

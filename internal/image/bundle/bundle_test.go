@@ -104,6 +104,9 @@ func TestFromImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if s.Root == nil || s.Root.Readonly || s.Root.Path != "rootfs" {
+		t.Errorf("root: %+v (want a writable rootfs, as umoci writes)", s.Root)
+	}
 	p := s.Process
 	if !reflect.DeepEqual(p.Args, []string{"/entry", "-x"}) || p.Cwd != "/srv" {
 		t.Errorf("args/cwd: %v %q", p.Args, p.Cwd)

@@ -59,8 +59,19 @@ type ConvertOptions struct {
 
 // FromImage builds config.json for an image whose rootfs is at rootfs (used
 // only to resolve Config.User from its /etc/passwd and /etc/group).
+//
+// The base is berth's default spec ("berth spec", runc's document) with a
+// writable root, as umoci's unpack writes it: an image's programs write to
+// their root (nginx's /var/lib/nginx, a package cache), and the root of an
+// unpacked bundle is the user's own copy. What still differs from umoci on
+// purpose: the hostname is runc's "runc" (umoci: "umoci-default"); no
+// inheritable or ambient capabilities (umoci gives its three there too, which
+// would hand them to a non-root user's programs); runc's longer list of
+// masked paths (/proc/acpi, /proc/asound, /proc/keys are masked, not just
+// read-only); annotations with empty values are left out.
 func FromImage(img *imgspec.Image, rootfs string, o ConvertOptions) (*specs.Spec, error) {
 	s := spec.Default(o.Rootless)
+	s.Root.Readonly = false
 	c := img.Config
 	p := s.Process
 
