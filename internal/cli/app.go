@@ -21,6 +21,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli"
+
+	"berth/internal/oneshot"
 )
 
 // Version is berth's version; the build may override it with -ldflags -X.
@@ -132,6 +134,15 @@ func defaultRoot() string {
 func Main(args []string) (code int) {
 	if len(args) > 0 {
 		progName = filepath.Base(args[0])
+	}
+	if progName == "init" {
+		// Bound at /dev/init by `container run --init`: the container's
+		// reaping pid 1.
+		code, err := oneshot.Reap(args[1:])
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "berth-init: %v\n", err)
+		}
+		return code
 	}
 	app := newApp()
 	exitCode := -1

@@ -3,190 +3,392 @@ package cli
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
-	"time"
 
 	"github.com/urfave/cli"
-	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	"berth/internal/oneshot"
-	"berth/internal/state"
 )
 
-const envMonitor = "_BERTH_MONITOR"
+// The `container` family: podman's and docker's container commands over
+// internal/oneshot. Errors of berth's own exit 125, as podman's do; run,
+// start and exec exit 126 when the command cannot be run and 127 when it
+// does not exist, as docker's do.
+
+var homeFlag = cli.StringFlag{Name: "home", Value: oneshot.DefaultHome, EnvVar: "BERTH_CONTAINERS", Usage: "where containers keep their bundle, log and record"}
+
+var volumeDirFlag = cli.StringFlag{Name: "volume-dir", Value: oneshot.DefaultVolumeDir, EnvVar: oneshot.EnvVolumeDir, Usage: "where named and anonymous volumes live"}
+
+// refusedFlag is a podman/docker run flag berth does not carry out: it is
+// accepted by the parser so the user gets the reason, not "flag provided
+// but not defined".
+type refusedFlag struct {
+	name, why string
+	bool      bool
+}
+
+var refusedRunFlags = []refusedFlag{
+	{"attach, a", "berth has no attach: run in the foreground, or detached (-d) and follow the output with `berth container logs -f`", false},
+	{"detach-keys", "berth has no attach, so there is nothing to detach from", false},
+	{"health-cmd", "berth runs no health checks: there is no daemon to run them", false},
+	{"health-interval", "berth runs no health checks: there is no daemon to run them", false},
+	{"health-retries", "berth runs no health checks: there is no daemon to run them", false},
+	{"health-timeout", "berth runs no health checks: there is no daemon to run them", false},
+	{"health-start-period", "berth runs no health checks: there is no daemon to run them", false},
+	{"log-opt", "berth keeps the container log itself (k8s-file format, no rotation)", false},
+	{"userns", "user namespaces are not supported by `container run` yet (a bundle can have one: berth bundle edit)", false},
+	{"uidmap", "user namespaces are not supported by `container run` yet", false},
+	{"gidmap", "user namespaces are not supported by `container run` yet", false},
+	{"pod", "berth has no pods", false},
+	{"gpus", "berth has no GPU support", false},
+	{"runtime", "berth is the runtime", false},
+	{"link", "legacy links are not supported: containers on one network reach each other by address", false},
+	{"network-alias", "the network's DNS has no aliases", false},
+	{"volumes-from", "--volumes-from is not supported: name the volumes with -v", false},
+	{"cgroup-parent", "containers get berth's own cgroup layout", false},
+	{"systemd", "there is no systemd integration (no systemd on this host either)", false},
+	{"isolation", "only Linux namespaces are supported", false},
+	{"storage-opt", "the writable layer is an overlay upper directory without options", false},
+	{"kernel-memory", "kernel memory limits are deprecated in docker and gone from cgroup v2", false},
+	{"rmi", "images stay in the store; remove them with the store's tools", true},
+	{"sig-proxy", "signals are always forwarded to a foreground container", false},
+	{"tz", "set TZ with -e and mount the zone file with -v", false},
+	{"http-proxy", "set the proxy variables with -e", false},
+}
+
+var refusedStartFlags = []refusedFlag{
+	{"attach, a", "berth has no attach: follow the output with `berth container logs -f`", true},
+	{"interactive, i", "berth has no attach: a started container's stdin is /dev/null", true},
+}
+
+func refusedFlags(list []refusedFlag) []cli.Flag {
+	var out []cli.Flag
+	for _, r := range list {
+		if r.bool {
+			out = append(out, cli.BoolFlag{Name: r.name, Hidden: true})
+		} else {
+			out = append(out, cli.StringFlag{Name: r.name, Hidden: true})
+		}
+	}
+	return out
+}
+
+func checkRefused(c *cli.Context, list []refusedFlag) error {
+	for _, r := range list {
+		name, _, _ := strings.Cut(r.name, ",")
+		if c.IsSet(name) {
+			if name == "sig-proxy" && c.String(name) == "true" {
+				continue
+			}
+			return fmt.Errorf("--%s: %s", name, r.why)
+		}
+	}
+	return nil
+}
+
+var runFlags = append([]cli.Flag{
+	homeFlag,
+	volumeDirFlag,
+	cli.StringFlag{Name: "name", Usage: "container name (default: berth-<id>)"},
+	cli.BoolFlag{Name: "tty, t", Usage: "allocate a pseudo-terminal"},
+	cli.BoolFlag{Name: "interactive, i", Usage: "keep stdin open"},
+	cli.BoolFlag{Name: "detach, d", Usage: "run in the background and print the container id; output goes to the container's log"},
+	cli.BoolFlag{Name: "rm", Usage: "remove the container, its anonymous volumes and everything it holds when it exits"},
+	cli.BoolFlag{Name: "replace", Usage: "remove a container of the same name first"},
+	cli.StringSliceFlag{Name: "env, e", Usage: "set an environment variable NAME=VALUE, or NAME to pass the host's value (repeatable)"},
+	cli.StringSliceFlag{Name: "env-file", Usage: "read NAME=VALUE lines (and NAME, # comments) from a file (repeatable)"},
+	cli.StringSliceFlag{Name: "label, l", Usage: "set a container label KEY=VALUE (repeatable)"},
+	cli.StringSliceFlag{Name: "label-file", Usage: "read KEY=VALUE labels from a file (repeatable)"},
+	cli.StringSliceFlag{Name: "annotation", Usage: "set an OCI annotation KEY=VALUE in config.json (repeatable)"},
+	cli.StringSliceFlag{Name: "volume, v", Usage: "mount /host/path:/ctr/path[:ro], a named volume NAME:/ctr/path[:ro] (created if missing), or an anonymous volume /ctr/path (repeatable)"},
+	cli.StringSliceFlag{Name: "mount", Usage: "type=bind|volume|tmpfs,source=...,destination=...[,ro][,tmpfs-size=N] (repeatable)"},
+	cli.StringSliceFlag{Name: "tmpfs", Usage: "mount a tmpfs at /ctr/path[:options] (repeatable)"},
+	cli.StringSliceFlag{Name: "publish, p", Usage: "publish a port [hostIP:]hostPort:containerPort[/tcp|udp] (repeatable)"},
+	cli.BoolFlag{Name: "publish-all, P", Usage: "publish every exposed port on a free host port"},
+	cli.StringSliceFlag{Name: "expose", Usage: "expose a port or range PORT[-PORT][/proto] (for -P)"},
+	cli.StringFlag{Name: "workdir, w", Usage: "working directory inside the container (created if missing)"},
+	cli.StringFlag{Name: "user, u", Usage: "user[:group] to run as: names or numbers, resolved in the image"},
+	cli.StringSliceFlag{Name: "group-add", Usage: "add a supplementary group (name or gid; repeatable)"},
+	cli.StringFlag{Name: "entrypoint", Usage: "override the image's entrypoint (a command, or a JSON array); clears the image's cmd"},
+	cli.StringFlag{Name: "network, net", Value: "berth", Usage: "network name, none (loopback only) or host"},
+	cli.StringFlag{Name: "ip", Usage: "the container's IPv4 address on its network"},
+	cli.StringFlag{Name: "mac-address", Usage: "the container's MAC address"},
+	cli.StringFlag{Name: "hostname", Usage: "container hostname (default: its name)"},
+	cli.StringFlag{Name: "domainname", Usage: "container NIS domain name"},
+	cli.StringSliceFlag{Name: "dns", Usage: "nameserver for the container's resolv.conf (repeatable)"},
+	cli.StringSliceFlag{Name: "dns-search", Usage: "search domain for resolv.conf (repeatable)"},
+	cli.StringSliceFlag{Name: "dns-option", Usage: "resolv.conf option (repeatable)"},
+	cli.StringSliceFlag{Name: "add-host", Usage: "add NAME:IP to /etc/hosts (repeatable)"},
+	cli.StringFlag{Name: "pid", Usage: "host: share the host's pid namespace"},
+	cli.StringFlag{Name: "ipc", Usage: "host: share the host's ipc namespace"},
+	cli.StringFlag{Name: "uts", Usage: "host: share the host's uts namespace"},
+	cli.StringFlag{Name: "cgroupns", Usage: "host or private (default)"},
+	cli.BoolFlag{Name: "read-only", Usage: "mount the root filesystem read-only (with tmpfs on /run, /tmp, /var/tmp unless --read-only-tmpfs=false)"},
+	cli.BoolTFlag{Name: "read-only-tmpfs", Usage: "with --read-only, mount tmpfs on /run, /tmp and /var/tmp"},
+	cli.StringSliceFlag{Name: "cap-add", Usage: "add a capability, or ALL (repeatable)"},
+	cli.StringSliceFlag{Name: "cap-drop", Usage: "drop a capability, or ALL (repeatable)"},
+	cli.BoolFlag{Name: "privileged", Usage: "every capability berth holds, no seccomp, no masked paths, /sys writable, the host's devices"},
+	cli.StringSliceFlag{Name: "security-opt", Usage: "no-new-privileges, seccomp=unconfined, seccomp=FILE (docker's JSON format), label=disable, apparmor=unconfined"},
+	cli.StringSliceFlag{Name: "device", Usage: "add a host device /dev/HOST[:/dev/CONTAINER[:rwm]] (repeatable)"},
+	cli.StringSliceFlag{Name: "device-cgroup-rule", Usage: `allow a device in the device cgroup, e.g. "c 1:3 rwm" (repeatable)`},
+	cli.StringSliceFlag{Name: "ulimit", Usage: "NAME=SOFT[:HARD] resource limit, e.g. nofile=1024:2048 (repeatable)"},
+	cli.StringSliceFlag{Name: "sysctl", Usage: "namespaced kernel parameter KEY=VALUE (repeatable)"},
+	cli.StringFlag{Name: "shm-size", Usage: "size of /dev/shm, e.g. 256m (default 64m)"},
+	cli.StringFlag{Name: "memory, m", Usage: "memory limit, e.g. 256m or 1g"},
+	cli.StringFlag{Name: "memory-swap", Usage: "memory plus swap limit (-1: unlimited swap)"},
+	cli.StringFlag{Name: "memory-reservation", Usage: "memory soft limit"},
+	cli.BoolFlag{Name: "oom-kill-disable", Usage: "disable the OOM killer (cgroup v1)"},
+	cli.IntFlag{Name: "oom-score-adj", Usage: "the container process's OOM score adjustment"},
+	cli.Float64Flag{Name: "cpus", Usage: "number of CPUs (CFS quota), e.g. 1.5"},
+	cli.Uint64Flag{Name: "cpu-period", Usage: "CFS period in microseconds"},
+	cli.Int64Flag{Name: "cpu-quota", Usage: "CFS quota in microseconds"},
+	cli.Uint64Flag{Name: "cpu-shares, c", Usage: "CPU shares (relative weight)"},
+	cli.StringFlag{Name: "cpuset-cpus", Usage: "CPUs the container may use, e.g. 0-1"},
+	cli.StringFlag{Name: "cpuset-mems", Usage: "memory nodes the container may use"},
+	cli.UintFlag{Name: "blkio-weight", Usage: "block I/O weight, 10 to 1000"},
+	cli.Int64Flag{Name: "pids-limit", Usage: "maximum number of processes"},
+	cli.StringFlag{Name: "umask", Usage: "umask of the container process, e.g. 0022"},
+	cli.BoolFlag{Name: "init", Usage: "run berth itself as the container's pid 1: it forwards signals and reaps orphans"},
+	cli.StringFlag{Name: "init-path", Usage: "the (static) binary --init binds at /dev/init (default: this berth)"},
+	cli.StringFlag{Name: "restart", Value: "no", Usage: "restart policy: no, on-failure[:MAX-RETRIES], always, unless-stopped (carried out by the container's runner)"},
+	cli.StringFlag{Name: "stop-signal", Usage: "signal `stop` sends first (default: the image's StopSignal, else SIGTERM)"},
+	cli.IntFlag{Name: "stop-timeout", Value: 10, Usage: "seconds `stop` waits before SIGKILL"},
+	cli.StringFlag{Name: "log-driver", Value: "k8s-file", Usage: "k8s-file only: berth keeps the log itself"},
+	cli.BoolFlag{Name: "no-healthcheck", Usage: "accepted: berth runs no health checks"},
+	cli.StringFlag{Name: "cidfile", Usage: "write the container id to this file"},
+	cli.StringFlag{Name: "platform", Usage: "the image platform; only the host's (" + runtime.GOOS + "/" + runtime.GOARCH + ") runs here"},
+	cli.StringFlag{Name: "pull", Value: "missing", Usage: "pull the image: missing, always or never"},
+	cli.BoolTFlag{Name: "tls-verify", Usage: "require HTTPS and verified certificates from the registry (--tls-verify=false for a local plain-HTTP registry)"},
+}, refusedFlags(refusedRunFlags)...)
 
 func init() {
-	homeFlag := cli.StringFlag{Name: "home", Value: oneshot.DefaultHome, EnvVar: "BERTH_CONTAINERS", Usage: "where containers keep their bundle, log and record"}
 	register(cli.Command{
 		Name:  "container",
-		Usage: "run images as containers in one command (pull, bundle, network, run, clean up), like podman run",
-		Description: `The one-shot path from an image reference to a running, networked container.
-It does not change what "berth run -b BUNDLE ID" (runc's run) means.
+		Usage: "run images as containers, like podman and docker (pull, bundle, network, volumes, restart policy, exec, logs)",
+		Description: `The one-shot path from an image reference to a running, networked container,
+and the commands a container user reaches for. It does not change what
+"berth run -b BUNDLE ID" (runc's run) means. There is no daemon: a detached
+container is run and watched by a background berth process (its monitor), which
+keeps the log and carries out the restart policy.
+
+Containers live under --home (default ` + oneshot.DefaultHome + `), volumes under
+` + oneshot.DefaultVolumeDir + ` ($BERTH_VOLUMES). Errors of berth's own exit 125; run, start
+and exec exit 126 when the command cannot be run and 127 when it is not found.
 
 Examples:
    # berth container run --rm -it alpine sh
    # berth container run -d --name web -p 8080:80 nginx
-   # berth container logs web
+   # berth container logs -f web
+   # berth container exec -it web sh
    # berth container rm -f web`,
-		Subcommands: []cli.Command{
+		Subcommands: append([]cli.Command{
 			{
 				Name:      "run",
 				Usage:     "run a command in a new container from an image",
 				ArgsUsage: "IMAGE [COMMAND [ARG...]]",
 				Description: `Pulls IMAGE into berth's store if it is missing, makes an overlay bundle from the
-layer cache, applies docker's default capabilities and seccomp profile, attaches
-the default bridge network ("berth", with NAT and DNS) and runs the container.
-Flags go before IMAGE; everything after it is the command.
+layer cache (a writable layer over the image unless --read-only), applies the
+image config (entrypoint and cmd, env, working dir, user, stop signal, exposed
+ports, volumes as anonymous volumes, labels), docker's default capabilities and
+seccomp profile, attaches the default bridge network ("berth", with NAT and DNS)
+and runs the container. Flags go before IMAGE; everything after it is the command.
 
 Examples:
    # berth container run --rm -it alpine sh
    # berth container run -d --name web -p 8080:80 --memory 256m nginx
-   # berth container run --rm --network none -v /srv/data:/data:ro busybox ls /data`,
+   # berth container run -d --name db -v pgdata:/var/lib/postgresql/data -e POSTGRES_PASSWORD=x postgres
+   # berth container run --rm --network none -v /srv/data:/data:ro busybox ls /data
+   # berth container run -d --restart on-failure:3 --init myserver`,
 				SkipArgReorder: true,
 				// podman users type -it and -dit; runc's commands keep
 				// urfave's default (no combined short flags), as runc does.
 				UseShortOptionHandling: true,
-				Flags: []cli.Flag{
-					homeFlag,
-					cli.StringFlag{Name: "name", Usage: "container name (default: generated)"},
-					cli.BoolFlag{Name: "tty, t", Usage: "allocate a pseudo-terminal"},
-					cli.BoolFlag{Name: "interactive, i", Usage: "keep stdin open"},
-					cli.BoolFlag{Name: "detach, d", Usage: "run in the background; output goes to the container's log"},
-					cli.BoolFlag{Name: "rm", Usage: "remove the container and everything it holds when it exits"},
-					cli.StringSliceFlag{Name: "env, e", Usage: "set an environment variable K=V (repeatable)"},
-					cli.StringSliceFlag{Name: "volume, v", Usage: "bind mount /host:/container[:ro] (repeatable)"},
-					cli.StringSliceFlag{Name: "publish, p", Usage: "publish a port [hostIP:]hostPort:containerPort[/tcp|udp] (repeatable)"},
-					cli.StringFlag{Name: "workdir, w", Usage: "working directory inside the container"},
-					cli.StringFlag{Name: "user, u", Usage: "UID[:GID] to run as"},
-					cli.StringFlag{Name: "entrypoint", Usage: "override the image's entrypoint"},
-					cli.StringFlag{Name: "network", Value: "berth", Usage: "network name, none (loopback only) or host"},
-					cli.StringFlag{Name: "hostname", Usage: "container hostname (default: its name)"},
-					cli.BoolFlag{Name: "read-only", Usage: "mount the root filesystem read-only"},
-					cli.StringSliceFlag{Name: "cap-add", Usage: "add a capability (repeatable)"},
-					cli.StringSliceFlag{Name: "cap-drop", Usage: "drop a capability, or ALL (repeatable)"},
-					cli.StringFlag{Name: "memory, m", Usage: "memory limit, e.g. 256m or 1g"},
-					cli.Int64Flag{Name: "pids-limit", Usage: "maximum number of processes"},
-					cli.StringFlag{Name: "pull", Value: "missing", Usage: "pull the image: missing, always or never"},
-					cli.BoolTFlag{Name: "tls-verify", Usage: "require HTTPS and verified certificates from the registry (--tls-verify=false for a local plain-HTTP registry)"},
-				},
-				Action: containerRun,
+				Flags:                  runFlags,
+				Action:                 func(c *cli.Context) error { return containerRunOrCreate(c, true) },
 			},
 			{
-				Name:  "ls",
-				Usage: "list containers made by `berth container run`",
-				Flags: []cli.Flag{homeFlag, cli.BoolFlag{Name: "quiet, q", Usage: "names only"}},
-				Action: func(c *cli.Context) error {
-					list, err := oneshot.List(c.String("home"))
-					if err != nil {
-						return err
-					}
-					if c.Bool("quiet") {
-						for _, m := range list {
-							fmt.Println(m.Name)
-						}
-						return nil
-					}
-					w := tabwriter.NewWriter(os.Stdout, 12, 1, 3, ' ', 0)
-					fmt.Fprintln(w, "NAME\tIMAGE\tSTATUS\tCREATED\tNETWORK\tPORTS")
-					for _, m := range list {
-						st := "stopped"
-						if s, err := state.LoadView(m.Root, m.Name); err == nil {
-							st = string(s.Status())
-						}
-						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Image, st, m.Created.Format(time.RFC3339), m.Network, strings.Join(m.Ports, ","))
-					}
-					return w.Flush()
-				},
+				Name:                   "create",
+				Usage:                  "create a container from an image without starting it (start it with `container start`)",
+				ArgsUsage:              "IMAGE [COMMAND [ARG...]]",
+				SkipArgReorder:         true,
+				UseShortOptionHandling: true,
+				Flags:                  runFlags,
+				Action:                 func(c *cli.Context) error { return containerRunOrCreate(c, false) },
 			},
 			{
-				Name:      "logs",
-				Usage:     "print a detached container's output",
-				ArgsUsage: "NAME",
-				Flags:     []cli.Flag{homeFlag, cli.BoolFlag{Name: "follow, f", Usage: "keep printing new output until the container stops"}},
-				Action: func(c *cli.Context) error {
-					if err := checkArgs(c, 1, exactArgs); err != nil {
-						return err
-					}
-					p, err := oneshot.Load(c.String("home"), c.Args().First())
-					if err != nil {
-						return err
-					}
-					return printLog(p, c.Bool("follow"))
-				},
-			},
-			{
-				Name:      "stop",
-				Usage:     "stop a container: SIGTERM, then SIGKILL after --time seconds",
-				ArgsUsage: "NAME",
-				Flags:     []cli.Flag{homeFlag, cli.IntFlag{Name: "time, t", Value: 10, Usage: "seconds to wait before SIGKILL"}},
-				Action: func(c *cli.Context) error {
-					if err := checkArgs(c, 1, exactArgs); err != nil {
-						return err
-					}
-					p, err := oneshot.Load(c.String("home"), c.Args().First())
-					if err != nil {
-						return err
-					}
-					rt := p.Runtime(func(s string) { log.Warnf("%s", s) })
-					if err := rt.Kill(p.Meta.Name, unix.SIGTERM, false); err != nil {
-						if errors.Is(err, state.ErrNotRunning) || errors.Is(err, state.ErrNotExist) {
-							return nil
-						}
-						return err
-					}
-					deadline := time.Now().Add(time.Duration(c.Int("time")) * time.Second)
-					for time.Now().Before(deadline) {
-						if s, err := state.LoadView(p.Meta.Root, p.Meta.Name); err != nil || s.Status() == state.Stopped {
-							return nil
-						}
-						time.Sleep(50 * time.Millisecond)
-					}
-					if err := rt.Kill(p.Meta.Name, unix.SIGKILL, true); err != nil && !errors.Is(err, state.ErrNotExist) {
-						return err
-					}
-					return nil
-				},
-			},
-			{
-				Name:      "rm",
-				Usage:     "remove containers and everything they hold (bundle, network endpoint, log)",
+				Name:      "start",
+				Usage:     "start stopped or created containers, detached",
 				ArgsUsage: "NAME...",
-				Flags:     []cli.Flag{homeFlag, cli.BoolFlag{Name: "force, f", Usage: "kill a running container first"}},
+				Flags:     append([]cli.Flag{homeFlag}, refusedFlags(refusedStartFlags)...),
 				Action: func(c *cli.Context) error {
-					if err := checkArgs(c, 1, minArgs); err != nil {
-						return err
+					if err := checkRefused(c, refusedStartFlags); err != nil {
+						return withCode(125, err)
 					}
-					var errs []error
-					for _, name := range c.Args() {
-						p, err := oneshot.Load(c.String("home"), name)
-						if err != nil {
-							errs = append(errs, err)
-							continue
+					return eachContainer(c, func(ct *oneshot.Container) error {
+						if err := ct.Start(); err != nil {
+							return err
 						}
-						if s, err := state.LoadView(p.Meta.Root, name); err == nil && s.Status() != state.Stopped && !c.Bool("force") {
-							errs = append(errs, fmt.Errorf("container %s is %s: stop it first or use --force", name, s.Status()))
-							continue
-						}
-						if err := oneshot.Remove(c.String("home"), name, nil, func(s string) { log.Warnf("%s", s) }); err != nil {
-							errs = append(errs, err)
-						}
-					}
-					return errors.Join(errs...)
+						return startMonitor(c, ct, false)
+					})
 				},
 			},
-			{Name: "x-monitor", Hidden: true, Action: containerMonitor},
-		},
+			{Name: "x-monitor", Hidden: true, Flags: []cli.Flag{homeFlag}, Action: containerMonitor},
+		}, containerCommands()...),
 	})
+}
+
+// containerRunOrCreate is `container run` (start) and `container create`.
+func containerRunOrCreate(c *cli.Context, start bool) error {
+	o, err := containerOptions(c)
+	if err != nil {
+		return withCode(125, err)
+	}
+	detach := c.Bool("detach")
+	if o.TTY && start && !detach && !term.IsTerminal(int(os.Stdin.Fd())) {
+		return withCode(125, errors.New("-t needs a terminal on stdin (or run detached with -d)"))
+	}
+	if c.Bool("replace") && o.Name != "" {
+		if old, err := oneshot.Load(o.Home, o.Name); err == nil {
+			if err := old.Remove(oneshot.RemoveOptions{Force: true, Volumes: true, Warn: warnf}); err != nil {
+				return withCode(125, err)
+			}
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ct, err := oneshot.Prepare(ctx, o)
+	stop()
+	if err != nil {
+		return withCode(125, err)
+	}
+	if f := c.String("cidfile"); f != "" {
+		if err := os.WriteFile(f, []byte(ct.Meta.ID), 0o644); err != nil {
+			ct.Remove(oneshot.RemoveOptions{Force: true, Volumes: true, Warn: warnf})
+			return withCode(125, err)
+		}
+	}
+	if !start {
+		fmt.Println(ct.Meta.ID)
+		return nil
+	}
+	if detach {
+		return startMonitor(c, ct, true)
+	}
+	stdin := os.Stdin
+	if !o.Interactive {
+		if stdin, err = os.Open(os.DevNull); err != nil {
+			return withCode(125, err)
+		}
+		defer stdin.Close()
+	}
+	code, err := ct.Run(oneshot.IO{Stdin: stdin, Stdout: os.Stdout, Stderr: os.Stderr}, nil, warnf)
+	if err != nil {
+		return withCode(code, err)
+	}
+	if code != 0 {
+		return withCode(code, nil)
+	}
+	return nil
+}
+
+func warnf(s string) { log.Warnf("%s", s) }
+
+func containerOptions(c *cli.Context) (oneshot.Options, error) {
+	if err := checkRefused(c, refusedRunFlags); err != nil {
+		return oneshot.Options{}, err
+	}
+	if c.NArg() < 1 {
+		return oneshot.Options{}, errors.New("an IMAGE is required")
+	}
+	if d := c.String("log-driver"); d != "k8s-file" {
+		return oneshot.Options{}, fmt.Errorf("--log-driver %q: berth keeps the container log itself, in k8s-file format", d)
+	}
+	if p := c.String("platform"); p != "" && p != runtime.GOOS+"/"+runtime.GOARCH {
+		return oneshot.Options{}, fmt.Errorf("--platform %s: only %s/%s images run on this host", p, runtime.GOOS, runtime.GOARCH)
+	}
+	sizes := map[string]*int64{}
+	var mem, swap, memRes, shm int64
+	for name, dst := range map[string]*int64{"memory": &mem, "memory-swap": &swap, "memory-reservation": &memRes, "shm-size": &shm} {
+		sizes[name] = dst
+		v := c.String(name)
+		if name == "memory-swap" && v == "-1" {
+			*dst = -1
+			continue
+		}
+		n, err := parseSize(v)
+		if err != nil {
+			return oneshot.Options{}, fmt.Errorf("--%s: %w", name, err)
+		}
+		*dst = n
+	}
+	env, err := envFromFlags(c.StringSlice("env-file"), c.StringSlice("env"))
+	if err != nil {
+		return oneshot.Options{}, err
+	}
+	labels, err := labelsFromFlags(c.StringSlice("label-file"), c.StringSlice("label"))
+	if err != nil {
+		return oneshot.Options{}, err
+	}
+	vols, tmpfs := c.StringSlice("volume"), c.StringSlice("tmpfs")
+	for _, m := range c.StringSlice("mount") {
+		v, t, err := parseMountFlag(m)
+		if err != nil {
+			return oneshot.Options{}, err
+		}
+		if v != "" {
+			vols = append(vols, v)
+		}
+		if t != "" {
+			tmpfs = append(tmpfs, t)
+		}
+	}
+	o := oneshot.Options{
+		Image: c.Args().First(), Name: c.String("name"), Cmd: c.Args().Tail(), Env: env, Labels: labels,
+		Annotations: c.StringSlice("annotation"), Volumes: vols, Tmpfs: tmpfs, Devices: c.StringSlice("device"),
+		Publish: c.StringSlice("publish"), PublishAll: c.Bool("publish-all"), Expose: c.StringSlice("expose"),
+		Workdir: c.String("workdir"), User: c.String("user"), GroupAdd: c.StringSlice("group-add"),
+		Network: c.String("network"), IP: c.String("ip"), MAC: c.String("mac-address"),
+		Hostname: c.String("hostname"), Domainname: c.String("domainname"),
+		PID: c.String("pid"), IPC: c.String("ipc"), UTS: c.String("uts"), Cgroupns: c.String("cgroupns"),
+		DNS: c.StringSlice("dns"), DNSSearch: c.StringSlice("dns-search"), DNSOptions: c.StringSlice("dns-option"),
+		AddHosts: c.StringSlice("add-host"), ReadOnly: c.Bool("read-only"),
+		CapAdd: c.StringSlice("cap-add"), CapDrop: c.StringSlice("cap-drop"), Privileged: c.Bool("privileged"),
+		SecurityOpt: c.StringSlice("security-opt"), Ulimits: c.StringSlice("ulimit"), Sysctls: c.StringSlice("sysctl"),
+		ShmSize: shm, Memory: mem, MemorySwap: swap, MemoryReservation: memRes, OOMKillDisable: c.Bool("oom-kill-disable"),
+		CPUs: c.Float64("cpus"), CPUPeriod: c.Uint64("cpu-period"), CPUQuota: c.Int64("cpu-quota"),
+		CPUShares: c.Uint64("cpu-shares"), CpusetCpus: c.String("cpuset-cpus"), CpusetMems: c.String("cpuset-mems"),
+		BlkioWeight: uint16(c.Uint("blkio-weight")), DeviceCgroupRules: c.StringSlice("device-cgroup-rule"),
+		PidsLimit: c.Int64("pids-limit"), Umask: c.String("umask"),
+		Init: c.Bool("init"), InitBinary: c.String("init-path"), Restart: c.String("restart"),
+		StopSignal: c.String("stop-signal"), StopTimeout: c.Int("stop-timeout"),
+		TTY: c.Bool("tty"), Interactive: c.Bool("interactive"), Detach: c.Bool("detach"), Remove: c.Bool("rm"),
+		Pull: c.String("pull"), TLSVerify: c.BoolT("tls-verify"), Home: c.String("home"), VolumeDir: c.String("volume-dir"),
+		Root: c.GlobalString("root"),
+	}
+	if c.IsSet("read-only-tmpfs") {
+		v := c.BoolT("read-only-tmpfs")
+		o.ReadOnlyTmpfs = &v
+	}
+	if c.IsSet("oom-score-adj") {
+		v := c.Int("oom-score-adj")
+		o.OOMScoreAdj = &v
+	}
+	if c.IsSet("entrypoint") {
+		e := c.String("entrypoint")
+		o.Entrypoint = &e
+	}
+	if o.InitBinary != "" && !o.Init {
+		return o, errors.New("--init-path needs --init")
+	}
+	return o, nil
 }
 
 func parseSize(s string) (int64, error) {
@@ -195,6 +397,8 @@ func parseSize(s string) (int64, error) {
 	}
 	mult := int64(1)
 	switch strings.ToLower(s[len(s)-1:]) {
+	case "b":
+		s = s[:len(s)-1]
 	case "k":
 		mult = 1 << 10
 	case "m":
@@ -205,154 +409,250 @@ func parseSize(s string) (int64, error) {
 	if mult > 1 {
 		s = s[:len(s)-1]
 	}
-	var n int64
-	if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
 		return 0, fmt.Errorf("invalid size %q (want e.g. 256m)", s)
 	}
 	return n * mult, nil
 }
 
-func containerOptions(c *cli.Context) (oneshot.Options, error) {
-	if c.NArg() < 1 {
-		return oneshot.Options{}, errors.New("container run: an IMAGE is required")
-	}
-	mem, err := parseSize(c.String("memory"))
+// readKVFile reads docker's env/label file format: KEY=VALUE or KEY lines,
+// blank lines and # comments skipped, values verbatim (no quotes removed).
+func readKVFile(path string) ([]string, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return oneshot.Options{}, fmt.Errorf("--memory: %w", err)
+		return nil, err
 	}
-	o := oneshot.Options{
-		Image: c.Args().First(), Name: c.String("name"), Cmd: c.Args().Tail(), Env: c.StringSlice("env"),
-		Volumes: c.StringSlice("volume"), Publish: c.StringSlice("publish"), Workdir: c.String("workdir"),
-		User: c.String("user"), Network: c.String("network"), Hostname: c.String("hostname"),
-		ReadOnly: c.Bool("read-only"), CapAdd: c.StringSlice("cap-add"), CapDrop: c.StringSlice("cap-drop"),
-		Memory: mem, PidsLimit: c.Int64("pids-limit"), TTY: c.Bool("tty"), Remove: c.Bool("rm"),
-		Pull: c.String("pull"), TLSVerify: c.BoolT("tls-verify"), Home: c.String("home"),
-		Root: c.GlobalString("root"),
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimLeft(sc.Text(), " \t")
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, _, _ := strings.Cut(line, "=")
+		if k == "" || strings.ContainsAny(k, " \t") {
+			return nil, fmt.Errorf("%s:%d: %q is not NAME=VALUE", path, n, line)
+		}
+		out = append(out, line)
 	}
-	if c.IsSet("entrypoint") {
-		e := c.String("entrypoint")
-		o.Entrypoint = &e
-	}
-	return o, nil
+	return out, sc.Err()
 }
 
-func containerRun(c *cli.Context) error {
-	o, err := containerOptions(c)
-	if err != nil {
-		return err
-	}
-	if o.TTY && !c.Bool("detach") && !term.IsTerminal(int(os.Stdin.Fd())) {
-		return errors.New("-t needs a terminal on stdin (or run detached with -d)")
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	p, err := oneshot.Prepare(ctx, o)
-	stop()
-	if err != nil {
-		return err
-	}
-	warn := func(s string) { log.Warnf("%s", s) }
-	if c.Bool("detach") {
-		return startMonitor(p)
-	}
-	stdin := os.Stdin
-	if !c.Bool("interactive") {
-		if stdin, err = os.Open(os.DevNull); err != nil {
-			return err
+// envFromFlags is --env-file then -e; a NAME without "=" takes the host's
+// value, and is dropped when the host has none (docker's rule).
+func envFromFlags(files, flags []string) ([]string, error) {
+	var all []string
+	for _, f := range files {
+		kv, err := readKVFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--env-file: %w", err)
 		}
-		defer stdin.Close()
+		all = append(all, kv...)
 	}
-	code, err := p.Run(stdin, os.Stdout, os.Stderr, nil, warn)
-	if err != nil {
-		return withCode(125, err)
+	all = append(all, flags...)
+	var out []string
+	for _, kv := range all {
+		if strings.Contains(kv, "=") {
+			out = append(out, kv)
+		} else if v, ok := os.LookupEnv(kv); ok {
+			out = append(out, kv+"="+v)
+		}
 	}
-	if code != 0 {
-		return withCode(code, nil)
+	return out, nil
+}
+
+func labelsFromFlags(files, flags []string) (map[string]string, error) {
+	var all []string
+	for _, f := range files {
+		kv, err := readKVFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--label-file: %w", err)
+		}
+		all = append(all, kv...)
 	}
-	return nil
+	out := map[string]string{}
+	for _, kv := range append(all, flags...) {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == "" {
+			return nil, fmt.Errorf("--label %q: want KEY=VALUE", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// parseMountFlag translates --mount into the -v or --tmpfs form.
+func parseMountFlag(s string) (vol, tmpfs string, err error) {
+	kv := map[string]string{}
+	ro := false
+	for _, f := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(f, "=")
+		switch {
+		case k == "ro" || k == "readonly":
+			ro = !ok || v == "true" || v == "1"
+		case !ok:
+			return "", "", fmt.Errorf("--mount %q: %q is not KEY=VALUE", s, f)
+		default:
+			switch k {
+			case "src":
+				k = "source"
+			case "dst", "target":
+				k = "destination"
+			}
+			kv[k] = v
+		}
+	}
+	dst := kv["destination"]
+	if dst == "" {
+		return "", "", fmt.Errorf("--mount %q: no destination", s)
+	}
+	switch kv["type"] {
+	case "bind", "volume":
+		src := kv["source"]
+		if kv["type"] == "bind" && !strings.HasPrefix(src, "/") {
+			return "", "", fmt.Errorf("--mount %q: a bind needs an absolute source", s)
+		}
+		v := dst
+		if src != "" {
+			v = src + ":" + dst
+		}
+		if ro {
+			if src == "" {
+				return "", "", fmt.Errorf("--mount %q: a read-only anonymous volume would stay empty", s)
+			}
+			v += ":ro"
+		}
+		return v, "", nil
+	case "tmpfs":
+		t := dst
+		var opts []string
+		if sz := kv["tmpfs-size"]; sz != "" {
+			opts = append(opts, "size="+sz)
+		}
+		if m := kv["tmpfs-mode"]; m != "" {
+			opts = append(opts, "mode="+m)
+		}
+		if len(opts) > 0 {
+			t += ":" + strings.Join(opts, ",")
+		}
+		return "", t, nil
+	}
+	return "", "", fmt.Errorf("--mount %q: type must be bind, volume or tmpfs", s)
 }
 
 // startMonitor runs the container under a background berth process (the
-// monitor: conmon's job) whose stdio is the container's log, and returns once
-// the container runs.
-func startMonitor(p *oneshot.Prepared) (retErr error) {
-	logf, err := os.OpenFile(p.Paths.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+// monitor: conmon's job), and returns once the container runs (printing
+// its id when printID) or failed to start (with docker's exit code).
+func startMonitor(c *cli.Context, ct *oneshot.Container, printID bool) error {
+	mlog, err := os.OpenFile(ct.Paths.MonitorLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return err
+		return withCode(125, err)
 	}
-	defer logf.Close()
-	null, err := os.Open(os.DevNull)
+	defer mlog.Close()
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
-		return err
+		return withCode(125, err)
 	}
 	defer null.Close()
 	r, w, err := os.Pipe()
 	if err != nil {
-		return err
+		return withCode(125, err)
 	}
 	defer r.Close()
-	opts, _ := json.Marshal(p.Opts)
-	exe, _ := os.Executable()
-	cmd := exec.Command(exe, "container", "x-monitor")
-	cmd.Env = append(os.Environ(), envMonitor+"="+string(opts))
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, logf, logf
+	exe, err := os.Executable()
+	if err != nil {
+		return withCode(125, err)
+	}
+	cmd := exec.Command(exe, "--root", ct.Meta.Root, "container", "x-monitor", "--home", ct.Home, ct.Meta.Name)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, mlog
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		w.Close()
-		return err
+		return withCode(125, err)
 	}
 	w.Close()
 	cmd.Process.Release()
 	line, _ := bufio.NewReader(r).ReadString('\n')
-	if strings.TrimSpace(line) != "started" {
-		b, _ := os.ReadFile(p.Paths.Log)
-		return fmt.Errorf("container %s did not start: %s", p.Meta.Name, strings.TrimSpace(string(b)))
+	line = strings.TrimSpace(line)
+	if line != "started" {
+		code, msg := 125, line
+		if rest, ok := strings.CutPrefix(line, "error "); ok {
+			cs, m, _ := strings.Cut(rest, " ")
+			if n, err := strconv.Atoi(cs); err == nil {
+				code, msg = n, m
+			}
+		}
+		if msg == "" {
+			b, _ := os.ReadFile(ct.Paths.MonitorLog)
+			msg = strings.TrimSpace(string(b))
+		}
+		return withCode(code, fmt.Errorf("container %s did not start: %s", ct.Meta.Name, msg))
 	}
-	fmt.Println(p.Meta.Name)
+	if printID {
+		fmt.Println(ct.Meta.ID)
+	}
 	return nil
 }
 
-// containerMonitor is the background process of a detached container.
+// containerMonitor is the background process of a detached container: its
+// runner (see oneshot.Container.Run).
 func containerMonitor(c *cli.Context) error {
-	var o oneshot.Options
-	if err := json.Unmarshal([]byte(os.Getenv(envMonitor)), &o); err != nil {
-		return fmt.Errorf("monitor: %w", err)
-	}
-	os.Unsetenv(envMonitor)
 	notify := os.NewFile(3, "started")
-	p, err := oneshot.Load(o.Home, o.Name)
+	ct, err := oneshot.Load(c.String("home"), c.Args().First())
+	if err != nil {
+		fmt.Fprintf(notify, "error 125 %s\n", oneLine(err.Error()))
+		return err
+	}
+	signal.Ignore(syscall.SIGHUP)
+	stdin, err := os.Open(os.DevNull)
 	if err != nil {
 		return err
 	}
-	p.Opts = o
-	signal.Ignore(syscall.SIGHUP)
-	_, err = p.Run(os.Stdin, os.Stdout, os.Stderr, func() {
-		io.WriteString(notify, "started\n")
+	notified := false
+	code, err := ct.Run(oneshot.IO{Stdin: stdin}, func() {
+		notified = true
+		fmt.Fprintln(notify, "started")
 		notify.Close()
-	}, func(s string) { log.Warnf("%s", s) })
+	}, warnf)
+	if !notified {
+		msg := fmt.Sprintf("exited with status %d before it ran", code)
+		if err != nil {
+			msg = err.Error()
+		}
+		fmt.Fprintf(notify, "error %d %s\n", code, oneLine(msg))
+		notify.Close()
+	}
 	return err
 }
 
-func printLog(p *oneshot.Prepared, follow bool) error {
-	f, err := os.Open(p.Paths.Log)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("container %s has no log (it was not run detached)", p.Meta.Name)
-		}
-		return err
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+// eachContainer runs f on every NAME argument, joining the errors (exit
+// 125).
+func eachContainer(c *cli.Context, f func(*oneshot.Container) error) error {
+	if c.NArg() < 1 {
+		return withCode(125, errors.New("at least one container name or id is required"))
 	}
-	defer f.Close()
-	for {
-		if _, err := io.Copy(os.Stdout, f); err != nil {
-			return err
+	var errs []error
+	for _, name := range c.Args() {
+		ct, err := oneshot.Load(c.String("home"), name)
+		if err == nil {
+			err = f(ct)
 		}
-		if !follow {
-			return nil
+		if err != nil {
+			var ee *exitError
+			if errors.As(err, &ee) {
+				return err
+			}
+			errs = append(errs, err)
 		}
-		if s, err := state.LoadView(p.Meta.Root, p.Meta.Name); err != nil || s.Status() == state.Stopped {
-			_, err := io.Copy(os.Stdout, f)
-			return err
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
+	if len(errs) > 0 {
+		return withCode(125, errors.Join(errs...))
+	}
+	return nil
 }

@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,31 +17,44 @@ import (
 )
 
 // ctWorld is a network world (see network_test.go) plus a busybox image and
-// private homes for the one-shot containers.
+// private homes for the containers and their volumes. The default network
+// exists before any container, so what a container leaves behind shows as
+// a difference from the snapshot taken then.
 type ctWorld struct {
 	*nwWorld
-	image, home, root string
+	image, home, root, vols string
+	base                    nwSnap
 }
 
+// ctBusyboxConfig is the test image's config: a shell, a user with a
+// supplementary group, a volume with content the image owns.
+const ctBusyboxConfig = `{"Env":["PATH=/bin","FROM_IMAGE=1"],"Cmd":["sh"],"Labels":{"org.example.role":"test"}}`
+
 func newCtWorld(t *testing.T) *ctWorld {
+	return newCtWorldImage(t, ctBusyboxConfig)
+}
+
+func newCtWorldImage(t *testing.T, config string) *ctWorld {
 	testutil.RequireRoot(t)
-	w := &ctWorld{nwWorld: nwNewWorld(t, true), home: t.TempDir(), root: t.TempDir()}
-	// Private image store and layer cache.
+	w := &ctWorld{nwWorld: nwNewWorld(t, true), home: t.TempDir(), root: t.TempDir(), vols: t.TempDir()}
+	// Private image store, layer cache, container and volume homes.
 	t.Setenv("BERTH_STORE", t.TempDir())
 	t.Setenv("BERTH_LAYERS", t.TempDir())
+	t.Setenv("BERTH_CONTAINERS", w.home)
+	t.Setenv("BERTH_VOLUMES", w.vols)
 	dir := t.TempDir()
 	rootfs := filepath.Join(dir, "src")
 	unpackBusybox(t, rootfs)
 	os.MkdirAll(filepath.Join(rootfs, "www"), 0o755)
 	os.WriteFile(filepath.Join(rootfs, "www", "index.html"), []byte("published-ok\n"), 0o644)
 	w.image = filepath.Join(dir, "layout")
-	unpackMakeImage(t, w.image, "latest", `{"Env":["PATH=/bin"],"Cmd":["sh"]}`, rootfs+":gzip")
+	unpackMakeImage(t, w.image, "latest", config, rootfs+":gzip")
 	w.image += ":latest"
 	t.Cleanup(func() {
 		// Whatever a failing test left: containers, overlay mounts.
 		ents, _ := os.ReadDir(w.home)
 		for _, e := range ents {
-			w.berth("--root", w.root, "container", "rm", "--home", w.home, "-f", e.Name())
+			w.berth("--root", w.root, "container", "rm", "-f", "-v", e.Name())
 		}
 		b, _ := os.ReadFile("/proc/self/mountinfo")
 		for _, l := range strings.Split(string(b), "\n") {
@@ -47,6 +63,8 @@ func newCtWorld(t *testing.T) *ctWorld {
 			}
 		}
 	})
+	w.mustBerth(t, "network", "create", "berth")
+	w.base = w.snapshot(t)
 	return w
 }
 
@@ -63,9 +81,123 @@ func (w *ctWorld) mustCt(t *testing.T, args ...string) string {
 	return out
 }
 
-// assertClean checks that no container record, runtime state, overlay
-// mount or network endpoint is left.
-func (w *ctWorld) assertClean(t *testing.T) {
+// ctExit returns the exit status of err (0 for nil, -1 if it is not an exit).
+func ctExit(err error) int {
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
+// inspect returns `container inspect NAME` decoded.
+func (w *ctWorld) inspect(t *testing.T, name string) map[string]any {
+	t.Helper()
+	out, err := w.berth("--root", w.root, "container", "inspect", name)
+	if err != nil {
+		t.Fatalf("inspect %s: %v\n%s", name, err, out)
+	}
+	var docs []map[string]any
+	if err := json.Unmarshal([]byte(out), &docs); err != nil || len(docs) != 1 {
+		t.Fatalf("inspect %s: %v\n%s", name, err, out)
+	}
+	return docs[0]
+}
+
+// field walks a decoded JSON document: field(doc, "State", "Pid").
+func field(doc map[string]any, keys ...string) any {
+	var v any = doc
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+func (w *ctWorld) format(t *testing.T, name, tmpl string) string {
+	t.Helper()
+	return strings.TrimSpace(w.mustCt(t, "inspect", "-f", tmpl, name))
+}
+
+// waitFor polls cond for up to d.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cond()
+}
+
+// procs are the processes of a container: its init and its runner.
+type ctProcs struct {
+	pids []int
+	home string
+}
+
+// procsOf records a container's processes so rmAndCheck can check they
+// are gone.
+func (w *ctWorld) procsOf(t *testing.T, name string) ctProcs {
+	t.Helper()
+	var p ctProcs
+	if pid := w.format(t, name, "{{.State.Pid}}"); pid != "0" {
+		n, _ := strconv.Atoi(pid)
+		p.pids = append(p.pids, n)
+	}
+	b, err := os.ReadFile(filepath.Join(w.home, name, "container.json"))
+	if err == nil {
+		var rec struct {
+			State struct {
+				RunnerPid int `json:"runnerPid"`
+			} `json:"state"`
+		}
+		json.Unmarshal(b, &rec)
+		if rec.State.RunnerPid > 0 && rec.State.RunnerPid != os.Getpid() {
+			p.pids = append(p.pids, rec.State.RunnerPid)
+		}
+	}
+	return p
+}
+
+// gone checks that none of the processes is left (a zombie counts as gone).
+func (p ctProcs) gone(t *testing.T) {
+	t.Helper()
+	for _, pid := range p.pids {
+		if !waitFor(5*time.Second, func() bool {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil {
+				return true
+			}
+			s := string(b)
+			return strings.Contains(s[strings.LastIndex(s, ")")+1:], " Z ")
+		}) {
+			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			t.Errorf("process %d is still running: %q", pid, cmd)
+		}
+	}
+}
+
+// rmAndCheck removes a container (rm args + name) and checks its processes
+// are gone.
+func (w *ctWorld) rmAndCheck(t *testing.T, name string, args ...string) {
+	t.Helper()
+	p := w.procsOf(t, name)
+	w.mustCt(t, append(append([]string{"rm"}, args...), name)...)
+	p.gone(t)
+}
+
+// assertClean checks that nothing of any container is left: records and
+// dirs, runtime state, overlay mounts, the network's endpoints (leases),
+// veths, nft rules and netns files (all as in the snapshot taken when the
+// world was made), and volumes other than the named ones in keep.
+func (w *ctWorld) assertClean(t *testing.T, keep ...string) {
 	t.Helper()
 	if ents, _ := os.ReadDir(w.home); len(ents) != 0 {
 		t.Errorf("container dirs left: %v", ents)
@@ -74,23 +206,56 @@ func (w *ctWorld) assertClean(t *testing.T) {
 		t.Errorf("runtime state left: %v", ents)
 	}
 	b, _ := os.ReadFile("/proc/self/mountinfo")
-	if strings.Contains(string(b), w.home) {
-		t.Errorf("mounts left under %s", w.home)
+	for _, dir := range []string{w.home, w.vols} {
+		if strings.Contains(string(b), dir) {
+			t.Errorf("mounts left under %s", dir)
+		}
 	}
-	out, err := w.berth("network", "inspect", "berth")
-	if err != nil && strings.Contains(out, "does not exist") {
-		return
+	var left []string
+	ents, _ := os.ReadDir(w.vols)
+	for _, e := range ents {
+		found := false
+		for _, k := range keep {
+			found = found || e.Name() == k
+		}
+		if !found {
+			left = append(left, e.Name())
+		}
 	}
-	if strings.Contains(out, `"ip"`) || strings.Contains(out, "10.") && strings.Contains(out, `"endpoints": [`) && !strings.Contains(out, `"endpoints": []`) {
-		t.Errorf("network endpoints left:\n%s", out)
+	if len(left) > 0 {
+		t.Errorf("volumes left: %v", left)
+	}
+	out := w.mustBerth(t, "network", "inspect", "berth")
+	var info []struct {
+		Endpoints []json.RawMessage `json:"endpoints"`
+	}
+	if err := json.Unmarshal([]byte(out), &info); err != nil || len(info) != 1 || len(info[0].Endpoints) != 0 {
+		t.Errorf("network endpoints (leases) left: %v\n%s", err, out)
+	}
+	after := w.snapshot(t)
+	if after.Links != w.base.Links {
+		t.Errorf("links differ:\nbefore: %s\nafter:  %s", w.base.Links, after.Links)
+	}
+	if after.Ruleset != w.base.Ruleset {
+		t.Errorf("nft ruleset differs:\nbefore:\n%s\nafter:\n%s", w.base.Ruleset, after.Ruleset)
+	}
+	if after.Netns != w.base.Netns {
+		t.Errorf("netns files differ: before %q after %q", w.base.Netns, after.Netns)
+	}
+	// No runner (monitor) of this world's containers is left.
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if cmd, err := os.ReadFile(p); err == nil && strings.Contains(string(cmd), "x-monitor") && strings.Contains(string(cmd), w.home) {
+			t.Errorf("monitor left: %s %q", p, cmd)
+		}
 	}
 }
 
 func TestContainerRunRm(t *testing.T) {
 	w := newCtWorld(t)
-	out := w.mustCt(t, "run", "--home", w.home, "--rm", "--name", "one", "-e", "GREETING=hi", w.image,
-		"sh", "-c", "echo $GREETING; hostname; grep -c nameserver /etc/resolv.conf; ip -4 addr show eth0 | grep -c inet; nc "+nwEchoIP+" 7 </dev/null")
-	for _, want := range []string{"hi\n", "one\n", "1\n", "uplink " + nwHostIP} {
+	out := w.mustCt(t, "run", "--rm", "--name", "one", "-e", "GREETING=hi", w.image,
+		"sh", "-c", "echo $GREETING; hostname; grep -c nameserver /etc/resolv.conf; ip -4 addr show eth0 | grep -c inet; nc "+nwEchoIP+" 7 </dev/null; touch /root-is-writable && echo wrote-root")
+	for _, want := range []string{"hi\n", "one\n", "1\n", "uplink " + nwHostIP, "wrote-root\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -98,101 +263,164 @@ func TestContainerRunRm(t *testing.T) {
 	w.assertClean(t)
 }
 
-func TestContainerExitCodeAndNoNetwork(t *testing.T) {
+// TestContainerExitCodes: the container's status, and docker's 125 (berth's
+// own error), 126 (cannot run) and 127 (not found), in the foreground and
+// detached, with and without --init.
+func TestContainerExitCodes(t *testing.T) {
 	w := newCtWorld(t)
-	out, err := w.ct("run", "--home", w.home, "--rm", "--network", "none", w.image, "sh", "-c", "ls /sys/class/net; exit 3")
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+	out, err := w.ct("run", "--rm", "--network", "none", w.image, "sh", "-c", "ls /sys/class/net; exit 3")
+	if ctExit(err) != 3 {
 		t.Fatalf("exit: %v\n%s", err, out)
 	}
 	if strings.Contains(out, "eth0") {
 		t.Errorf("--network none still has eth0:\n%s", out)
 	}
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"run", "--rm", "--network", "none", w.image, "no-such-command"}, 127},
+		{[]string{"run", "--rm", "--network", "none", w.image, "/bin/no-such-file"}, 127},
+		{[]string{"run", "--rm", "--network", "none", w.image, "/etc/passwd"}, 126},
+		{[]string{"run", "--rm", "--init", "--network", "none", w.image, "no-such-command"}, 127},
+		{[]string{"run", "--rm", "-d", "--network", "none", w.image, "no-such-command"}, 127},
+		{[]string{"run", "--rm", "-d", "--network", "none", w.image, "/etc/passwd"}, 126},
+		{[]string{"run", "--rm", "--network", "none", "--pull", "never", "no-such-image:latest"}, 125},
+		{[]string{"run", "--rm", "--network", "none", "--ulimit", "bogus=1", w.image, "true"}, 125},
+		{[]string{"run", "--rm", "--network", "none", "--init", w.image, "sh", "-c", "kill -9 $$"}, 137},
+	} {
+		out, err := w.ct(c.args...)
+		if got := ctExit(err); got != c.code {
+			t.Errorf("%v: exit %d, want %d\n%s", c.args, got, c.code, out)
+		}
+	}
+	// A container that failed to start stays, created, without --rm.
+	if _, err := w.ct("run", "--name", "failed", "--network", "none", w.image, "no-such-command"); ctExit(err) != 127 {
+		t.Errorf("exit %v", err)
+	}
+	if st := w.format(t, "failed", "{{.State.Status}} {{.State.ExitCode}}"); st != "exited 127" && st != "created 127" {
+		t.Errorf("failed container: %q", st)
+	}
+	w.rmAndCheck(t, "failed")
 	w.assertClean(t)
 }
 
 func TestContainerDetachedLogsPublish(t *testing.T) {
 	w := newCtWorld(t)
-	name := w.mustCt(t, "run", "--home", w.home, "-d", "--name", "web", "-p", "8080:80", w.image,
-		"sh", "-c", "echo started-web; exec httpd -f -p 80 -h /www")
-	if strings.TrimSpace(name) != "web" {
-		t.Fatalf("run -d printed %q", name)
+	id := strings.TrimSpace(w.mustCt(t, "run", "-d", "--name", "web", "-p", "8080:80", w.image,
+		"sh", "-c", "echo started-web; echo to-stderr >&2; exec httpd -f -p 80 -h /www"))
+	if len(id) != 64 {
+		t.Fatalf("run -d printed %q, want the container id", id)
 	}
 	var body string
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	waitFor(10*time.Second, func() bool {
 		b, err := exec.Command("nsenter", "--net="+w.ns(w.host), "wget", "-q", "-T", "2", "-O-", "http://"+nwHostIP+":8080/").CombinedOutput()
-		if body = string(b); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		body = string(b)
+		return err == nil
+	})
 	if !strings.Contains(body, "published-ok") {
 		t.Errorf("published port: %q", body)
 	}
-	if logs := w.mustCt(t, "logs", "--home", w.home, "web"); !strings.Contains(logs, "started-web") {
+	if logs := w.mustCt(t, "logs", "web"); !strings.Contains(logs, "started-web") || !strings.Contains(logs, "to-stderr") {
 		t.Errorf("logs: %q", logs)
 	}
-	if ls := w.mustCt(t, "ls", "--home", w.home); !strings.Contains(ls, "web") || !strings.Contains(ls, "running") {
-		t.Errorf("ls:\n%s", ls)
+	if ls := w.mustCt(t, "ps"); !strings.Contains(ls, "web") || !strings.Contains(ls, "Up ") || !strings.Contains(ls, "0.0.0.0:8080->80/tcp") {
+		t.Errorf("ps:\n%s", ls)
 	}
-	if out, err := w.ct("rm", "--home", w.home, "web"); err == nil {
+	if q := strings.TrimSpace(w.mustCt(t, "ps", "-q")); q != id[:12] {
+		t.Errorf("ps -q: %q, want %q", q, id[:12])
+	}
+	if got := w.format(t, id[:8], "{{.Name}}"); got != "web" {
+		t.Errorf("lookup by id prefix: %q", got)
+	}
+	if out, err := w.ct("rm", "web"); err == nil {
 		t.Errorf("rm of a running container without -f succeeded: %s", out)
 	}
-	w.mustCt(t, "stop", "--home", w.home, "-t", "2", "web")
-	w.mustCt(t, "rm", "--home", w.home, "web")
+	p := w.procsOf(t, "web")
+	w.mustCt(t, "stop", "-t", "2", "web")
+	p.gone(t)
+	if ps := w.mustCt(t, "ps"); strings.Contains(ps, "web") {
+		t.Errorf("ps lists a stopped container:\n%s", ps)
+	}
+	if ps := w.mustCt(t, "ps", "-a"); !strings.Contains(ps, "web") || !strings.Contains(ps, "Exited (") {
+		t.Errorf("ps -a:\n%s", ps)
+	}
+	w.rmAndCheck(t, "web")
 	w.assertClean(t)
 }
 
 func TestContainerDetachedRmCleansUpOnExit(t *testing.T) {
 	w := newCtWorld(t)
-	w.mustCt(t, "run", "--home", w.home, "-d", "--rm", "--name", "brief", w.image, "sh", "-c", "sleep 0.3")
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if ents, _ := os.ReadDir(w.home); len(ents) == 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	w.mustCt(t, "run", "-d", "--rm", "--name", "brief", w.image, "sh", "-c", "sleep 0.3")
+	waitFor(15*time.Second, func() bool {
+		ents, _ := os.ReadDir(w.home)
+		return len(ents) == 0
+	})
 	w.assertClean(t)
 }
 
 func TestContainerBadInput(t *testing.T) {
 	w := newCtWorld(t)
-	for _, args := range [][]string{
-		{"run", "--home", w.home, "--pull", "never", "no-such-image:latest"},
-		{"run", "--home", w.home, "-v", "relative:/x", w.image, "true"},
-		{"run", "--home", w.home, "-p", "notaport", w.image, "true"},
-		{"run", "--home", w.home, "--memory", "lots", w.image, "true"},
-		{"run", "--home", w.home, "--name", "bad/name", w.image, "true"},
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"run", "--pull", "never", "no-such-image:latest"}, "not in the store"},
+		{[]string{"run", "-v", "relative/path:/x", w.image, "true"}, "-v"},
+		{[]string{"run", "-v", "/no/such/dir:/x", w.image, "true"}, "no such file"},
+		{[]string{"run", "-p", "notaport", w.image, "true"}, "port"},
+		{[]string{"run", "--memory", "lots", w.image, "true"}, "--memory"},
+		{[]string{"run", "--name", "bad/name", w.image, "true"}, "name"},
+		{[]string{"run", "--rm", "--restart", "always", w.image, "true"}, "--rm and --restart"},
+		{[]string{"run", "--restart", "sometimes", w.image, "true"}, "--restart"},
+		{[]string{"run", "--health-cmd", "true", w.image, "true"}, "health checks"},
+		{[]string{"run", "--userns", "keep-id", w.image, "true"}, "user namespaces"},
+		{[]string{"run", "-a", "stdout", w.image, "true"}, "no attach"},
+		{[]string{"run", "--log-driver", "journald", w.image, "true"}, "k8s-file"},
+		{[]string{"run", "--security-opt", "apparmor=docker-default", w.image, "true"}, "AppArmor"},
+		{[]string{"run", "--device", "/dev/null:/dev/n:r", w.image, "true"}, "rwm"},
+		{[]string{"run", "--platform", "linux/arm64", w.image, "true"}, "platform"},
+		{[]string{"run", "-u", "nobody", w.image, "true"}, "unable to find user nobody"},
+		{[]string{"run", "--network", "none", "-p", "80:80", w.image, "true"}, "bridge network"},
+		{[]string{"logs", "no-such-container"}, "no such container"},
+		{[]string{"cp", "a:/x", "b:/y"}, "between containers"},
 	} {
-		if out, err := w.ct(args...); err == nil {
-			t.Errorf("%v succeeded: %s", args, out)
+		out, err := w.ct(c.args...)
+		if ctExit(err) != 125 || !strings.Contains(out, c.msg) {
+			t.Errorf("%v: exit %d, want 125 and %q:\n%s", c.args, ctExit(err), c.msg, out)
 		}
 	}
 	w.assertClean(t)
 }
 
 // TestContainerInteractiveTTY drives -it through a pty (script), as a user
-// at a terminal would: the shell reads our input, its exit status comes back.
+// at a terminal would: the shell reads our input, its exit status comes back,
+// and the session is in the container's log.
 func TestContainerInteractiveTTY(t *testing.T) {
 	w := newCtWorld(t)
 	if _, err := exec.LookPath("script"); err != nil {
 		testutil.Require(t, false, "script (util-linux) is not installed")
 	}
-	cmdline := berthBin + " --root " + w.root + " container run --home " + w.home + " --rm -it --network none " + w.image + " sh"
-	cmd := exec.Command("script", "-qec", cmdline, "/dev/null")
-	cmd.Env = os.Environ()
-	stdin, _ := cmd.StdinPipe()
-	go func() {
-		time.Sleep(500 * time.Millisecond)
-		stdin.Write([]byte("tty; echo typed-$((6*7)); exit 5\n"))
-	}()
-	out, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 {
-		t.Fatalf("exit: %v\n%s", err, out)
-	}
-	if !strings.Contains(string(out), "/dev/pts/0") || !strings.Contains(string(out), "typed-42") {
-		t.Errorf("terminal session output:\n%s", out)
+	for _, init := range []string{"", "--init "} {
+		cmdline := berthBin + " --root " + w.root + " container run --name tty -it " + init + "--network none " + w.image + " sh"
+		cmd := exec.Command("script", "-qec", cmdline, "/dev/null")
+		cmd.Env = os.Environ()
+		stdin, _ := cmd.StdinPipe()
+		go func() {
+			time.Sleep(700 * time.Millisecond)
+			stdin.Write([]byte("tty; echo typed-$((6*7)); echo $TERM; exit 5\n"))
+		}()
+		out, err := cmd.CombinedOutput()
+		if ctExit(err) != 5 {
+			t.Fatalf("%sexit: %v\n%s", init, err, out)
+		}
+		if !strings.Contains(string(out), "/dev/pts/0") || !strings.Contains(string(out), "typed-42") || !strings.Contains(string(out), "xterm") {
+			t.Errorf("%sterminal session output:\n%s", init, out)
+		}
+		if logs := w.mustCt(t, "logs", "tty"); !strings.Contains(logs, "typed-42") {
+			t.Errorf("%slog of the terminal session: %q", init, logs)
+		}
+		w.rmAndCheck(t, "tty")
 	}
 	w.assertClean(t)
 }
