@@ -138,10 +138,12 @@ Examples:
 			},
 			{
 				Name:  "prune",
-				Usage: "remove every volume no container uses",
-				Flags: []cli.Flag{volumeDirFlag, homeFlag, cli.BoolFlag{Name: "force, f", Usage: "do not ask for confirmation"}},
+				Usage: "remove the anonymous volumes no container uses (--all: named ones too)",
+				Flags: []cli.Flag{volumeDirFlag, homeFlag,
+					cli.BoolFlag{Name: "force, f", Usage: "do not ask for confirmation"},
+					cli.BoolFlag{Name: "all, a", Usage: "named volumes too"}},
 				Action: func(c *cli.Context) error {
-					if !c.Bool("force") && !confirm("This removes every volume no container uses. Continue? [y/N] ") {
+					if !c.Bool("force") && !confirm("This removes every unused volume. Continue? [y/N] ") {
 						return nil
 					}
 					list, err := oneshot.ListVolumes(c.String("volume-dir"))
@@ -149,6 +151,9 @@ Examples:
 						return withCode(125, err)
 					}
 					for _, v := range list {
+						if !v.Anonymous && !c.Bool("all") {
+							continue
+						}
 						if users, err := oneshot.VolumeUsers(c.String("home"), c.String("volume-dir"), v.Name); err != nil || len(users) > 0 {
 							continue
 						}

@@ -246,6 +246,9 @@ func (o *Options) spec(img *bundle.Image, rootfs string, m *Meta) (*specs.Spec, 
 		}
 	}
 
+	// As docker: set-id programs keep working (su, ping on old images);
+	// seccomp still applies. --security-opt no-new-privileges sets it.
+	p.NoNewPrivileges = false
 	if err := o.securityOpts(s); err != nil {
 		return nil, err
 	}

@@ -148,6 +148,10 @@ func (c *Container) Logs(ctx context.Context, o LogOptions, emit func(LogEntry) 
 	if err != nil {
 		return err
 	}
+	if !o.Follow {
+		// An unfinished last line counts as a line.
+		first = append(first, lr.unfinished()...)
+	}
 	if o.Tail >= 0 && len(first) > o.Tail {
 		first = first[len(first)-o.Tail:]
 	}
@@ -157,7 +161,7 @@ func (c *Container) Logs(ctx context.Context, o LogOptions, emit func(LogEntry) 
 		}
 	}
 	if !o.Follow {
-		return c.flushPartial(lr, emit)
+		return nil
 	}
 	for {
 		done := !c.RunnerAlive() && !c.Running()
@@ -171,7 +175,12 @@ func (c *Container) Logs(ctx context.Context, o LogOptions, emit func(LogEntry) 
 			}
 		}
 		if done {
-			return c.flushPartial(lr, emit)
+			for _, e := range lr.unfinished() {
+				if err := emit(e); err != nil {
+					return err
+				}
+			}
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -184,14 +193,14 @@ func (c *Container) Logs(ctx context.Context, o LogOptions, emit func(LogEntry) 
 	}
 }
 
-// flushPartial emits unfinished lines (the output ended without a newline).
-func (c *Container) flushPartial(lr *logReader, emit func(LogEntry) error) error {
+// unfinished returns the lines still without their end (the output
+// stopped without a newline).
+func (lr *logReader) unfinished() []LogEntry {
+	var out []LogEntry
 	for _, s := range []string{"stdout", "stderr"} {
 		if e := lr.partial[s]; e != nil {
-			if err := emit(*e); err != nil {
-				return err
-			}
+			out = append(out, *e)
 		}
 	}
-	return nil
+	return out
 }

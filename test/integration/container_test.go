@@ -31,10 +31,12 @@ type ctWorld struct {
 const ctBusyboxConfig = `{"Env":["PATH=/bin","FROM_IMAGE=1"],"Cmd":["sh"],"Labels":{"org.example.role":"test"}}`
 
 func newCtWorld(t *testing.T) *ctWorld {
-	return newCtWorldImage(t, ctBusyboxConfig)
+	return newCtWorldImage(t, ctBusyboxConfig, nil)
 }
 
-func newCtWorldImage(t *testing.T, config string) *ctWorld {
+// newCtWorldImage makes the world with an image of the given config; edit,
+// if set, adds to the busybox rootfs first.
+func newCtWorldImage(t *testing.T, config string, edit func(rootfs string)) *ctWorld {
 	testutil.RequireRoot(t)
 	w := &ctWorld{nwWorld: nwNewWorld(t, true), home: t.TempDir(), root: t.TempDir(), vols: t.TempDir()}
 	// Private image store, layer cache, container and volume homes.
@@ -47,6 +49,9 @@ func newCtWorldImage(t *testing.T, config string) *ctWorld {
 	unpackBusybox(t, rootfs)
 	os.MkdirAll(filepath.Join(rootfs, "www"), 0o755)
 	os.WriteFile(filepath.Join(rootfs, "www", "index.html"), []byte("published-ok\n"), 0o644)
+	if edit != nil {
+		edit(rootfs)
+	}
 	w.image = filepath.Join(dir, "layout")
 	unpackMakeImage(t, w.image, "latest", config, rootfs+":gzip")
 	w.image += ":latest"
