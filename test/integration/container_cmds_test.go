@@ -315,7 +315,9 @@ func TestContainerRestartPolicy(t *testing.T) {
 	if out := w.mustCt(t, "wait", "fails"); out == "" {
 		t.Error("wait printed nothing")
 	}
-	waitFor(10*time.Second, func() bool { return w.format(t, "fails", "{{.State.Status}}") == "exited" && !w.runnerAlive(t, "fails") })
+	waitFor(10*time.Second, func() bool {
+		return w.format(t, "fails", "{{.State.Status}}") == "exited" && !w.runnerAlive(t, "fails")
+	})
 	if s := w.format(t, "fails", "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}"); s != "exited 2 3 on-failure:2" {
 		t.Errorf("on-failure:2: %s", s)
 	}
