@@ -463,7 +463,7 @@ func containerPs(c *cli.Context) error {
 	}
 	var shown []*oneshot.Container
 	for _, ct := range list {
-		if c.Bool("all") || ct.Running() {
+		if s, _ := ct.Status(); c.Bool("all") || ct.Running() || s == oneshot.StatusRestarting {
 			shown = append(shown, ct)
 		}
 	}

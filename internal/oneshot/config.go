@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -145,8 +146,17 @@ func (o *Options) spec(img *bundle.Image, rootfs string, m *Meta) (*specs.Spec, 
 		if err := checkStatic(o.InitBinary); err != nil {
 			return nil, err
 		}
+		src := o.InitBinary
+		if o.mayRemount() {
+			// A container that may mount could remount the bind
+			// read-write and change the host's binary: it gets a copy of
+			// its own.
+			if src, err = copyFile(o.InitBinary, filepath.Join(filepath.Dir(rootfs), "..", "init")); err != nil {
+				return nil, fmt.Errorf("--init: %w", err)
+			}
+		}
 		args = append([]string{InitPath, "--"}, args...)
-		s.Mounts = append(s.Mounts, specs.Mount{Destination: InitPath, Type: "bind", Source: o.InitBinary,
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: InitPath, Type: "bind", Source: src,
 			Options: []string{"bind", "ro", "nosuid", "nodev"}})
 	}
 	p.Args = args
@@ -385,6 +395,39 @@ func boundingCaps() []string {
 		}
 	}
 	return out
+}
+
+// mayRemount reports whether the container gets CAP_SYS_ADMIN, with which
+// it can remount a read-only bind read-write.
+func (o *Options) mayRemount() bool {
+	if o.Privileged {
+		return true
+	}
+	for _, c := range o.CapAdd {
+		if u := strings.ToUpper(c); u == "ALL" || u == "SYS_ADMIN" || u == "CAP_SYS_ADMIN" {
+			return true
+		}
+	}
+	return false
+}
+
+// copyFile copies a binary to dst (mode 0555) and returns dst.
+func copyFile(src, dst string) (string, error) {
+	dst = filepath.Clean(dst)
+	in, err := os.Open(src)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o555)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return "", err
+	}
+	return dst, out.Close()
 }
 
 // checkStatic refuses an --init binary that needs a dynamic loader: it

@@ -595,6 +595,16 @@ func TestContainerRunFlags(t *testing.T) {
 			t.Errorf("--privileged: no %q in\n%s", want, out)
 		}
 	}
+	// --init with --privileged: the container could remount /dev/init
+	// read-write, so it binds a copy of berth of its own, not the host's.
+	w.mustCt(t, "run", "-d", "--name", "privinit", "--privileged", "--init", "--network", "none", w.image, "sh", "-c", "sleep 100")
+	if out := w.mustCt(t, "exec", "privinit", "sh", "-c", "mount -o remount,rw,bind /dev/init && echo remounted"); out != "remounted\n" {
+		t.Errorf("remount in a privileged container: %q", out)
+	}
+	if fi, err := os.Stat(filepath.Join(w.home, "privinit", "init")); err != nil || fi.Size() == 0 {
+		t.Errorf("no private copy of the init binary: %v", err)
+	}
+	w.rmAndCheck(t, "privinit", "-f")
 	// --cidfile, --stop-signal, --sysctl, --domainname.
 	cid := filepath.Join(t.TempDir(), "cid")
 	w.mustCt(t, "run", "-d", "--name", "opts", "--cidfile", cid, "--stop-signal", "SIGHUP", "--sysctl", "net.ipv4.ip_forward=1", "--domainname", "example.org",
