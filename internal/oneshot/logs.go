@@ -164,6 +164,9 @@ func (c *Container) Logs(ctx context.Context, o LogOptions, emit func(LogEntry) 
 		return nil
 	}
 	for {
+		if err := c.Reload(); err != nil {
+			return nil // removed
+		}
 		done := !c.RunnerAlive() && !c.Running()
 		es, err := read()
 		if err != nil {
@@ -186,9 +189,6 @@ func (c *Container) Logs(ctx context.Context, o LogOptions, emit func(LogEntry) 
 		case <-ctx.Done():
 			return nil
 		case <-time.After(100 * time.Millisecond):
-		}
-		if _, err := os.Stat(c.Paths.Meta); err != nil {
-			return nil // removed
 		}
 	}
 }

@@ -299,8 +299,15 @@ func (c *Container) Status() (status string, pid int) {
 			return StatusCreated, st.InitPid
 		}
 	}
-	if c.RunnerAlive() && c.Meta.State.Restarting {
-		return StatusRestarting, 0
+	if c.RunnerAlive() {
+		if c.Meta.State.Restarting {
+			return StatusRestarting, 0
+		}
+		if c.Meta.State.StartedAt.After(c.Meta.State.FinishedAt) {
+			// Exiting: the process is gone, its runner has not recorded
+			// the exit yet.
+			return StatusRunning, 0
+		}
 	}
 	if c.Meta.State.StartedAt.IsZero() {
 		return StatusCreated, 0

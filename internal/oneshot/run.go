@@ -341,8 +341,7 @@ func (c *Container) Remove(o RemoveOptions) error {
 		warn = func(string) {}
 	}
 	if !o.self {
-		if c.Running() && !o.Force {
-			s, _ := c.Status()
+		if s, _ := c.Status(); (c.Running() || s == StatusRestarting) && !o.Force {
 			return fmt.Errorf("container %s is %s: stop it first or use --force", c.Meta.Name, s)
 		}
 		if err := c.Update(func(m *Meta) { m.State.ManualStop = true }); err != nil {
@@ -421,9 +420,13 @@ func (c *Container) Wait(ctx context.Context) (int, error) {
 	}
 	defer exit.Close()
 	finished := c.Meta.State.FinishedAt
+	if s, _ := c.Status(); !c.RunnerAlive() && (s == StatusExited || s == StatusCreated) {
+		return c.Meta.State.ExitCode, nil
+	}
 	for {
-		s, _ := c.Status()
-		if s == StatusExited || s == StatusCreated && !c.RunnerAlive() {
+		// The runner records the exit after the runtime's teardown: the
+		// run ends when FinishedAt changes, not when the process is gone.
+		if !c.RunnerAlive() && !c.Running() {
 			return c.Meta.State.ExitCode, nil
 		}
 		select {

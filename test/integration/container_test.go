@@ -356,7 +356,11 @@ func TestContainerDetachedLogsPublish(t *testing.T) {
 
 func TestContainerDetachedRmCleansUpOnExit(t *testing.T) {
 	w := newCtWorld(t)
-	w.mustCt(t, "run", "-d", "--rm", "--name", "brief", w.image, "sh", "-c", "sleep 0.3")
+	w.mustCt(t, "run", "-d", "--rm", "--name", "brief", w.image, "sh", "-c", "sleep 0.3; exit 7")
+	// wait reports the status of a container --rm removed as it exited.
+	if out := w.mustCt(t, "wait", "brief"); out != "7\n" {
+		t.Errorf("wait: %q", out)
+	}
 	waitFor(15*time.Second, func() bool {
 		ents, _ := os.ReadDir(w.home)
 		return len(ents) == 0
