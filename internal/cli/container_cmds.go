@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli"
+	"golang.org/x/term"
 
 	"berth/internal/oneshot"
 	rtpkg "berth/internal/runtime"
@@ -299,6 +300,104 @@ Examples:
 			},
 		},
 		{
+			Name:      "update",
+			Usage:     "change containers' resource limits (live, and for later runs) and restart policy",
+			ArgsUsage: "NAME...",
+			Flags: []cli.Flag{homeFlag,
+				cli.StringFlag{Name: "memory, m", Usage: "memory limit, e.g. 256m"},
+				cli.StringFlag{Name: "memory-swap", Usage: "memory plus swap limit (-1: unlimited swap)"},
+				cli.StringFlag{Name: "memory-reservation", Usage: "memory soft limit"},
+				cli.Float64Flag{Name: "cpus", Usage: "number of CPUs"},
+				cli.Uint64Flag{Name: "cpu-shares, c", Usage: "CPU shares"},
+				cli.StringFlag{Name: "cpuset-cpus", Usage: "CPUs the container may use"},
+				cli.StringFlag{Name: "cpuset-mems", Usage: "memory nodes the container may use"},
+				cli.Int64Flag{Name: "pids-limit", Usage: "maximum number of processes"},
+				cli.UintFlag{Name: "blkio-weight", Usage: "block I/O weight, 10 to 1000"},
+				cli.StringFlag{Name: "restart", Usage: "restart policy: no, on-failure[:N], always, unless-stopped"},
+			},
+			Action: func(c *cli.Context) error {
+				var r oneshot.Resources
+				for name, dst := range map[string]*int64{"memory": &r.Memory, "memory-swap": &r.MemorySwap, "memory-reservation": &r.MemoryReservation} {
+					if v := c.String(name); name == "memory-swap" && v == "-1" {
+						*dst = -1
+					} else if n, err := parseSize(v); err != nil {
+						return withCode(125, fmt.Errorf("--%s: %w", name, err))
+					} else {
+						*dst = n
+					}
+				}
+				r.CPUs, r.CPUShares, r.CpusetCpus, r.CpusetMems = c.Float64("cpus"), c.Uint64("cpu-shares"), c.String("cpuset-cpus"), c.String("cpuset-mems")
+				r.PidsLimit, r.BlkioWeight = c.Int64("pids-limit"), uint16(c.Uint("blkio-weight"))
+				if c.IsSet("restart") {
+					p, err := oneshot.ParseRestart(c.String("restart"))
+					if err != nil {
+						return withCode(125, err)
+					}
+					r.Restart = &p
+				}
+				return eachContainer(c, func(ct *oneshot.Container) error {
+					if err := ct.Reconfigure(r, warnf); err != nil {
+						return err
+					}
+					fmt.Println(ct.Meta.Name)
+					return nil
+				})
+			},
+		},
+		{
+			Name:      "diff",
+			Usage:     "list what a container changed in its writable layer (A added, C changed, D deleted)",
+			ArgsUsage: "NAME",
+			Flags:     []cli.Flag{homeFlag},
+			Action: func(c *cli.Context) error {
+				if err := checkArgs(c, 1, exactArgs); err != nil {
+					return withCode(125, err)
+				}
+				ct, err := oneshot.Load(c.String("home"), c.Args().First())
+				if err != nil {
+					return withCode(125, err)
+				}
+				changes, err := ct.Diff()
+				if err != nil {
+					return withCode(125, err)
+				}
+				for _, ch := range changes {
+					fmt.Printf("%c %s\n", ch.Kind, ch.Path)
+				}
+				return nil
+			},
+		},
+		{
+			Name:      "export",
+			Usage:     "write a container's root filesystem as a tar stream (to stdout, or --output)",
+			ArgsUsage: "NAME",
+			Flags:     []cli.Flag{homeFlag, cli.StringFlag{Name: "output, o", Usage: "write to this file"}},
+			Action: func(c *cli.Context) error {
+				if err := checkArgs(c, 1, exactArgs); err != nil {
+					return withCode(125, err)
+				}
+				ct, err := oneshot.Load(c.String("home"), c.Args().First())
+				if err != nil {
+					return withCode(125, err)
+				}
+				w := io.Writer(os.Stdout)
+				if o := c.String("output"); o != "" {
+					f, err := os.Create(o)
+					if err != nil {
+						return withCode(125, err)
+					}
+					defer f.Close()
+					w = f
+				} else if term.IsTerminal(int(os.Stdout.Fd())) {
+					return withCode(125, errors.New("export: refusing to write a tar stream to a terminal (redirect it or use --output)"))
+				}
+				return withCodeOrNil(125, ct.Export(w))
+			},
+		},
+		refusedCommand("attach", "berth has no attach: follow the output with `berth container logs -f NAME`, or run a shell with `berth container exec -it NAME sh`"),
+		refusedCommand("commit", "berth does not make images from containers; `berth container export` writes the root filesystem as a tar, and `container diff` lists the changes"),
+		refusedCommand("rename", "names are fixed: the name is the runtime's container id and the path of its bundle"),
+		{
 			Name:      "stats",
 			Usage:     "show containers' CPU, memory, network and block I/O use, and process count",
 			ArgsUsage: "[NAME...]",
@@ -308,6 +407,13 @@ Examples:
 			Action: containerStats,
 		},
 	}
+}
+
+// refusedCommand is a podman/docker container command berth does not
+// have: it says why.
+func refusedCommand(name, why string) cli.Command {
+	return cli.Command{Name: name, Usage: "not supported: " + why, SkipFlagParsing: true,
+		Action: func(c *cli.Context) error { return withCode(125, fmt.Errorf("container %s: %s", name, why)) }}
 }
 
 func withCodeOrNil(code int, err error) error {

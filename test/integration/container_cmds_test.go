@@ -656,3 +656,37 @@ func TestContainerUnpackWritableRoot(t *testing.T) {
 		t.Errorf("run of the unpacked bundle: %v %q", err, out)
 	}
 }
+
+func TestContainerUpdateDiffExport(t *testing.T) {
+	w := newCtWorld(t)
+	w.mustCt(t, "run", "-d", "--name", "u", "--network", "none", w.image, "sh", "-c", "echo x > /new; rm /etc/group; echo more >> /etc/passwd; exec sleep 1000")
+	time.Sleep(300 * time.Millisecond)
+	if out := w.mustCt(t, "diff", "u"); out != "C /etc\nD /etc/group\nC /etc/passwd\nA /new\n" {
+		t.Errorf("diff: %q", out)
+	}
+	w.mustCt(t, "update", "--pids-limit", "33", "--memory", "64m", "--restart", "on-failure:2", "u")
+	if out := w.mustCt(t, "exec", "u", "sh", "-c", "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/memory.max"); out != "33\n67108864\n" {
+		t.Errorf("live limits after update: %q", out)
+	}
+	if s := w.format(t, "u", "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}"); s != "on-failure:2" {
+		t.Errorf("restart policy after update: %s", s)
+	}
+	// Kept for the next run.
+	w.mustCt(t, "restart", "-t", "0", "u")
+	if out := w.mustCt(t, "exec", "u", "sh", "-c", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"); out != "33\n" {
+		t.Errorf("limits after a restart: %q", out)
+	}
+	tarball := filepath.Join(t.TempDir(), "u.tar")
+	w.mustCt(t, "export", "-o", tarball, "u")
+	list, err := exec.Command("tar", "tf", tarball).Output()
+	if err != nil || !strings.Contains(string(list), "\nnew\n") || !strings.Contains(string(list), "etc/passwd\n") || strings.Contains(string(list), "etc/group") {
+		t.Errorf("export: %v\n%s", err, list)
+	}
+	for _, cmd := range []string{"attach", "commit", "rename"} {
+		if out, err := w.ct(cmd, "u", "x"); ctExit(err) != 125 || !strings.Contains(out, "container "+cmd+":") {
+			t.Errorf("%s: %v %s", cmd, err, out)
+		}
+	}
+	w.rmAndCheck(t, "u", "-f")
+	w.assertClean(t)
+}

@@ -172,6 +172,23 @@ func Remount(bundle string) error {
 	return mountOverlay(rootfs, lowers, filepath.Join(ov, "upper"), filepath.Join(ov, "work"))
 }
 
+// Layers returns an overlay bundle's upper directory and its cached layer
+// directories, top first (the overlay's lowerdir order).
+func Layers(bundle string) (upper string, lowers []string, err error) {
+	st, err := readState(bundle)
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := Open(st.Cache)
+	if err != nil {
+		return "", nil, err
+	}
+	for i := len(st.Layers) - 1; i >= 0; i-- {
+		lowers = append(lowers, c.LayerDir(st.Layers[i]))
+	}
+	return filepath.Join(bundle, OverlayDir, "upper"), lowers, nil
+}
+
 func readState(bundle string) (overlayState, error) {
 	var st overlayState
 	b, err := os.ReadFile(filepath.Join(bundle, OverlayDir, "layers.json"))
