@@ -37,6 +37,14 @@ func newCtWorld(t *testing.T) *ctWorld {
 // newCtWorldImage makes the world with an image of the given config; edit,
 // if set, adds to the busybox rootfs first.
 func newCtWorldImage(t *testing.T, config string, edit func(rootfs string)) *ctWorld {
+	w := newCtWorldBare(t, config, edit)
+	w.mustBerth(t, "network", "create", "berth")
+	w.base = w.snapshot(t)
+	return w
+}
+
+// newCtWorldBare is the world without the default network.
+func newCtWorldBare(t *testing.T, config string, edit func(rootfs string)) *ctWorld {
 	testutil.RequireRoot(t)
 	w := &ctWorld{nwWorld: nwNewWorld(t, true), home: t.TempDir(), root: t.TempDir(), vols: t.TempDir()}
 	// Private image store, layer cache, container and volume homes.
@@ -68,8 +76,6 @@ func newCtWorldImage(t *testing.T, config string, edit func(rootfs string)) *ctW
 			}
 		}
 	})
-	w.mustBerth(t, "network", "create", "berth")
-	w.base = w.snapshot(t)
 	return w
 }
 
@@ -265,6 +271,25 @@ func TestContainerRunRm(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	w.assertClean(t)
+}
+
+// TestContainerCreatesDefaultNetwork: the first container makes the
+// default network "berth" (bridge, NAT); its removal leaves the network and
+// nothing else.
+func TestContainerCreatesDefaultNetwork(t *testing.T) {
+	w := newCtWorldBare(t, ctBusyboxConfig, nil)
+	if out, err := w.berth("network", "inspect", "berth"); err == nil {
+		t.Fatalf("the default network exists already: %s", out)
+	}
+	out := w.mustCt(t, "run", "--rm", w.image, "sh", "-c", "nc "+nwEchoIP+" 7 </dev/null")
+	if !strings.Contains(out, "uplink "+nwHostIP) {
+		t.Errorf("through the new default network: %q", out)
+	}
+	if out := w.mustBerth(t, "network", "ls"); !strings.Contains(out, "berth") {
+		t.Errorf("network ls: %s", out)
+	}
+	w.base = w.snapshot(t)
 	w.assertClean(t)
 }
 
