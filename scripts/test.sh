@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README): installs what the tests need, then runs every
 # test: unit and integration tests (root-only ones run when this runs as
-# root; CI=true turns their skips into failures; the exec, rootfs and
-# security tests a second time on the Go paths of init and exec), short fuzz
-# runs, and the runtime-tools validation suite against berth.
+# root; CI=true turns their skips into failures), short fuzz runs, and the
+# runtime-tools validation suite against berth.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,13 +34,6 @@ fi
 go vet ./...
 (cd third_party/md2man && go vet ./... && go test -count=1 ./...)
 go test -count=1 -timeout 45m ./... "$@"
-if [[ $(id -u) == 0 ]]; then
-	# exec, rootfs and security tests again with every init and exec process
-	# on the Go path (the default for the configurations they cover is the C
-	# fast path, internal/nsenter/initplan.c and execplan.c).
-	BERTH_NO_FAST_EXEC=1 BERTH_NO_FAST_INIT=1 go test -count=1 -timeout 20m -run 'Exec|CVE|Compat|Masked|Mount|Cwd|Lifecycle' ./test/integration "$@"
-fi
-
 # Short fuzz runs over the checked-in corpora. Budgets are execution counts
 # (about 10 s each here), not durations: with a -fuzztime duration Go 1.26's
 # fuzz coordinator can fail the run with "context deadline exceeded" at the

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Container start-up benchmark: berth against runc, side by side in one run.
 #
-#   bench/runtime/run.sh [-n ROUNDS] [--berth PATH] [--runc PATH] [--only run|exec|phases] [--seccomp]
+#   bench/runtime/run.sh [-n ROUNDS] [--berth PATH] [--runc PATH] [--only run|exec|phases|userns] [--seccomp]
 #   (--seccomp: both runtimes load docker's default seccomp profile)
 #
 # "run": `RT run` of /bin/true (terminal false) in a busybox bundle, the whole
@@ -11,6 +11,9 @@
 # "phases": where the time of "run" goes: `create`, `state`, `start` and
 # `delete` of the same bundle timed one by one, plus `--version` (the floor:
 # process start-up and package initialisation of the binary).
+# "userns": "run" of the same rootfs in a user namespace (uid/gid 0 mapped
+# to 100000, 65536 ids), berth against runc, and berth's user-namespaced
+# run against its plain one (target <= 1.2x: the one-plan issue).
 #
 # The rounds are paired and alternate which runtime goes first, so drift
 # (page cache, CPU frequency, other load on the machine) hits both equally.
@@ -32,7 +35,7 @@ while (($#)); do
 	-n) rounds="${2:?-n needs a number}"; shift ;;
 	--berth) berth="${2:?--berth needs a path}"; shift ;;
 	--runc) runc_bin="${2:?--runc needs a path}"; shift ;;
-	--only) only="${2:?--only needs run, exec or phases}"; shift ;;
+	--only) only="${2:?--only needs run, exec, phases or userns}"; shift ;;
 	--seccomp) seccomp=1 ;;
 	-h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -40,7 +43,7 @@ while (($#)); do
 	shift
 done
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -n wants a positive number, got $rounds" >&2; exit 2; }
-[[ -z "$only" || "$only" == run || "$only" == exec || "$only" == phases ]] || { echo "run.sh: --only wants run, exec or phases, got $only" >&2; exit 2; }
+[[ -z "$only" || "$only" == run || "$only" == exec || "$only" == phases || "$only" == userns ]] || { echo "run.sh: --only wants run, exec, phases or userns, got $only" >&2; exit 2; }
 ((EUID == 0)) || { echo "run.sh: must run as root (it runs containers)" >&2; exit 2; }
 [[ -x "$runc_bin" ]] || { echo "run.sh: runc not found (apt-get install runc, or --runc PATH)" >&2; exit 2; }
 [[ -x /usr/bin/time ]] || { echo "run.sh: GNU time not found (apt-get install time)" >&2; exit 2; }
@@ -108,14 +111,14 @@ new_id() {
 	pending="$1|$(root_of "$1")|$REPLY"
 }
 
-# time_run RT: one `run` of the bundle; REPLY = elapsed microseconds.
+# time_run RT [BUNDLE]: one `run` of the bundle; REPLY = elapsed microseconds.
 time_run() {
-	local rt="$1" root id t0 t1
+	local rt="$1" b="${2:-$bundle}" root id t0 t1
 	root="$(root_of "$rt")"
 	new_id "$rt"
 	id="$REPLY"
 	t0=${EPOCHREALTIME/./}
-	if ! "$rt" --root "$root" run --bundle "$bundle" "$id" </dev/null >"$work/out" 2>&1; then
+	if ! "$rt" --root "$root" run --bundle "$b" "$id" </dev/null >"$work/out" 2>&1; then
 		echo "run.sh: $(name_of "$rt") run failed: $(cat "$work/out")" >&2
 		exit 1
 	fi
@@ -295,4 +298,32 @@ if [[ -z "$only" || "$only" == phases ]]; then
 		[[ $ph == version ]] && label=--version
 		awk -v p="$label" -v b="$bm" -v r="$rm" 'BEGIN {printf "  %-10s %8.2f %8.2f %6.2fx\n", p, b, r, b/r}'
 	done
+fi
+
+if [[ -z "$only" || "$only" == userns ]]; then
+	# The same rootfs in a user namespace: container root is host uid
+	# 100000, so the work dir must be reachable by it.
+	ubundle="$work/ubundle"
+	mkdir -p "$ubundle"
+	chmod 755 "$work"
+	jq --arg root "$bundle/rootfs" '.root.path = $root | .linux.namespaces += [{"type": "user"}]
+		| .linux.uidMappings = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+		| .linux.gidMappings = [{"containerID": 0, "hostID": 100000, "size": 65536}]' "$bundle/config.json" >"$ubundle/config.json"
+	for _ in 1 2 3; do time_run "$berth"; time_run "$berth" "$ubundle"; time_run "$runc_bin" "$ubundle"; done
+	p=() b=() r=()
+	for ((i = 0; i < rounds; i++)); do
+		if ((i % 2)); then
+			time_run "$runc_bin" "$ubundle"; r+=("$REPLY"); time_run "$berth" "$ubundle"; b+=("$REPLY"); time_run "$berth"; p+=("$REPLY")
+		else
+			time_run "$berth"; p+=("$REPLY"); time_run "$berth" "$ubundle"; b+=("$REPLY"); time_run "$runc_bin" "$ubundle"; r+=("$REPLY")
+		fi
+	done
+	read -r p_med p_min _ <<<"$(stats "${p[@]}")"
+	read -r b_med b_min b_p90 <<<"$(stats "${b[@]}")"
+	read -r r_med r_min r_p90 <<<"$(stats "${r[@]}")"
+	printf 'run /bin/true in a user namespace: %d rounds of three, alternating order\n' "$rounds"
+	printf '  berth userns  median %7.2f ms  (min %.2f, p90 %.2f)\n' "$b_med" "$b_min" "$b_p90"
+	printf '  berth plain   median %7.2f ms  (min %.2f)\n' "$p_med" "$p_min"
+	printf '  runc userns   median %7.2f ms  (min %.2f, p90 %.2f)\n' "$r_med" "$r_min" "$r_p90"
+	awk -v b="$b_med" -v p="$p_med" -v r="$r_med" 'BEGIN {printf "  ratio berth userns/plain: %.2fx  (target <= 1.2x)\n  ratio berth/runc, both in a user namespace: %.2fx\n", b/p, b/r}'
 fi

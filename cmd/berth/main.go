@@ -9,18 +9,20 @@
 package main
 
 import (
+	"fmt"
 	"os"
 
 	"berth/internal/cli"
-	"berth/internal/initproc"
-	_ "berth/internal/nsenter" // joins user/mnt/time namespaces before Go starts
+	_ "berth/internal/nsenter" // sets up init and exec processes before Go starts
 )
 
 func main() {
-	// The hidden init entry point goes straight to the container setup,
-	// without the CLI.
+	// A container's init and exec processes are `berth init` started with
+	// the init pipe; the nsenter constructor runs their plan and never
+	// returns to Go. Reaching here as init means berth did not start us.
 	if len(os.Args) > 1 && os.Args[1] == "init" {
-		initproc.Main()
+		fmt.Fprintln(os.Stderr, "berth init: not started by berth (no _BERTH_INITPIPE)")
+		os.Exit(255)
 	}
 	os.Exit(cli.Main(os.Args))
 }

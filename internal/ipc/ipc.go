@@ -1,35 +1,39 @@
-// Package ipc is the wire protocol between the runtime (parent) and a
-// container's init or exec process (child): one socketpair, one JSON object
-// per line, each with a Type.
+// Package ipc is the protocol between the runtime (parent) and a process
+// it starts to be set up by the plan executor (child: a container's init,
+// an exec process, or a process that runs hooks). One socketpair; the
+// parent writes the plan (internal/linux/plan's wire format) and then
+// single control bytes, the child writes one JSON object per line.
 //
 // Ladder for init (create/run):
 //
-//	parent                               child (berth init)
+//	parent                               child (the executor)
 //	  spawn in new namespaces
-//	  ---- Bootstrap (config) ------------>
+//	  ---- Plan ------------------------->
 //	  place in cgroups, limits,            mounts, devices, hostname
 //	  network (in parallel)                (in parallel)
-//	  ---- Placed (seccomp program) ------>
+//	  ---- Placed ('P') ----------------->
 //	                                       unshare cgroup namespace
 //	  <--------------------- Hooks -------   only when prestart/createRuntime hooks exist
 //	  run prestart, createRuntime
-//	  ---- Resume ------------------------>
+//	  ---- Resume ('R') ----------------->
 //	                                       createContainer hooks, pivot_root,
 //	                                       console, masks, exe lookup
 //	  <--------------------- Seccomp -----   only with SCMP_ACT_NOTIFY
 //	  pidfd_getfd, send to the agent
-//	  ---- SeccompDone ------------------->
+//	  ---- SeccompDone ('S') ------------>
 //	                                       user, caps
 //	  <--------------------- Ready -------
 //	  write state.json, pid file; create exits
 //	                                       (blocks on exec.fifo until start), exec
 //
-// Ladder for exec processes (placed in their cgroup before Bootstrap):
-// Bootstrap, (Seccomp, SeccompDone,) then Ready (the child then execs at
-// once). At any point the child may send Error instead of its next message,
-// exactly once, and exits; the parent reports it as "error during container
-// init: <msg>". Log messages may come at any time and do not advance the
-// sequence.
+// Ladder for exec processes (placed in their cgroup at birth): Plan,
+// (Seccomp, SeccompDone,) Ready, and the child execs at once. Ladder for a
+// hooks process: Plan, then Ready once every hook ran. At any point the
+// child may send Error instead of its next message, exactly once, and
+// exits; the parent reports it as "error during container init: <msg>".
+// Log messages (warnings) may come at any time and do not advance the
+// ladder. A Sequence checks every message in both directions against the
+// ladder.
 package ipc
 
 import (
@@ -40,32 +44,34 @@ import (
 	"io"
 	"os"
 	"sync"
+
+	"berth/internal/linux/plan"
 )
 
 // Type names a message kind.
 type Type string
 
 const (
-	Bootstrap Type = "bootstrap" // parent→child: the config
-	Placed    Type = "placed"    // parent→child: init is in its cgroups, limits and network are set
-	Hooks     Type = "hooks"     // child→parent: run prestart/createRuntime now
-	Resume    Type = "resume"    // parent→child: hooks done
-	Ready     Type = "ready"     // child→parent: set up, about to wait/exec
-	Error     Type = "error"     // child→parent: setup failed (once, then exit)
-	Log       Type = "log"       // child→parent: a log line (any time)
-	// Seccomp (child→parent) names the child's seccomp notify listener fd;
-	// the parent copies it with pidfd_getfd, hands it to the agent and
-	// answers SeccompDone (parent→child).
-	Seccomp     Type = "seccomp"
-	SeccompDone Type = "seccompDone"
+	Plan        Type = "plan"        // parent→child: the compiled plan
+	Placed      Type = "placed"      // parent→child: init is in its cgroups, limits and network are set
+	Hooks       Type = "hooks"       // child→parent: run prestart/createRuntime now
+	Resume      Type = "resume"      // parent→child: hooks done
+	Seccomp     Type = "seccomp"     // child→parent: the notify listener's fd number
+	SeccompDone Type = "seccompDone" // parent→child: the listener was taken
+	Ready       Type = "ready"       // child→parent: set up, about to wait/exec
+	Error       Type = "error"       // child→parent: setup failed (once, then exit)
+	Log         Type = "log"         // child→parent: a warning (any time)
 )
+
+// ctl are the control bytes of the parent's messages after the plan.
+var ctl = map[Type]byte{Placed: plan.CtlPlaced, Resume: plan.CtlResume, SeccompDone: plan.CtlSeccompDone}
 
 // SeccompFd is the payload of Seccomp.
 type SeccompFd struct {
 	Fd int `json:"fd"`
 }
 
-// Message is one protocol message.
+// Message is one message from the child.
 type Message struct {
 	Type  Type            `json:"type"`
 	Error string          `json:"error,omitempty"`
@@ -74,52 +80,55 @@ type Message struct {
 	Data  json.RawMessage `json:"data,omitempty"`
 }
 
-// Conn sends and receives Messages over one stream.
+// Conn is the parent's end of the init pipe.
 type Conn struct {
 	mu  sync.Mutex
-	w   io.Writer
+	f   *os.File
 	r   *bufio.Reader
-	c   io.Closer
 	seq *Sequence
 }
 
-// NewConn wraps f; seq (may be nil) validates the order of received messages.
+// NewConn wraps f; seq (may be nil) checks the order of every message.
 func NewConn(f *os.File, seq *Sequence) *Conn {
-	return &Conn{w: f, r: bufio.NewReader(f), c: f, seq: seq}
+	return &Conn{f: f, r: bufio.NewReader(f), seq: seq}
 }
 
-// Send writes m as one line.
-func (c *Conn) Send(m Message) error {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return err
+func (c *Conn) accept(t Type) error {
+	if c.seq == nil {
+		return nil
 	}
+	return c.seq.Accept(t)
+}
+
+// SendPlan writes the encoded plan.
+func (c *Conn) SendPlan(b []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, err = c.w.Write(append(b, '\n'))
+	if err := c.accept(Plan); err != nil {
+		return err
+	}
+	_, err := c.f.Write(b)
 	return err
 }
 
-// WriteRaw writes b as is, outside the message framing (the exec plan the
-// child's constructor reads before any message; see runtime/fastexec.go).
-func (c *Conn) WriteRaw(b []byte) error {
+// Send writes one of the parent's control messages (Placed, Resume,
+// SeccompDone).
+func (c *Conn) Send(t Type) error {
+	b, ok := ctl[t]
+	if !ok {
+		return fmt.Errorf("protocol error: the parent does not send %q", t)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, err := c.w.Write(b)
+	if err := c.accept(t); err != nil {
+		return err
+	}
+	_, err := c.f.Write([]byte{b})
 	return err
 }
 
-// SendData sends a message of type t carrying v as Data.
-func (c *Conn) SendData(t Type, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return c.Send(Message{Type: t, Data: b})
-}
-
-// Recv reads the next message, checking its place in the sequence. io.EOF
-// means the peer closed without another message.
+// Recv reads the child's next message, checking its place in the ladder.
+// io.EOF means the child closed without another message.
 func (c *Conn) Recv() (Message, error) {
 	line, err := c.r.ReadBytes('\n')
 	if err != nil {
@@ -132,49 +141,52 @@ func (c *Conn) Recv() (Message, error) {
 	}
 	var m Message
 	if err := json.Unmarshal(line, &m); err != nil {
-		return Message{}, fmt.Errorf("malformed message from peer: %w", err)
+		return Message{}, fmt.Errorf("malformed message from the child: %w", err)
 	}
-	if c.seq != nil {
-		if err := c.seq.Accept(m.Type); err != nil {
-			return Message{}, err
-		}
+	if m.Type == "" {
+		return Message{}, errors.New("malformed message from the child: no type")
 	}
-	return m, nil
+	c.mu.Lock()
+	err = c.accept(m.Type)
+	c.mu.Unlock()
+	return m, err
 }
 
-// Close closes the underlying stream.
-func (c *Conn) Close() error { return c.c.Close() }
+// Close closes the parent's end.
+func (c *Conn) Close() error { return c.f.Close() }
 
-// Sequence rejects received messages that arrive out of the ladder's order.
+// Sequence rejects messages, sent or received, that leave the ladder.
 type Sequence struct {
-	allowed map[Type][]Type // state (last message) -> next allowed
+	allowed map[Type][]Type // last message -> the next allowed
 	last    Type
 	done    bool
 }
 
 const start Type = ""
 
-// ParentOfInit validates what the parent receives from an init process.
-func ParentOfInit() *Sequence {
+// InitLadder is the ladder of a container's init. Placed follows the plan
+// whenever the parent is ready, while the child may already have failed;
+// the child's messages after it are hooks, seccomp, ready in that order.
+func InitLadder() *Sequence {
 	return &Sequence{allowed: map[Type][]Type{
-		start:   {Hooks, Seccomp, Ready, Error},
-		Hooks:   {Seccomp, Ready, Error},
-		Seccomp: {Ready, Error},
+		start:       {Plan},
+		Plan:        {Placed, Error},
+		Placed:      {Hooks, Seccomp, Ready, Error},
+		Hooks:       {Resume, Error},
+		Resume:      {Seccomp, Ready, Error},
+		Seccomp:     {SeccompDone, Error},
+		SeccompDone: {Ready, Error},
 	}}
 }
 
-// ParentOfExec validates what the parent receives from an exec process.
-func ParentOfExec() *Sequence {
-	return &Sequence{allowed: map[Type][]Type{start: {Seccomp, Ready, Error}, Seccomp: {Ready, Error}}}
-}
-
-// ChildOfParent validates what a child receives.
-func ChildOfParent() *Sequence {
+// ExecLadder is the ladder of an exec process (and of a hooks process,
+// which never sends Seccomp).
+func ExecLadder() *Sequence {
 	return &Sequence{allowed: map[Type][]Type{
-		start:     {Bootstrap},
-		Bootstrap: {Placed, Resume, SeccompDone}, // exec processes get no Placed
-		Placed:    {Resume, SeccompDone},
-		Resume:    {SeccompDone},
+		start:       {Plan},
+		Plan:        {Seccomp, Ready, Error},
+		Seccomp:     {SeccompDone, Error},
+		SeccompDone: {Ready, Error},
 	}}
 }
 

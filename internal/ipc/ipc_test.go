@@ -1,41 +1,44 @@
 package ipc
 
 import (
+	"io"
 	"os"
 	"testing"
 
 	"golang.org/x/sys/unix"
 )
 
-func TestSequences(t *testing.T) {
+func TestLadders(t *testing.T) {
 	tests := []struct {
 		name string
 		seq  func() *Sequence
 		msgs []Type
 		ok   bool
 	}{
-		{"init direct ready", ParentOfInit, []Type{Ready}, true},
-		{"init hooks then ready", ParentOfInit, []Type{Hooks, Log, Ready}, true},
-		{"init error first", ParentOfInit, []Type{Error}, true},
-		{"init error after hooks", ParentOfInit, []Type{Hooks, Error}, true},
-		{"init ready twice", ParentOfInit, []Type{Ready, Ready}, false},
-		{"init hooks twice", ParentOfInit, []Type{Hooks, Hooks}, false},
-		{"init message after error", ParentOfInit, []Type{Error, Ready}, false},
-		{"init bootstrap is parent's", ParentOfInit, []Type{Bootstrap}, false},
-		{"exec ready", ParentOfExec, []Type{Ready}, true},
-		{"exec hooks not allowed", ParentOfExec, []Type{Hooks}, false},
-		{"child bootstrap resume", ChildOfParent, []Type{Bootstrap, Resume}, true},
-		{"child placed then resume", ChildOfParent, []Type{Bootstrap, Placed, Resume, SeccompDone}, true},
-		{"child placed twice", ChildOfParent, []Type{Bootstrap, Placed, Placed}, false},
-		{"child placed after resume", ChildOfParent, []Type{Bootstrap, Resume, Placed}, false},
-		{"child resume first", ChildOfParent, []Type{Resume}, false},
-		{"logs anywhere", ParentOfExec, []Type{Log, Log, Ready}, true},
-		{"init seccomp after hooks", ParentOfInit, []Type{Hooks, Seccomp, Ready}, true},
-		{"init seccomp twice", ParentOfInit, []Type{Seccomp, Seccomp}, false},
-		{"init hooks after seccomp", ParentOfInit, []Type{Seccomp, Hooks}, false},
-		{"exec seccomp", ParentOfExec, []Type{Seccomp, Ready}, true},
-		{"child seccomp done", ChildOfParent, []Type{Bootstrap, Resume, SeccompDone}, true},
-		{"child resume after seccomp", ChildOfParent, []Type{Bootstrap, SeccompDone, Resume}, false},
+		{"init plain", InitLadder, []Type{Plan, Placed, Ready}, true},
+		{"init hooks", InitLadder, []Type{Plan, Placed, Hooks, Log, Resume, Ready}, true},
+		{"init hooks and listener", InitLadder, []Type{Plan, Placed, Hooks, Resume, Seccomp, SeccompDone, Ready}, true},
+		{"init listener", InitLadder, []Type{Plan, Placed, Seccomp, SeccompDone, Ready}, true},
+		{"init fails before placed", InitLadder, []Type{Plan, Error}, true},
+		{"init fails after hooks", InitLadder, []Type{Plan, Placed, Hooks, Resume, Error}, true},
+		{"init fails at the listener", InitLadder, []Type{Plan, Placed, Seccomp, Error}, true},
+		{"init logs anywhere", InitLadder, []Type{Log, Plan, Log, Placed, Log, Ready}, true},
+		{"init plan first", InitLadder, []Type{Placed}, false},
+		{"init plan twice", InitLadder, []Type{Plan, Plan}, false},
+		{"init ready before placed", InitLadder, []Type{Plan, Ready}, false},
+		{"init placed twice", InitLadder, []Type{Plan, Placed, Placed}, false},
+		{"init resume without hooks", InitLadder, []Type{Plan, Placed, Resume}, false},
+		{"init hooks twice", InitLadder, []Type{Plan, Placed, Hooks, Resume, Hooks}, false},
+		{"init hooks after the listener", InitLadder, []Type{Plan, Placed, Seccomp, SeccompDone, Hooks}, false},
+		{"init ready without seccomp done", InitLadder, []Type{Plan, Placed, Seccomp, Ready}, false},
+		{"init ready twice", InitLadder, []Type{Plan, Placed, Ready, Ready}, false},
+		{"init anything after error", InitLadder, []Type{Plan, Error, Placed}, false},
+		{"exec plain", ExecLadder, []Type{Plan, Ready}, true},
+		{"exec listener", ExecLadder, []Type{Plan, Seccomp, SeccompDone, Ready}, true},
+		{"exec error", ExecLadder, []Type{Plan, Error}, true},
+		{"exec no placement", ExecLadder, []Type{Plan, Placed}, false},
+		{"exec no hooks", ExecLadder, []Type{Plan, Hooks}, false},
+		{"exec done without listener", ExecLadder, []Type{Plan, SeccompDone}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,7 +50,7 @@ func TestSequences(t *testing.T) {
 				}
 			}
 			if (err == nil) != tt.ok {
-				t.Fatalf("sequence %v: err=%v, want ok=%v", tt.msgs, err, tt.ok)
+				t.Fatalf("ladder %v: err=%v, want ok=%v", tt.msgs, err, tt.ok)
 			}
 		})
 	}
@@ -58,27 +61,37 @@ func TestConnRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := NewConn(os.NewFile(uintptr(fds[0]), "a"), nil)
-	b := NewConn(os.NewFile(uintptr(fds[1]), "b"), ParentOfInit())
-	defer a.Close()
-	defer b.Close()
-	type payload struct{ N int }
-	if err := a.SendData(Hooks, payload{7}); err != nil {
+	child := os.NewFile(uintptr(fds[0]), "child")
+	parent := NewConn(os.NewFile(uintptr(fds[1]), "parent"), InitLadder())
+	defer child.Close()
+	defer parent.Close()
+	if err := parent.Send(Placed); err == nil {
+		t.Fatal("placed before the plan was accepted")
+	}
+	if err := parent.SendPlan([]byte("PLAN")); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Send(Message{Type: Error, Error: "boom"}); err != nil {
+	if err := parent.Send(Placed); err != nil {
 		t.Fatal(err)
 	}
-	m, err := b.Recv()
-	if err != nil || m.Type != Hooks || string(m.Data) != `{"N":7}` {
+	if err := parent.Send(Ready); err == nil {
+		t.Fatal("the parent sent a child's message")
+	}
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(child, got); err != nil || string(got) != "PLANP" {
+		t.Fatalf("child read %q, %v", got, err)
+	}
+	child.WriteString(`{"type":"hooks"}` + "\n" + `{"type":"error","error":"boom"}` + "\n")
+	m, err := parent.Recv()
+	if err != nil || m.Type != Hooks {
 		t.Fatalf("got %+v, %v", m, err)
 	}
-	m, err = b.Recv()
+	m, err = parent.Recv()
 	if err != nil || m.Type != Error || m.Error != "boom" {
 		t.Fatalf("got %+v, %v", m, err)
 	}
-	a.Close()
-	if _, err := b.Recv(); err == nil {
-		t.Fatal("want EOF after close")
+	child.Close()
+	if _, err := parent.Recv(); err != io.EOF {
+		t.Fatalf("want EOF after close, got %v", err)
 	}
 }

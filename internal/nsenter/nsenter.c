@@ -17,11 +17,11 @@
 //                                           namespaces owned by a joined userns,
 //                                           and always a new time namespace)
 //   _BERTH_TIMENS="monotonic S N\nboottime S N"  offsets for that time namespace
-//   _BERTH_INITPIPE="fd"                    where a failure is reported
-//   _BERTH_PLAN=1                           an exec or init process set up
-//                                           from a plan read from the init
-//                                           pipe, never starting Go
-//                                           (execplan.c, initplan.c)
+//   _BERTH_INITPIPE="fd"                    the init pipe: the plan comes
+//                                           on it, failures are reported on
+//                                           it; this process is set up by
+//                                           the executor (plan.c) and never
+//                                           starts Go
 //
 // Namespaces that any thread may join (net, ipc, uts, pid) are joined by the
 // parent on a locked OS thread before the clone instead; see internal/spawn.
@@ -37,15 +37,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "plan.h"
+#include "executor.h"
+
+__attribute__((noreturn)) void berth_exec_plan(int fd);
 
 static void berth_fail(const char *what, int err)
 {
-	char msg[512];
 	const char *p = getenv("_BERTH_INITPIPE");
-	snprintf(msg, sizeof(msg), "%s: %s", what, strerror(err));
-	berth_send_error(p ? atoi(p) : 2, msg);
-	_exit(1);
+	ex.pipe = p ? atoi(p) : -1;
+	fail("%s: %s", what, strerror(err));
 }
 
 static const char *berth_nsname(int t)
@@ -130,13 +130,9 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			berth_fail("write timens_offsets", errno);
 		close(fd);
 	}
-	if (getenv("_BERTH_PLAN")) {
-		// An exec or init process the runtime sent a plan for: finished in C.
-		const char *p = getenv("_BERTH_INITPIPE");
-		if (!p)
-			berth_fail("_BERTH_PLAN without _BERTH_INITPIPE", EINVAL);
-		berth_run_plan(atoi(p));
-	}
+	const char *p = getenv("_BERTH_INITPIPE");
+	if (p)
+		berth_exec_plan(atoi(p)); // an init or exec process: finished here
 	unsetenv("_BERTH_CGROUP");
 	unsetenv("_BERTH_SETNS");
 	unsetenv("_BERTH_UNSHARE");

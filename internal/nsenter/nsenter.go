@@ -1,12 +1,14 @@
-// Package nsenter links a C constructor into the binary that places the
-// process in its cgroups and joins user, mount, time and cgroup namespaces
-// before the Go runtime starts (see nsenter.c), and that runs the plans of
-// the init and exec fast paths (initplan.c, execplan.c) without ever starting
-// Go. Import it for its side effect from cmd/berth only; it does nothing
-// unless the _BERTH_* variables are set.
+// Package nsenter links a C constructor into the binary that, in a
+// container's init or exec process, places the process in its cgroups,
+// joins user, mount, time and cgroup namespaces before the Go runtime
+// starts (nsenter.c), and then runs the plan executor (plan.c and the step
+// files): the process is set up from the plan the runtime compiled
+// (internal/linux/plan) and execs the container's program without ever
+// starting Go. Import it for its side effect from cmd/berth only; it does
+// nothing unless _BERTH_INITPIPE is set.
 package nsenter
 
-// #cgo CFLAGS: -Wall -O2
+// #cgo CFLAGS: -Wall -Wextra -Werror -O2
 import "C"
 
 // Env names the variables the constructor reads.

@@ -2,10 +2,8 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,13 +14,11 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"berth/internal/hooks"
-	"berth/internal/initproc"
 	"berth/internal/ipc"
 	"berth/internal/linux/cgroups"
 	"berth/internal/linux/nsutil"
+	"berth/internal/linux/plan"
 	"berth/internal/linux/rootfs"
-	"berth/internal/linux/seccomp"
 	"berth/internal/spawn"
 	"berth/internal/spec"
 	"berth/internal/state"
@@ -125,14 +121,14 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	st.Created = time.Now().UTC()
 
 	ph.done("load config, state dir")
-	plan, err := planNamespaces(s)
+	ns, err := planNamespaces(s)
 	if err != nil {
 		return nil, err
 	}
-	if err := rootfs.ValidateSysctl(s, plan.has); err != nil {
+	if err := rootfs.ValidateSysctl(s, ns.has); err != nil {
 		return nil, err
 	}
-	st.OwnPidNS = plan.has(specs.PIDNamespace) && plan.paths[specs.PIDNamespace] == ""
+	st.OwnPidNS = ns.has(specs.PIDNamespace) && ns.paths[specs.PIDNamespace] == ""
 
 	// The create/start barrier. 0622 and owned by the container's root so a
 	// user-namespaced init can open it for writing.
@@ -143,7 +139,7 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	if err := os.Chmod(fifoPath, 0o622); err != nil {
 		return nil, err
 	}
-	if err := os.Chown(fifoPath, plan.rootUID, plan.rootGID); err != nil {
+	if err := os.Chown(fifoPath, ns.rootUID, ns.rootGID); err != nil {
 		return nil, err
 	}
 	fifo, err := os.OpenFile(fifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
@@ -186,12 +182,12 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	ph.done("exec.fifo, cgroup, limits")
 
 	so := &spawn.Options{
-		Cloneflags:       plan.cloneflags,
-		UIDMaps:          plan.uidMaps,
-		GIDMaps:          plan.gidMaps,
-		Join:             plan.join,
-		UnshareAfterJoin: plan.unshareAfter,
-		TimeOffsets:      plan.timeOffsets,
+		Cloneflags:       ns.cloneflags,
+		UIDMaps:          ns.uidMaps,
+		GIDMaps:          ns.gidMaps,
+		Join:             ns.join,
+		UnshareAfterJoin: ns.unshareAfter,
+		TimeOffsets:      ns.timeOffsets,
 		Stdin:            o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
 		Cgroup: join,
 	}
@@ -223,43 +219,14 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 
 	st.CgroupPaths = cg.Paths()
 	hasHooks := s.Hooks != nil && (len(s.Hooks.Prestart) > 0 || len(s.Hooks.CreateRuntime) > 0)
-	cfg := &initproc.Config{
-		ID: id, Bundle: bundle, Rootfs: st.Rootfs, Spec: s, Process: s.Process,
-		NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring,
-		MountNS:         plan.has(specs.MountNamespace),
-		NewUTSNS:        plan.newNS(specs.UTSNamespace),
-		UserNS:          plan.has(specs.UserNamespace),
-		CgroupNS:        plan.has(specs.CgroupNamespace),
-		UnshareCgroupNS: plan.newNS(specs.CgroupNamespace),
-		CgroupPaths:     st.CgroupPaths,
-		WaitPlaced:      true,
-		PlacedEarly:     cg.Mode() == cgroups.ModeUnified,
-		RunHooks:        hasHooks,
-		FifoFd:          fifoFd, ConsoleSocketFd: consoleFd,
-		KeepFds:  len(so.Keep),
-		ExtraEnv: listenEnv,
-	}
-	// The fast path needs the seccomp program in its plan; the Go path gets
-	// it compiled while init starts up (place).
-	var filter *seccomp.Filter
-	var initPlan []byte
-	var planWarnings []string
-	if fastInitCandidate(cfg, plan.newNS(specs.MountNamespace)) {
-		if filter, err = r.compileFilter(s); err != nil {
-			return nil, err
-		}
-		initPlan, planWarnings, so.Plan = fastInitPlan(cfg, filter)
-	}
-
-	proc, err = spawn.Start(so, ipc.ParentOfInit())
+	proc, err = spawn.Start(so, ipc.InitLadder())
 	join.Close() // the child has its copies
 	if err != nil {
 		return nil, fmt.Errorf("unable to start container process: %w", err)
 	}
 	ph.done("spawn init")
-	// init builds its mounts while we wire its network and compile its
-	// seccomp filter; it waits for Placed before its cgroup namespace, the
-	// hooks and the container process.
+	// The plan is compiled while the child starts up; its constructor waits
+	// for it.
 	st.InitPid = proc.Pid
 	if start, _, err := state.ProcStart(proc.Pid); err == nil {
 		st.InitStart = start
@@ -268,33 +235,48 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	for _, t := range nsutil.All() {
 		st.NamespacePaths[string(t)] = fmt.Sprintf("/proc/%d/ns/%s", proc.Pid, t.ProcName())
 	}
-	cfg.HostPid = proc.Pid
-	if so.Plan {
-		r.debugf("init: set up by the child's constructor from a plan (no Go runtime in the child)")
-		if err := proc.Conn.WriteRaw(initPlan); err != nil {
-			return nil, fmt.Errorf("unable to start container process: %w", err)
-		}
-		for _, w := range planWarnings {
-			r.warn("%s", w)
-		}
-	} else if err := proc.Conn.SendData(ipc.Bootstrap, cfg); err != nil {
+	filter, err := r.compileFilter(s)
+	if err != nil {
+		return nil, err
+	}
+	res, err := plan.CompileInit(&plan.Init{
+		ID: id, Bundle: bundle, Rootfs: st.Rootfs, Spec: s,
+		MountNS:         ns.has(specs.MountNamespace),
+		NewUTSNS:        ns.newNS(specs.UTSNamespace),
+		UserNS:          ns.has(specs.UserNamespace),
+		CgroupNS:        ns.has(specs.CgroupNamespace),
+		UnshareCgroupNS: ns.newNS(specs.CgroupNamespace),
+		CgroupPaths:     st.CgroupPaths,
+		PlacedEarly:     cg.Mode() == cgroups.ModeUnified,
+		NoPivot:         o.NoPivot, NoNewKeyring: o.NoNewKeyring,
+		ParentHooks: hasHooks,
+		FifoFd:      fifoFd, ConsoleFd: consoleFd, KeepFds: len(so.Keep),
+		ExtraEnv: listenEnv,
+		Filter:   filter,
+		Host:     plan.Probe(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("unable to start container process: error during container init: %w", err)
+	}
+	if err := r.sendPlan(proc, res); err != nil {
 		return nil, fmt.Errorf("unable to start container process: %w", err)
 	}
+	ph.done("plan compiled and sent")
 	rec.InitPid, rec.InitStart = st.InitPid, st.InitStart
 	if err := writeCreating(st.Dir(), rec); err != nil {
 		return nil, err
 	}
-	if err := r.place(proc, s, st, plan, filter, so.Plan); err != nil {
+	if err := r.place(proc, st, ns); err != nil {
 		// init may have failed on its own meanwhile (a bad mount): its
 		// report says more than a broken pipe or a vanished pid. Kill it
 		// first so reading ends at what it had already sent.
 		proc.Cmd.Process.Kill()
 		if cerr := childFailure(proc); cerr != nil {
-			return nil, cerr
+			return nil, initError(cerr)
 		}
 		return nil, err
 	}
-	ph.done("network, seccomp; placed")
+	ph.done("network; placed")
 	// The state is complete: encode it on the other CPU while init finishes.
 	type encoded struct {
 		b   []byte
@@ -305,7 +287,7 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		b, err := st.Marshal()
 		enc <- encoded{b, err}
 	}()
-	if err := r.waitReady(proc, st, s, hasHooks); err != nil {
+	if err := r.waitReady(proc, st, s); err != nil {
 		return nil, err
 	}
 	ph.done("init setup until ready")
@@ -332,51 +314,34 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 }
 
 // waitReady follows the init ladder until Ready, running the prestart and
-// createRuntime hooks when init stops for them.
-func (r *Runtime) waitReady(proc *spawn.Process, st *state.State, s *specs.Spec, hasHooks bool) error {
-	for {
-		m, err := proc.Conn.Recv()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				werr := proc.Cmd.Wait()
-				return fmt.Errorf("unable to start container process: error during container init: %w (%v)", spawn.ErrInitDied, werr)
-			}
-			return fmt.Errorf("unable to start container process: %w", err)
+// createRuntime hooks when init stops for them and handing a seccomp
+// listener to its agent.
+func (r *Runtime) waitReady(proc *spawn.Process, st *state.State, s *specs.Spec) error {
+	err := r.follow(proc, func() error {
+		hs := st.OCIState(state.Creating)
+		hs.Pid = proc.Pid
+		if err := r.runHooks("prestart", s.Hooks.Prestart, hs); err != nil {
+			return err
 		}
-		switch m.Type {
-		case ipc.Log:
-			r.warn("%s", m.Msg)
-		case ipc.Error:
-			return fmt.Errorf("unable to start container process: error during container init: %s", m.Error)
-		case ipc.Seccomp:
-			if err := handOverListener(proc, m, s, st.OCIState(state.Creating)); err != nil {
-				return fmt.Errorf("unable to start container process: %w", err)
-			}
-		case ipc.Hooks:
-			hs := st.OCIState(state.Creating)
-			hs.Pid = proc.Pid
-			if err := hooks.RunAll("prestart", s.Hooks.Prestart, hs); err != nil {
-				return fmt.Errorf("unable to start container process: %w", err)
-			}
-			if err := hooks.RunAll("createRuntime", s.Hooks.CreateRuntime, hs); err != nil {
-				return fmt.Errorf("unable to start container process: %w", err)
-			}
-			if err := proc.Conn.Send(ipc.Message{Type: ipc.Resume}); err != nil {
-				return fmt.Errorf("unable to start container process: %w", err)
-			}
-		case ipc.Ready:
-			var rd initproc.Ready
-			if len(m.Data) > 0 {
-				if err := json.Unmarshal(m.Data, &rd); err != nil {
-					return err
-				}
-			}
-			for _, w := range rd.Warnings {
-				r.warn("%s", w)
-			}
-			return nil
-		}
+		return r.runHooks("createRuntime", s.Hooks.CreateRuntime, hs)
+	}, func(sf ipc.SeccompFd) error {
+		return handOverListener(proc, sf, s, st.OCIState(state.Creating))
+	})
+	if err != nil {
+		return initError(err)
 	}
+	return nil
+}
+
+// initError words a failure of a container's init as runc does: what the
+// executor reported is "error during container init" (so is what
+// compiling its plan refuses: the same checks runc's init makes).
+func initError(err error) error {
+	var ce *childError
+	if errors.As(err, &ce) || errors.Is(err, spawn.ErrInitDied) {
+		return fmt.Errorf("unable to start container process: error during container init: %w", err)
+	}
+	return fmt.Errorf("unable to start container process: %w", err)
 }
 
 // nsPlan is how each namespace of the config is obtained.
@@ -556,53 +521,17 @@ func sendPidfd(path string, pid int) error {
 	return unix.Sendmsg(int(f.Fd()), []byte("pidfd"), unix.UnixRights(pfd), nil, 0)
 }
 
-// place wires init's network and tells init it may go on (Placed, carrying
-// the compiled seccomp program); init is in its cgroups from its first
-// instruction. filter is the program already compiled, if any; an init set
-// up from a plan has it in its plan and gets a single byte instead.
-func (r *Runtime) place(proc *spawn.Process, s *specs.Spec, st *state.State, plan *nsPlan, filter *seccomp.Filter, fromPlan bool) error {
-	if r.Network != nil && plan.newNS(specs.NetworkNamespace) {
+// place wires init's network and tells init it may go on (Placed); init
+// is in its cgroups from its first instruction.
+func (r *Runtime) place(proc *spawn.Process, st *state.State, ns *nsPlan) error {
+	if r.Network != nil && ns.newNS(specs.NetworkNamespace) {
 		if err := r.Network.Attach(context.Background(), st.ID, st.NamespacePaths[string(specs.NetworkNamespace)], st.Rootfs); err != nil {
 			return fmt.Errorf("attach network: %w", err)
 		}
 		st.NetworkAttached = true
 	}
-	if fromPlan {
-		if err := proc.Conn.WriteRaw([]byte{'P'}); err != nil {
-			return fmt.Errorf("unable to start container process: %w", err)
-		}
-		return nil
-	}
-	// Compiled here, off the critical path, while init's runtime starts.
-	var err error
-	if filter == nil {
-		if filter, err = r.compileFilter(s); err != nil {
-			return err
-		}
-	}
-	var placed initproc.PlacedInfo
-	if filter != nil {
-		if placed.SeccompProgram, err = filter.MarshalBinary(); err != nil {
-			return err
-		}
-	}
-	if err := proc.Conn.SendData(ipc.Placed, placed); err != nil {
+	if err := proc.Conn.Send(ipc.Placed); err != nil {
 		return fmt.Errorf("unable to start container process: %w", err)
 	}
 	return nil
-}
-
-// childFailure returns init's own error report, if it sent one before it
-// exited (it reports exactly once; see internal/ipc). Call it only once init
-// is dead or dying: it reads until the stream ends.
-func childFailure(proc *spawn.Process) error {
-	for {
-		m, err := proc.Conn.Recv()
-		if err != nil {
-			return nil
-		}
-		if m.Type == ipc.Error {
-			return fmt.Errorf("unable to start container process: error during container init: %s", m.Error)
-		}
-	}
 }

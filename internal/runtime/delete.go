@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"berth/internal/hooks"
 	"berth/internal/state"
 )
 
@@ -104,8 +103,8 @@ func (r *Runtime) destroy(c *Container) error {
 	if err := removeDir(c.Dir()); err != nil {
 		errs = append(errs, err)
 	}
-	if h := c.Config.Hooks; h != nil && len(h.Poststop) > 0 {
-		if err := hooks.RunAll("poststop", h.Poststop, c.OCIState(state.Stopped)); err != nil {
+	if h := c.Config.Hooks; h != nil {
+		if err := r.runHooks("poststop", h.Poststop, c.OCIState(state.Stopped)); err != nil {
 			r.warn("%v", err)
 		}
 	}

@@ -1,10 +1,8 @@
 package runtime
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,11 +11,11 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"berth/internal/initproc"
 	"berth/internal/ipc"
 	"berth/internal/linux/cgroups"
 	"berth/internal/linux/console"
 	"berth/internal/linux/nsutil"
+	"berth/internal/linux/plan"
 	"berth/internal/spawn"
 	"berth/internal/spec"
 	"berth/internal/state"
@@ -195,13 +193,7 @@ func (r *Runtime) spawnExec(c *Container, o ExecOptions) (_ *spawn.Process, mast
 		so.Extra = append(so.Extra, sock)
 		consoleFd = so.ExtraFd(0)
 	}
-	filter, err := r.compileFilter(s)
-	if err != nil {
-		return nil, nil, err
-	}
-	plan, planWarnings, fast := fastExecPlan(p, hasNS(s, specs.UserNamespace), len(so.Keep), filter)
-	so.Plan = fast
-	proc, err := spawn.Start(so, ipc.ParentOfExec())
+	proc, err := spawn.Start(so, ipc.ExecLadder())
 	if err != nil {
 		return nil, nil, fmt.Errorf("exec failed: %w", err)
 	}
@@ -212,54 +204,30 @@ func (r *Runtime) spawnExec(c *Container, o ExecOptions) (_ *spawn.Process, mast
 			proc.Conn.Close()
 		}
 	}()
-	if fast {
-		r.debugf("exec: set up by the child's constructor from a plan (no Go runtime in the child)")
-		if err := proc.Conn.WriteRaw(plan); err != nil {
-			return nil, nil, fmt.Errorf("exec failed: %w", err)
-		}
-		for _, w := range planWarnings {
-			r.warn("%s", w)
-		}
-	} else {
-		cfg := &initproc.Config{
-			ID: c.ID, Bundle: c.Bundle, Rootfs: c.Rootfs, Spec: s, Process: p, HostPid: proc.Pid, Exec: true,
-			UserNS: hasNS(s, specs.UserNamespace), CgroupPaths: c.CgroupPaths,
-			FifoFd: -1, ConsoleSocketFd: consoleFd, KeepFds: len(so.Keep),
-		}
-		if filter != nil {
-			if cfg.SeccompProgram, err = filter.MarshalBinary(); err != nil {
-				return nil, nil, err
-			}
-		}
-		if err := proc.Conn.SendData(ipc.Bootstrap, cfg); err != nil {
-			return nil, nil, err
-		}
-	}
-	m, err := proc.Conn.Recv()
-	if err == nil && m.Type == ipc.Seccomp {
-		if err := handOverListener(proc, m, s, c.OCIState(state.Running)); err != nil {
-			return nil, nil, fmt.Errorf("exec failed: %w", err)
-		}
-		m, err = proc.Conn.Recv()
-	}
+	// Compiled while the child starts up; its constructor waits for it.
+	filter, err := r.compileFilter(s)
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			werr := proc.Cmd.Wait()
-			return nil, nil, fmt.Errorf("exec failed: %w (%v)", spawn.ErrInitDied, werr)
-		}
 		return nil, nil, err
 	}
-	switch m.Type {
-	case ipc.Error:
-		return nil, nil, fmt.Errorf("exec failed: unable to start container process: %s", m.Error)
-	case ipc.Ready:
-		var rd initproc.Ready
-		if len(m.Data) > 0 {
-			_ = json.Unmarshal(m.Data, &rd)
+	res, err := plan.CompileExec(&plan.Exec{
+		Process: p, UserNS: hasNS(s, specs.UserNamespace),
+		ConsoleFd: consoleFd, KeepFds: len(so.Keep), Filter: filter, Host: plan.Probe(),
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("exec failed: unable to start container process: %w", err)
+	}
+	if err := r.sendPlan(proc, res); err != nil {
+		return nil, nil, fmt.Errorf("exec failed: %w", err)
+	}
+	err = r.follow(proc, nil, func(sf ipc.SeccompFd) error {
+		return handOverListener(proc, sf, s, c.OCIState(state.Running))
+	})
+	if err != nil {
+		var ce *childError
+		if errors.As(err, &ce) {
+			return nil, nil, fmt.Errorf("exec failed: unable to start container process: %w", err)
 		}
-		for _, w := range rd.Warnings {
-			r.warn("%s", w)
-		}
+		return nil, nil, fmt.Errorf("exec failed: %w", err)
 	}
 	proc.Conn.Close()
 	if consoleParent != nil {

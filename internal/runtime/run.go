@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
-	"berth/internal/hooks"
 	"berth/internal/linux/console"
 	"berth/internal/state"
 )
@@ -134,8 +133,9 @@ func (r *Runtime) startLocked(c *Container) error {
 	if err := c.release(); err != nil {
 		return err
 	}
-	if h := c.Config.Hooks; h != nil && len(h.Poststart) > 0 {
-		if err := hooks.RunAll("poststart", h.Poststart, c.OCIState(state.Running)); err != nil {
+	if h := c.Config.Hooks; h != nil {
+		if err := r.runHooks("poststart", h.Poststart, c.OCIState(state.Running)); err != nil {
+			// The spec: a failing poststart hook is logged, the lifecycle goes on.
 			r.warn("%v", err)
 		}
 	}

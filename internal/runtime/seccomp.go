@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,14 +13,10 @@ import (
 	"berth/internal/spawn"
 )
 
-// handOverListener takes the child's seccomp notify listener (named in m)
-// with pidfd_getfd, sends it with the container state to the agent at the
-// profile's listenerPath, and lets the child go on.
-func handOverListener(proc *spawn.Process, m ipc.Message, s *specs.Spec, st specs.State) error {
-	var sf ipc.SeccompFd
-	if err := json.Unmarshal(m.Data, &sf); err != nil {
-		return err
-	}
+// handOverListener takes the child's seccomp notify listener (fd sf.Fd in
+// the child) with pidfd_getfd and sends it with the container state to the
+// agent at the profile's listenerPath.
+func handOverListener(proc *spawn.Process, sf ipc.SeccompFd, s *specs.Spec, st specs.State) error {
 	sc := s.Linux.Seccomp
 	if sc == nil || sc.ListenerPath == "" {
 		return errors.New("seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath")
@@ -40,7 +35,7 @@ func handOverListener(proc *spawn.Process, m ipc.Message, s *specs.Spec, st spec
 	if err := seccomp.SendListener(sc.ListenerPath, seccomp.NewProcessState(st, proc.Pid, sc.ListenerMetadata), fd, 0); err != nil {
 		return fmt.Errorf("unable to send seccomp notify fd: %w", err)
 	}
-	return proc.Conn.Send(ipc.Message{Type: ipc.SeccompDone})
+	return nil
 }
 
 // compileFilter compiles the spec's profile (nil without one), reporting its

@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"berth/internal/hooks"
 	"berth/internal/state"
 )
 
@@ -34,16 +33,7 @@ func (r *Runtime) Start(id string) error {
 	default:
 		return fmt.Errorf("cannot start a container in the %s state", st)
 	}
-	if err := c.release(); err != nil {
-		return err
-	}
-	if h := c.Config.Hooks; h != nil && len(h.Poststart) > 0 {
-		if err := hooks.RunAll("poststart", h.Poststart, c.OCIState(state.Running)); err != nil {
-			// The spec: a failing poststart hook is logged, the lifecycle goes on.
-			r.warn("%v", err)
-		}
-	}
-	return nil
+	return r.startLocked(c)
 }
 
 // release is the reading side of the create/start barrier.

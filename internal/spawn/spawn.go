@@ -59,10 +59,6 @@ type Options struct {
 	// and closes the files.
 	Cgroup  *cgroups.Join
 	Setpgid bool
-	// Plan: the child is an exec or init process its constructor finishes
-	// from a plan the parent writes on the init pipe (runtime/fastexec.go,
-	// runtime/fastinit.go).
-	Plan bool
 }
 
 // Process is a started child and the parent's end of its protocol socket.
@@ -75,7 +71,9 @@ type Process struct {
 // ExtraFd returns the child's fd number for o.Extra[i].
 func (o *Options) ExtraFd(i int) int { return 3 + len(o.Keep) + 1 + i }
 
-// Start starts `berth init` (the child validates received messages with seq).
+// Start starts `berth init`: its constructor joins the namespaces, then
+// runs the plan the caller sends on the returned Conn (seq checks the
+// ladder; see internal/ipc).
 func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -86,7 +84,17 @@ func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 	defer child.Close()
 
 	cmd := &exec.Cmd{Path: o.Exe, Args: []string{"berth", "init"}}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
+	// A nil *os.File in the io interfaces would not be nil: the child's
+	// stdio would be closed instead of the null device.
+	if o.Stdin != nil {
+		cmd.Stdin = o.Stdin
+	}
+	if o.Stdout != nil {
+		cmd.Stdout = o.Stdout
+	}
+	if o.Stderr != nil {
+		cmd.Stderr = o.Stderr
+	}
 	cmd.ExtraFiles = append(append(append([]*os.File(nil), o.Keep...), child), o.Extra...)
 	if cmd.Path == "" {
 		exe, err := sealedExe()
@@ -145,9 +153,6 @@ func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 	}
 	if o.UnshareAfterJoin != 0 {
 		env = append(env, "_BERTH_UNSHARE="+strconv.FormatUint(uint64(o.UnshareAfterJoin), 10))
-	}
-	if o.Plan {
-		env = append(env, "_BERTH_PLAN=1")
 	}
 	if o.TimeOffsets != "" {
 		env = append(env, "_BERTH_TIMENS="+o.TimeOffsets)

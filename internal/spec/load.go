@@ -101,6 +101,12 @@ func Validate(s *specs.Spec, bundle string) error {
 		if m.Destination == "" {
 			return fmt.Errorf("mounts[%d]: destination is empty", i)
 		}
+		if len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
+			return fmt.Errorf("mounts[%d]: uidMappings and gidMappings (idmapped mounts) are not supported", i)
+		}
+	}
+	if err := refuseUnsupported(s.Linux); err != nil {
+		return err
 	}
 	if s.Linux.RootfsPropagation != "" {
 		switch s.Linux.RootfsPropagation {
@@ -135,6 +141,31 @@ func ValidateProcess(p *specs.Process) error {
 		if !strings.HasPrefix(r.Type, "RLIMIT_") {
 			return fmt.Errorf("invalid rlimit type %q", r.Type)
 		}
+	}
+	switch {
+	case p.Scheduler != nil:
+		return errors.New("process.scheduler is not supported")
+	case p.IOPriority != nil:
+		return errors.New("process.ioPriority is not supported")
+	case p.ExecCPUAffinity != nil:
+		return errors.New("process.execCPUAffinity is not supported")
+	}
+	return nil
+}
+
+// refuseUnsupported names the linux fields berth cannot honour: a config
+// that sets one is refused rather than run without it (the field table of
+// internal/linux/plan lists them; its test sets each and expects this).
+func refuseUnsupported(l *specs.Linux) error {
+	switch {
+	case len(l.NetDevices) > 0:
+		return errors.New("linux.netDevices is not supported")
+	case l.IntelRdt != nil:
+		return errors.New("linux.intelRdt is not supported: no Intel RDT support in berth")
+	case l.MemoryPolicy != nil:
+		return errors.New("linux.memoryPolicy is not supported")
+	case l.Personality != nil:
+		return errors.New("linux.personality is not supported")
 	}
 	return nil
 }

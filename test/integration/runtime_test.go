@@ -474,10 +474,10 @@ func readPid(file string) (int, error) {
 	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
 
-// The C fast path of exec (internal/nsenter/execplan.c) and the Go path
-// (BERTH_NO_FAST_EXEC=1) must give the process the same credentials,
-// limits, environment and filters, and fail with the same messages.
-func TestRuntimeExecFastPathMatchesGo(t *testing.T) {
+// TestRuntimeExecProcessSetup checks what the executor gives an exec
+// process: credentials, limits, environment and filters, and the exact
+// messages (and exit statuses) of the ways it fails.
+func TestRuntimeExecProcessSetup(t *testing.T) {
 	r := newRT(t)
 	b := testutil.Bundle(t, func(s *specs.Spec) {
 		s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 512, Soft: 256}}
@@ -490,33 +490,37 @@ func TestRuntimeExecFastPathMatchesGo(t *testing.T) {
 		`grep -E "^(Cap|NoNewPrivs|Seccomp)" /proc/self/status; ls /proc/self/fd; mkdir /tmp/x 2>&1; env | sort`
 	cases := []struct {
 		flags, cmd []string
-		goOnly     bool // refused before the choice is made
+		code       int
+		stdout     []string
+		errLines   string
 	}{
-		{nil, []string{"sh", "-c", probe}, false},
-		{[]string{"--user", "1000:1000", "--additional-gids", "27", "--cwd", "/tmp"}, []string{"sh", "-c", probe}, false},
-		{[]string{"--cap", "CAP_NET_RAW", "--no-new-privs", "--env", "HOME=/x"}, []string{"sh", "-c", probe}, false},
-		{nil, []string{"nosuch"}, false},
-		{nil, []string{"/bin"}, false},
-		{[]string{"--cwd", "/nonexistent"}, []string{"true"}, false},
-		{[]string{"--user", "4294967295"}, []string{"true"}, true},
-		{[]string{"--cap", "CAP_BOGUS"}, []string{"true"}, false},
-		{nil, []string{"sh", "-c", "exit 3"}, false},
+		{nil, []string{"sh", "-c", probe}, 0, []string{"uid=0(root) gid=0(root)", "home=/root pwd=/ umask=0022 nofile=256/512",
+			"CapBnd:\t0000000020000420", "NoNewPrivs:\t1", "Seccomp:\t2", "Operation not permitted", "PATH="}, ""},
+		{[]string{"--user", "1000:1000", "--additional-gids", "27", "--cwd", "/tmp"}, []string{"sh", "-c", probe}, 0,
+			[]string{"uid=1000 gid=1000 groups=27", "home=/ pwd=/tmp", "CapEff:\t0000000000000000"}, ""},
+		{[]string{"--cap", "CAP_NET_RAW", "--no-new-privs", "--env", "HOME=/x"}, []string{"sh", "-c", probe}, 0,
+			[]string{"home=/x", "CapPrm:\t0000000020002420", "NoNewPrivs:\t1"}, ""},
+		{nil, []string{"nosuch"}, 255, nil,
+			`level=error msg="exec failed: unable to start container process: exec: \"nosuch\": executable file not found in $PATH"` + "\n"},
+		{nil, []string{"/bin"}, 255, nil,
+			`level=error msg="exec failed: unable to start container process: exec: \"/bin\": is a directory"` + "\n"},
+		{[]string{"--cwd", "/nonexistent"}, []string{"true"}, 255, nil,
+			`level=error msg="exec failed: unable to start container process: chdir to cwd (\"/nonexistent\") set in config.json failed: no such file or directory"` + "\n"},
+		{[]string{"--user", "4294967295"}, []string{"true"}, 255, nil,
+			`level=error msg="parsing 4294967295 as int for uid failed: strconv.ParseUint: parsing \"4294967295\": value out of range"` + "\n"},
+		{[]string{"--cap", "CAP_BOGUS"}, []string{"true"}, 0, nil,
+			`level=warning msg="ignoring unknown or unavailable capabilities: CAP_BOGUS"` + "\n"},
+		{nil, []string{"sh", "-c", "exit 3"}, 3, nil, ""},
 	}
-	const marker = "no Go runtime in the child"
 	for _, c := range cases {
-		args := append(append(append([]string{"--debug", "exec"}, c.flags...), id), c.cmd...)
-		t.Setenv("BERTH_NO_FAST_EXEC", "0") // whatever the suite runs with
-		fast := r.run(args...)
-		t.Setenv("BERTH_NO_FAST_EXEC", "1")
-		slow := r.run(args...)
-		if strings.Contains(fast.stderr, marker) == c.goOnly || strings.Contains(slow.stderr, marker) {
-			t.Errorf("%v %v: fast path taken=%v, want %v (and never with BERTH_NO_FAST_EXEC=1):\n%s", c.flags, c.cmd, strings.Contains(fast.stderr, marker), !c.goOnly, fast.stderr)
+		res := r.run(append(append(append([]string{"exec"}, c.flags...), id), c.cmd...)...)
+		if res.code != c.code || errLines(res.stderr) != c.errLines {
+			t.Errorf("%v %v: exit %d, stderr\n%s\nwant exit %d and\n%s", c.flags, c.cmd, res.code, errLines(res.stderr), c.code, c.errLines)
 		}
-		if fast.code != slow.code || fast.stdout != slow.stdout || errLines(fast.stderr) != errLines(slow.stderr) {
-			t.Errorf("%v %v: fast path differs from the Go path:\nfast %d\n%s%s\ngo   %d\n%s%s", c.flags, c.cmd, fast.code, fast.stdout, errLines(fast.stderr), slow.code, slow.stdout, errLines(slow.stderr))
-		}
-		if c.cmd[0] == "sh" && c.cmd[2] == probe && (!strings.Contains(fast.stdout, "Seccomp:\t2") || !strings.Contains(fast.stdout, "Operation not permitted") || !strings.Contains(fast.stdout, "nofile=256/512")) {
-			t.Errorf("%v: seccomp filter or rlimit missing:\n%s", c.flags, fast.stdout)
+		for _, w := range c.stdout {
+			if !strings.Contains(res.stdout, w) {
+				t.Errorf("%v %v: %q missing from:\n%s", c.flags, c.cmd, w, res.stdout)
+			}
 		}
 	}
 }
@@ -536,13 +540,15 @@ func errLines(stderr string) string {
 	return b.String()
 }
 
-// TestRuntimeInitFastPathMatchesGo runs containers whose init the nsenter
-// constructor sets up from a plan (internal/nsenter/initplan.c) and again
-// with BERTH_NO_FAST_INIT=1 (internal/initproc), and requires the same
-// container: the same mounts (mountinfo without ids), /dev nodes and links,
-// hostname, ids, umask, cwd, capabilities, seccomp and rlimits, and the same
-// exit status and error lines when setup fails.
-func TestRuntimeInitFastPathMatchesGo(t *testing.T) {
+// TestRuntimeInitSetup runs containers whose init the executor sets up
+// from plans covering every kind of step, and checks the container each
+// gets (mounts, /dev nodes and links, names, ids, umask, cwd, capabilities,
+// seccomp, rlimits, user namespace, hooks, tmpcopyup, no mount namespace)
+// and the exact error lines and exit status when setup fails. Its cases
+// were checked, before the Go init path was removed, to give exactly what
+// that path gave (the bad sysctl's message excepted: see the one-plan
+// issue's closing note).
+func TestRuntimeInitSetup(t *testing.T) {
 	r := newRT(t)
 	host := t.TempDir()
 	if err := os.WriteFile(filepath.Join(host, "file"), []byte("from the host\n"), 0o644); err != nil {
@@ -555,12 +561,20 @@ func TestRuntimeInitFastPathMatchesGo(t *testing.T) {
 	null := os.FileMode(0o600)
 	uid, gid := uint32(1000), uint32(27)
 	umask := uint32(0o077)
+	userns := func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
+		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
+	}
+	const initErr = `level=error msg="berth run failed: unable to start container process: error during container init: `
 	cases := []struct {
-		name   string
-		mutate func(*specs.Spec)
-		goOnly bool // a configuration the plan does not cover
+		name     string
+		mutate   func(*specs.Spec)
+		code     int
+		stdout   []string
+		errLines string
 	}{
-		{"default", nil, false},
+		{"default", nil, 0, []string{"/null /proc/keys", "/sys/fs/cgroup/memory ro", "touch: /x: Read-only file system", "Seccomp:\t0"}, ""},
 		{"process", func(s *specs.Spec) {
 			s.Process.User = specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{27, 27}, Umask: &umask}
 			s.Process.Cwd = "/work/new/dir" // missing: created
@@ -570,7 +584,9 @@ func TestRuntimeInitFastPathMatchesGo(t *testing.T) {
 			s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 512, Soft: 256}}
 			s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
 				{Names: []string{"mkdirat", "mkdir"}, Action: specs.ActErrno}}}
-		}, false},
+		}, 0, []string{"uid=1000 gid=1000 groups=27", "pwd=/work/new/dir umask=0077 nofile=256/512", "Seccomp:\t2",
+			"home=/home/x", "mkdir: can't create directory '/tmp/d': Operation not permitted"},
+			`level=warning msg="ignoring unknown or unavailable capabilities: CAP_BOGUS"` + "\n"},
 		{"rootfs", func(s *specs.Spec) {
 			s.Root.Readonly = false
 			s.Hostname, s.Domainname = "fast", "example.test"
@@ -588,21 +604,65 @@ func TestRuntimeInitFastPathMatchesGo(t *testing.T) {
 				specs.LinuxDevice{Path: "/dev/full", Type: "c", Major: 1, Minor: 7, FileMode: &null})
 			s.Linux.MaskedPaths = append(s.Linux.MaskedPaths, "/etc/group", "/bin/../root", "/no/such")
 			s.Linux.ReadonlyPaths = append(s.Linux.ReadonlyPaths, "/tmp", "/no/such")
-		}, false},
+		}, 0, []string{"host=fast dom=example.test", "from the host\nfrom the host\n", "1000     27          1,   3 mynull", " sub\n",
+			"/mnt/dir rw,noexec", "/run/deep/tmp rw,nodev", "/etc/group", "/tmp ro,", "/root ro,"}, ""},
 		{"bad mount source", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/mnt", Type: "bind", Source: "/no/such/source", Options: []string{"bind"}})
-		}, false},
+		}, 1, nil, initErr + `error mounting \"/no/such/source\" to rootfs at \"/mnt\": stat /no/such/source: no such file or directory"` + "\n"},
 		{"bad fs type", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/mnt", Type: "nosuchfs", Source: "none"})
-		}, false},
-		{"bad args", func(s *specs.Spec) { s.Process.Args = []string{"nosuch"} }, false},
-		{"exit status", func(s *specs.Spec) { s.Process.Args = []string{"sh", "-c", "exit 3"} }, false},
+		}, 1, nil, initErr + `error mounting \"none\" to rootfs at \"/mnt\": no such device"` + "\n"},
+		{"bad args", func(s *specs.Spec) { s.Process.Args = []string{"nosuch"} }, 1, nil,
+			initErr + `exec: \"nosuch\": executable file not found in $PATH"` + "\n"},
+		{"exit status", func(s *specs.Spec) { s.Process.Args = []string{"sh", "-c", "exit 3"} }, 3, nil, ""},
 		{"device outside /dev", func(s *specs.Spec) {
 			s.Linux.Devices = append(s.Linux.Devices, specs.LinuxDevice{Path: "/tmp/null", Type: "c", Major: 1, Minor: 3})
-		}, true},
-		{"sysctl", func(s *specs.Spec) { s.Linux.Sysctl = map[string]string{"net.ipv4.ip_forward": "1"} }, true},
+		}, 1, nil, initErr + `creating device /tmp/null: device path must be under /dev"` + "\n"},
+		{"sysctl", func(s *specs.Spec) {
+			s.Linux.Sysctl = map[string]string{"net.ipv4.ip_forward": "1"}
+			s.Process.Args = []string{"cat", "/proc/sys/net/ipv4/ip_forward"}
+		}, 0, []string{"1\n"}, ""},
+		{"bad sysctl", func(s *specs.Spec) { s.Linux.Sysctl = map[string]string{"net.ipv4.nosuch": "1"} }, 1, nil,
+			initErr + `sysctl net.ipv4.nosuch: no such file or directory"` + "\n"},
+		{"userns", userns, 0, []string{"uid=0(root) gid=0(root)", "/null /proc/keys"}, ""},
+		{"userns mqueue without ipc namespace", func(s *specs.Spec) {
+			userns(s)
+			s.Hostname = ""
+			s.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}, {Type: specs.UserNamespace}}
+		}, 1, nil, initErr + `error mounting \"mqueue\" to rootfs at \"/dev/mqueue\": no such file or directory"` + "\n"},
+		{"hooks", func(s *specs.Spec) {
+			s.Hooks = &specs.Hooks{
+				Prestart:        []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "cat > /dev/null; echo pre >&2"}}},
+				CreateContainer: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "read s; echo cc"}}},
+				StartContainer:  []specs.Hook{{Path: "/bin/true"}},
+				Poststart:       []specs.Hook{{Path: "/bin/false"}},
+			}
+		}, 0, []string{"uid=0(root)"}, `level=warning msg="error running poststart hook #0: exit status 1, stdout: , stderr: "` + "\n"},
+		{"failing prestart hook", func(s *specs.Spec) {
+			s.Hooks = &specs.Hooks{Prestart: []specs.Hook{{Path: "/bin/false"}}}
+		}, 1, nil, `level=error msg="berth run failed: unable to start container process: error running prestart hook #0: exit status 1, stdout: , stderr: "` + "\n"},
+		{"failing createContainer hook", func(s *specs.Spec) {
+			s.Hooks = &specs.Hooks{CreateContainer: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo out; echo err >&2; exit 7"}}}}
+		}, 1, nil, initErr + `error running createContainer hook #0: exit status 7, stdout: out\n, stderr: err\n"` + "\n"},
+		{"oom score", func(s *specs.Spec) {
+			v := 300
+			s.Process.OOMScoreAdj = &v
+			s.Process.Args = []string{"cat", "/proc/self/oom_score_adj"}
+		}, 0, []string{"300\n"}, ""},
+		{"tmpcopyup", func(s *specs.Spec) {
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/etc", Type: "tmpfs", Source: "tmpfs", Options: []string{"tmpcopyup", "mode=755"}})
+			s.Process.Args = []string{"sh", "-c", "grep -c root /etc/passwd; grep ' /etc ' /proc/self/mountinfo"}
+		}, 0, []string{"1\n", " /etc rw,relatime - tmpfs tmpfs rw,mode=755"}, ""},
+		{"rshared", func(s *specs.Spec) { s.Linux.RootfsPropagation = "rshared" }, 0, []string{"uid=0(root)", "/ /proc rw,relatime"}, ""},
+		{"no mount namespace", func(s *specs.Spec) {
+			s.Hostname = ""
+			s.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.PIDNamespace}}
+			s.Mounts = nil
+			s.Process.Args = []string{"sh", "-c", "id; ls /bin/busybox"}
+		}, 0, []string{"uid=0(root) gid=0(root)", "/bin/busybox"}, ""},
+		{"apparmor without AppArmor", func(s *specs.Spec) { s.Process.ApparmorProfile = "nosuch" }, 0, []string{"uid=0"},
+			`level=warning msg="apparmor profile nosuch requested but AppArmor is not enabled on this host; continuing without it"` + "\n"},
 	}
-	const marker = "no Go runtime in the child"
 	for _, c := range cases {
 		b := testutil.Bundle(t, func(s *specs.Spec) {
 			s.Process.Args = []string{"sh", "-c", probe}
@@ -613,26 +673,17 @@ func TestRuntimeInitFastPathMatchesGo(t *testing.T) {
 		if err := os.Symlink("/run/resolv.conf", filepath.Join(b, "rootfs", "etc", "resolv.conf")); err != nil {
 			t.Fatal(err)
 		}
-		t.Setenv("BERTH_NO_FAST_INIT", "0") // whatever the suite runs with
-		fast := r.run("--debug", "run", "-b", b, r.id())
-		t.Setenv("BERTH_NO_FAST_INIT", "1")
-		slow := r.run("--debug", "run", "-b", b, r.id())
-		if strings.Contains(fast.stderr, marker) == c.goOnly || strings.Contains(slow.stderr, marker) {
-			t.Errorf("%s: fast path taken=%v, want %v (and never with BERTH_NO_FAST_INIT=1):\n%s", c.name, strings.Contains(fast.stderr, marker), !c.goOnly, fast.stderr)
+		// The user-namespaced cases' root must be able to reach the rootfs.
+		for d := b; d != "/"; d = filepath.Dir(d) {
+			os.Chmod(d, 0o755)
 		}
-		if fast.code != slow.code || fast.stdout != slow.stdout || errLines(fast.stderr) != errLines(slow.stderr) {
-			t.Errorf("%s: fast path differs from the Go path:\nfast %d\n%s%s\ngo   %d\n%s%s", c.name, fast.code, fast.stdout, errLines(fast.stderr), slow.code, slow.stdout, errLines(slow.stderr))
+		res := r.run("run", "-b", b, r.id())
+		if res.code != c.code || errLines(res.stderr) != c.errLines {
+			t.Errorf("%s: exit %d, stderr\n%s\nwant exit %d and\n%s", c.name, res.code, errLines(res.stderr), c.code, c.errLines)
 		}
-		want := map[string][]string{
-			"default": {"/null /proc/keys", "/sys/fs/cgroup/memory ro", "touch: /x: Read-only file system"},
-			"process": {"uid=1000 gid=1000 groups=27", "pwd=/work/new/dir umask=0077 nofile=256/512", "Seccomp:\t2",
-				"home=/home/x", "mkdir: can't create directory '/tmp/d': Operation not permitted"},
-			"rootfs": {"host=fast dom=example.test", "from the host\nfrom the host\n", "1000     27          1,   3 mynull", " sub\n",
-				"/mnt/dir rw,noexec", "/run/deep/tmp rw,nodev", "/etc/group", "/tmp ro,", "/root ro,"},
-		}[c.name]
-		for _, w := range want {
-			if !strings.Contains(fast.stdout, w) {
-				t.Errorf("%s: %q missing from the container's view:\n%s", c.name, w, fast.stdout)
+		for _, w := range c.stdout {
+			if !strings.Contains(res.stdout, w) {
+				t.Errorf("%s: %q missing from the container's view:\n%s", c.name, w, res.stdout)
 			}
 		}
 	}

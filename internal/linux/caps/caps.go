@@ -1,16 +1,13 @@
-// Package caps maps capability names to numbers and applies the five OCI
-// capability sets to the calling thread. Everything here acts on the current
-// OS thread only: callers lock the thread and execve from it.
+// Package caps maps capability names to numbers and parses the five OCI
+// capability sets (the executor applies them: see internal/linux/plan).
 package caps
 
 import (
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 )
 
 var names = []string{
@@ -94,51 +91,4 @@ func FromSpec(c *specs.LinuxCapabilities) Sets {
 	s.Permitted = conv(c.Permitted)
 	s.Ambient = conv(c.Ambient)
 	return s
-}
-
-// DropBounding removes every capability not in s.Bounding from the thread's
-// bounding set. Needs CAP_SETPCAP, so it runs before Apply.
-func (s Sets) DropBounding() error {
-	last := Last()
-	for c := 0; c <= last; c++ {
-		if s.Bounding.Has(c) {
-			continue
-		}
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
-			if err == unix.EINVAL { // the kernel does not know this one
-				continue
-			}
-			return fmt.Errorf("drop bounding capability %s: %w", names[c], err)
-		}
-	}
-	return nil
-}
-
-// Apply sets effective, permitted and inheritable exactly as configured (so a
-// capability the config did not ask for is never inheritable), then raises the
-// ambient ones.
-func (s Sets) Apply() error {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	for i := 0; i < 2; i++ {
-		data[i].Effective = uint32(uint64(s.Effective) >> (32 * i))
-		data[i].Permitted = uint32(uint64(s.Permitted) >> (32 * i))
-		data[i].Inheritable = uint32(uint64(s.Inheritable) >> (32 * i))
-	}
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("capset: %w", err)
-	}
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
-		return fmt.Errorf("clear ambient capabilities: %w", err)
-	}
-	last := Last()
-	for c := 0; c <= last; c++ {
-		if !s.Ambient.Has(c) {
-			continue
-		}
-		// Raising ambient needs the cap in permitted and inheritable; runc
-		// ignores failures here, and so do we.
-		_ = unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0)
-	}
-	return nil
 }

@@ -1,15 +1,17 @@
-// Package rootfs builds a container's root filesystem inside its new mount
-// namespace: the config's mounts in order, /dev, pivot_root, masked and
-// read-only paths. Every path the bundle controls is resolved inside the
-// rootfs and acted on through a file descriptor (mount targets are
-// /proc/thread-self/fd/N), never through the string again, which closes the
-// symlink-swap escapes (CVE-2021-30465 and relatives).
+// Package rootfs holds the facts and decisions about a container's root
+// filesystem that the plan compiler (internal/linux/plan) uses: what mount
+// options mean, which device nodes and links /dev gets, which mounts at or
+// under /proc are allowed, which sysctls a container may set, the host's
+// mount table. It performs nothing: the executor in internal/nsenter
+// carries the compiled plan out.
 package rootfs
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -150,4 +152,41 @@ func KnownOptions() []string {
 	out = append(out, "tmpcopyup")
 	sort.Strings(out)
 	return out
+}
+
+// IsBind reports whether m is a bind mount (type "bind" or a bind/rbind option).
+func IsBind(m specs.Mount) bool {
+	if m.Type == "bind" {
+		return true
+	}
+	for _, o := range m.Options {
+		if o == "bind" || o == "rbind" {
+			return true
+		}
+	}
+	return false
+}
+
+// RootPropagation is the propagation / gets in the container's mount
+// namespace: linux.rootfsPropagation, rslave by default (as runc).
+func RootPropagation(s *specs.Spec) (uintptr, error) {
+	flag := uintptr(unix.MS_SLAVE | unix.MS_REC)
+	if s.Linux != nil && s.Linux.RootfsPropagation != "" {
+		f, ok := propOpts[s.Linux.RootfsPropagation]
+		if !ok {
+			return 0, fmt.Errorf("invalid rootfsPropagation %q", s.Linux.RootfsPropagation)
+		}
+		flag = f
+	}
+	return flag, nil
+}
+
+// PropagationName is the option name of a propagation flag set.
+func PropagationName(f uintptr) string {
+	for n, v := range propOpts {
+		if v == f {
+			return n
+		}
+	}
+	return "propagation"
 }

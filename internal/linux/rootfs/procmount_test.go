@@ -1,7 +1,6 @@
 package rootfs
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,65 +28,12 @@ func TestCheckProcMount(t *testing.T) {
 		{specs.Mount{Destination: "/procfoo", Type: "tmpfs", Source: "tmpfs"}, ""},
 		{specs.Mount{Destination: "/proc", Type: "bind", Source: filepath.Join(dir, "missing"), Options: []string{"bind"}}, "statfs"},
 	} {
-		err := checkProcMount(tt.m)
+		err := CheckProcMount(tt.m)
 		switch {
 		case tt.want == "" && err != nil:
 			t.Errorf("%+v: %v, want allowed", tt.m, err)
 		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
 			t.Errorf("%+v: %v, want an error with %q", tt.m, err, tt.want)
 		}
-	}
-}
-
-func TestOpenOrdinaryDir(t *testing.T) {
-	root := t.TempDir()
-	os.MkdirAll(filepath.Join(root, "proc"), 0o755)
-	os.MkdirAll(filepath.Join(root, "real", "sys"), 0o755)
-	os.Symlink("/real/sys", filepath.Join(root, "sys"))
-	os.Symlink("real", filepath.Join(root, "up"))
-	os.WriteFile(filepath.Join(root, "file"), nil, 0o644)
-	rf, err := openRoot(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rf.Close()
-	for _, tt := range []struct {
-		dest string
-		ok   bool
-	}{
-		{"/proc", true}, {"proc", true}, {"/real/sys", true},
-		{"/sys", false},     // symlink as the last component
-		{"/up/sys", false},  // symlink as a parent
-		{"/file", false},    // not a directory
-		{"/missing", false}, // must exist (ensureTarget made it)
-	} {
-		for name, open := range map[string]func(*os.File, string) (*os.File, error){"openat2": openOrdinaryDir, "walk": walkNoSymlinks} {
-			f, err := open(rf, tt.dest)
-			if f != nil {
-				f.Close()
-			}
-			if (err == nil) != tt.ok {
-				t.Errorf("%s(%s): err %v, want ok=%v", name, tt.dest, err, tt.ok)
-			}
-		}
-	}
-}
-
-func TestRequireProcfs(t *testing.T) {
-	f, err := os.Create(filepath.Join(t.TempDir(), "sched"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := requireProcfs(f); err == nil {
-		t.Error("a file outside procfs passed the procfs check")
-	}
-	p, err := os.Open("/proc/self/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if err := requireProcfs(p); err != nil {
-		t.Errorf("/proc/self/stat: %v", err)
 	}
 }

@@ -27,7 +27,7 @@ func (f *Filter) Load() (listenerFd int, err error) {
 	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, f.flags, uintptr(unsafe.Pointer(&prog)))
 	runtime.KeepAlive(f.prog)
 	if errno != 0 {
-		return -1, f.loadError(errno)
+		return -1, f.LoadError(errno)
 	}
 	if f.listener {
 		return int(r), nil
@@ -53,7 +53,9 @@ func (f *Filter) Loadable() error {
 	return nil
 }
 
-func (f *Filter) loadError(errno unix.Errno) error {
+// LoadError is the error a failed load of f reports for errno, with the hint
+// or the list of filter flags this kernel lacks that explains it.
+func (f *Filter) LoadError(errno unix.Errno) error {
 	switch errno {
 	case unix.EACCES:
 		return fmt.Errorf("seccomp: loading filter: %w (set no_new_privs or keep CAP_SYS_ADMIN)", errno)

@@ -1,0 +1,150 @@
+package plan
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"berth/internal/linux/rootfs"
+)
+
+// rootfs adds the mount-namespace steps up to the devices: the propagation
+// of /, the rootfs a mount point of its own, the config's mounts in order
+// and /dev.
+func (c *compiler) rootfs(in *Init) error {
+	s := in.Spec
+	prop, err := rootfs.RootPropagation(s)
+	if err != nil {
+		return err
+	}
+	c.add(HostMount{Target: "/", Flags: uint64(prop), Err: "make / " + rootfs.PropagationName(prop) + " /"})
+	if prop&unix.MS_SHARED != 0 {
+		// pivot_root fails if the new root's parent mount is shared, and
+		// after an rshared / every mount is: make the one holding the
+		// rootfs private (in the container's namespace only).
+		mounts, err := in.Host.Mounts()
+		if err != nil {
+			return fmt.Errorf("read mount table: %w", err)
+		}
+		if mp := rootfs.MountPointOf(in.Rootfs, mounts); mp != "" {
+			c.add(HostMount{Target: mp, Flags: unix.MS_PRIVATE, Err: "make parent mount private " + mp})
+		}
+	}
+	c.add(HostMount{Source: in.Rootfs, Target: in.Rootfs, FSType: "bind", Flags: unix.MS_BIND | unix.MS_REC, Err: "bind mount rootfs " + in.Rootfs})
+	c.add(OpenRoot{Path: in.Rootfs})
+	for _, m := range s.Mounts {
+		if err := c.mount(in, m); err != nil {
+			return fmt.Errorf("error mounting %q to rootfs at %q: %w", m.Source, m.Destination, err)
+		}
+	}
+	return c.devices(in)
+}
+
+// mount adds one of the config's mounts: the one place that decides what
+// kind of mount it is and which flags, propagation and attributes it gets.
+func (c *compiler) mount(in *Init, m specs.Mount) error {
+	if !filepath.IsAbs(m.Destination) {
+		// runc accepts relative destinations (as relative to /).
+		m.Destination = "/" + m.Destination
+	}
+	if err := rootfs.CheckProcMount(m); err != nil {
+		return err
+	}
+	dest := filepath.Clean(m.Destination)
+	prefix := "error mounting " + strconv.Quote(m.Source) + " to rootfs at " + strconv.Quote(m.Destination)
+	po := rootfs.ParseOptions(m.Options)
+	if m.Type == "cgroup" || m.Type == "cgroup2" {
+		return c.cgroupMount(in, prefix, dest, po)
+	}
+	st := Mount{
+		Err: prefix, Source: m.Source, Dest: dest, FSType: m.Type, Data: po.Data,
+		Flags: uint64(po.Flags), AttrSet: po.RecAttrSet, AttrClear: po.RecAttrClr,
+	}
+	for _, f := range po.Propagation {
+		st.Propagation = append(st.Propagation, uint64(f))
+	}
+	switch {
+	case rootfs.IsBind(m):
+		st.Kind = MountBind
+	case po.TmpCopyUp && m.Type == "tmpfs":
+		st.Kind = MountTmpCopyUp
+	case m.Type == "proc" || m.Type == "sysfs":
+		st.Kind = MountKernel
+	default:
+		st.Kind = MountFS
+	}
+	if st.Kind != MountBind && st.Source == "" {
+		st.Source = m.Type
+	}
+	if m.Type == "mqueue" && in.UserNS {
+		st.MountFlags |= MountFMqueueUserNS
+	}
+	c.add(st)
+	return nil
+}
+
+// cgroupMount gives the container its cgroup view: cgroup2 in its cgroup
+// namespace on a unified host, a bind of its unified cgroup without one,
+// or (v1 and hybrid hosts) a tmpfs of bind mounts of its own cgroup
+// directories, one per hierarchy, as runc does.
+func (c *compiler) cgroupMount(in *Init, prefix, dest string, po rootfs.Parsed) error {
+	st := MountCgroup{Err: prefix, Dest: dest, Flags: uint64(po.Flags)}
+	if unified, ok := in.CgroupPaths[""]; ok && len(in.CgroupPaths) == 1 {
+		if in.CgroupNS {
+			st.Mode = CgroupV2NS
+		} else {
+			st.Mode, st.Unified = CgroupV2Bind, unified
+		}
+		c.add(st)
+		return nil
+	}
+	mounts, err := in.Host.Mounts()
+	if err != nil {
+		return fmt.Errorf("read mount table: %w", err)
+	}
+	st.Mode = CgroupV1Binds
+	for _, b := range rootfs.CgroupBinds(in.CgroupPaths, mounts) {
+		st.Binds = append(st.Binds, CgroupBind{Name: b.Name, Source: b.Source})
+	}
+	c.add(st)
+	return nil
+}
+
+// devices adds the container's device nodes (mknod, or bind mounts of the
+// host's nodes in a user namespace, where mknod is not permitted) and the
+// /dev links, unless the config bind-mounts the host's /dev.
+func (c *compiler) devices(in *Init) error {
+	devs, ok := rootfs.Devices(in.Spec)
+	if !ok {
+		return nil
+	}
+	st := Devices{Bind: in.UserNS}
+	for _, d := range devs {
+		prefix := "creating device " + d.Path
+		clean := filepath.Clean(d.Path)
+		if !strings.HasPrefix(clean, "/dev/") {
+			return fmt.Errorf("%s: device path must be under /dev", prefix)
+		}
+		mode, err := rootfs.DeviceMode(d)
+		if err != nil {
+			return fmt.Errorf("%s: %w", prefix, err)
+		}
+		nd := Device{Err: prefix, Path: clean, Mode: mode, Dev: unix.Mkdev(uint32(d.Major), uint32(d.Minor))}
+		if d.UID != nil {
+			nd.UID = *d.UID
+		}
+		if d.GID != nil {
+			nd.GID = *d.GID
+		}
+		st.Devices = append(st.Devices, nd)
+	}
+	for _, l := range rootfs.DevLinks(in.Host.Kcore) {
+		st.Links = append(st.Links, Link{Target: l[0], Name: l[1]})
+	}
+	c.add(st)
+	return nil
+}

@@ -1,0 +1,190 @@
+package plan
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"berth/internal/linux/caps"
+	"berth/internal/linux/seccomp"
+)
+
+type processSpec struct {
+	p        *specs.Process
+	extraEnv []string
+	userNS   bool
+	init     bool // a container's init: umask 022 unless the config sets one
+	keepFds  int
+	filter   *seccomp.Filter
+}
+
+// rlimits maps an OCI rlimit name to its resource number.
+var rlimits = map[string]uint32{
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
+	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
+	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE,
+	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_STACK": unix.RLIMIT_STACK,
+}
+
+// process adds the process section, shared by init and exec processes:
+// the environment, the executable lookup, fds and stdio, then the drop to
+// the container's credentials (non-dumpable, cwd check, the bounding set,
+// rlimits, groups and ids with keepcaps, umask, cwd, capabilities,
+// no_new_privs), Ready, what runs between Ready and execve (after: init's
+// wait on exec.fifo and startContainer hooks) and execve. The seccomp
+// filter loads before the capability drop without no_new_privs (loading
+// needs CAP_SYS_ADMIN then), right before execve with it, and before Ready
+// when its notify listener must reach the runtime.
+func (c *compiler) process(ps processSpec, after func() error) error {
+	p, u := ps.p, ps.p.User
+	if len(p.Args) == 0 || p.Args[0] == "" {
+		return fmt.Errorf("args must not be empty")
+	}
+	// CVE-2024-40635: ids above MaxInt32 wrap around; 4294967295 is -1 to
+	// setresuid/setresgid, which means "leave unchanged": root.
+	const maxID = math.MaxInt32
+	if u.UID > maxID {
+		return fmt.Errorf("invalid uid %d: must be at most %d", u.UID, maxID)
+	}
+	if u.GID > maxID {
+		return fmt.Errorf("invalid gid %d: must be at most %d", u.GID, maxID)
+	}
+	gids := make([]uint32, 0, len(u.AdditionalGids))
+	seen := map[uint32]bool{}
+	for _, g := range u.AdditionalGids {
+		if g > maxID {
+			return fmt.Errorf("invalid additional gid %d: must be at most %d", g, maxID)
+		}
+		if !seen[g] { // the config and exec -g may both name a group
+			seen[g] = true
+			gids = append(gids, g)
+		}
+	}
+	env := append(append([]string(nil), p.Env...), ps.extraEnv...)
+	if err := noNUL("process", append(append([]string{p.Cwd}, p.Args...), env...)...); err != nil {
+		return err
+	}
+	var limits []Rlimit
+	for _, rl := range p.Rlimits {
+		t, ok := rlimits[rl.Type]
+		if !ok {
+			return fmt.Errorf("unknown rlimit type %q", rl.Type)
+		}
+		limits = append(limits, Rlimit{Resource: t, Soft: rl.Soft, Hard: rl.Hard, Err: fmt.Sprintf("error setting rlimit type %d", t)})
+	}
+	cwd := p.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	fillHome := true
+	for _, e := range env {
+		if strings.HasPrefix(e, "HOME=") {
+			fillHome = false
+		}
+	}
+	c.add(
+		Env{Env: env, FillHome: fillHome, UID: u.UID},
+		Lookup{Args: p.Args, Cwd: p.Cwd, Quote: strconv.Quote(p.Args[0])},
+		// CVE-2024-21626: nothing the runtime held (it leaked a cgroup dir
+		// fd) may survive execve; close_range needs no /proc.
+		CloexecFrom{From: uint32(3 + ps.keepFds)},
+		FixStdio{UID: u.UID, GID: u.GID},
+		// CVE-2016-9962: from the capability drop until execve the process
+		// has the container's uid and capabilities but still holds runtime
+		// fds (exec.fifo, the init pipe); while dumpable, container root
+		// could ptrace it or read /proc/PID/fd.
+		NonDumpable{},
+		// Checked while privileged and before any seccomp filter (which may
+		// deny getcwd): a cwd outside the root is a leaked fd.
+		CheckCwd{Cwd: cwd, Err: "current working directory is outside of container mount namespace root -- possible container breakout detected"},
+	)
+	filter, err := c.seccomp(ps.filter)
+	if err != nil {
+		return err
+	}
+	late := filter != nil && p.NoNewPrivileges && !filter.Listener
+	if filter != nil && !late && !p.NoNewPrivileges {
+		c.add(*filter) // a privileged load: still holding CAP_SYS_ADMIN
+	}
+	sets := caps.FromSpec(p.Capabilities)
+	for _, name := range sets.Unknown {
+		c.warn("ignoring unknown or unavailable capabilities: %s", name)
+	}
+	last := c.host.CapLast
+	names := caps.Names()
+	var drop []Cap
+	for n := 0; n <= last && n < 64; n++ {
+		if !sets.Bounding.Has(n) {
+			name := "cap " + strconv.Itoa(n)
+			if n < len(names) {
+				name = names[n]
+			}
+			drop = append(drop, Cap{Number: uint32(n), Name: name})
+		}
+	}
+	c.add(DropBounding{Caps: drop}, KeepCaps{On: true})
+	// Rlimits as late as possible while still privileged: raising a hard
+	// limit needs CAP_SYS_RESOURCE.
+	if len(limits) > 0 {
+		c.add(Rlimits{Limits: limits})
+	}
+	c.add(
+		Setgroups{SkipIfDenied: ps.userNS, Gids: gids},
+		Setresgid{ID: u.GID, Err: fmt.Sprintf("setgid %d", u.GID)},
+		Setresuid{ID: u.UID, Err: fmt.Sprintf("setuid %d", u.UID)},
+	)
+	if u.Umask != nil {
+		c.add(Umask{Mask: *u.Umask})
+	} else if ps.init {
+		c.add(Umask{Mask: 0o022})
+	}
+	c.add(
+		// Again as the container user: the cwd must be reachable by it.
+		Chdir{Dir: cwd, Err: fmt.Sprintf("chdir to cwd (%q) set in config.json failed", cwd)},
+		Capset{Effective: uint64(sets.Effective), Permitted: uint64(sets.Permitted), Inheritable: uint64(sets.Inheritable), Ambient: uint64(sets.Ambient), Last: uint32(last)},
+		KeepCaps{On: false},
+	)
+	if p.NoNewPrivileges {
+		c.add(NoNewPrivs{})
+		if filter != nil && !late {
+			c.add(*filter)
+		}
+	}
+	c.add(Ready{})
+	if after != nil {
+		if err := after(); err != nil {
+			return err
+		}
+	}
+	if late {
+		c.add(*filter)
+	}
+	c.add(Execve{})
+	return nil
+}
+
+// seccomp turns the compiled filter into its step, with the load errors
+// worded as the seccomp package words them. A filter needing an action
+// this kernel lacks is refused here, before anything runs.
+func (c *compiler) seccomp(f *seccomp.Filter) (*Seccomp, error) {
+	if f == nil {
+		return nil, nil
+	}
+	if err := f.Loadable(); err != nil {
+		return nil, err
+	}
+	return &Seccomp{
+		Flags: uint32(f.Flags()), Listener: f.NeedsListener(),
+		EACCES:   f.LoadError(unix.EACCES).Error(),
+		ESRCH:    f.LoadError(unix.ESRCH).Error(),
+		EINVAL:   f.LoadError(unix.EINVAL).Error(),
+		OtherErr: "seccomp: loading filter",
+		Program:  f.Program(),
+	}, nil
+}
