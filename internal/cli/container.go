@@ -63,6 +63,40 @@ var refusedRunFlags = []refusedFlag{
 	{"sig-proxy", "signals are always forwarded to a foreground container", false},
 	{"tz", "set TZ with -e and mount the zone file with -v", false},
 	{"http-proxy", "set the proxy variables with -e", false},
+	{"ip6", "berth's networks are IPv4 unless created dual-stack, and then the address is assigned", false},
+	{"link-local-ip", "no link-local addresses are assigned", false},
+	{"secret", "there are no secrets: mount the file with -v ...:ro", false},
+	{"pidfile", "read the pid with `berth container inspect -f '{{.State.Pid}}' NAME`", false},
+	{"pod-id-file", "berth has no pods", false},
+	{"sdnotify", "there is no systemd notify support", false},
+	{"personality", "the execution domain is not set", false},
+	{"rootfs", "containers run from images; run a root directory with `berth run -b BUNDLE`", true},
+	{"preserve-fds", "fds are not passed to `container run` (berth run --preserve-fds does it)", false},
+	{"hostuser", "host users are not copied into the container's /etc/passwd", false},
+	{"passwd-entry", "/etc/passwd is the image's", false},
+	{"group-entry", "/etc/group is the image's", false},
+	{"image-volume", "image volumes are always anonymous volumes", false},
+	{"init-ctr", "berth has no pods", false},
+	{"requires", "containers have no dependencies", false},
+	{"seccomp-policy", "use --security-opt seccomp=FILE", false},
+	{"timeout", "there is no run timeout", false},
+	{"env-host", "pass variables with -e NAME", true},
+	{"env-merge", "set variables with -e", false},
+	{"subuidname", "user namespaces are not supported by `container run` yet", false},
+	{"subgidname", "user namespaces are not supported by `container run` yet", false},
+	{"arch", "use --platform; only the host's platform runs here", false},
+	{"os", "use --platform; only the host's platform runs here", false},
+	{"variant", "use --platform; only the host's platform runs here", false},
+	{"authfile", "log in with `berth login`; its credentials are used", false},
+	{"creds", "log in with `berth login`; its credentials are used", false},
+	{"cert-dir", "use the host's trust store (or --tls-verify=false for a local registry)", false},
+	{"decryption-key", "encrypted images are not supported", false},
+	{"unsetenv-all", "name the variables with --unsetenv", true},
+	{"use-api-socket", "there is no API socket", true},
+	{"cpu-count", "a Windows option", false},
+	{"cpu-percent", "a Windows option", false},
+	{"io-maxbandwidth", "a Windows option", false},
+	{"io-maxiops", "a Windows option", false},
 }
 
 var refusedStartFlags = []refusedFlag{
@@ -106,6 +140,7 @@ var runFlags = append([]cli.Flag{
 	cli.BoolFlag{Name: "replace", Usage: "remove a container of the same name first"},
 	cli.StringSliceFlag{Name: "env, e", Usage: "set an environment variable NAME=VALUE, or NAME to pass the host's value (repeatable)"},
 	cli.StringSliceFlag{Name: "env-file", Usage: "read NAME=VALUE lines (and NAME, # comments) from a file (repeatable)"},
+	cli.StringSliceFlag{Name: "unsetenv", Usage: "remove a variable the image sets (repeatable)"},
 	cli.StringSliceFlag{Name: "label, l", Usage: "set a container label KEY=VALUE (repeatable)"},
 	cli.StringSliceFlag{Name: "label-file", Usage: "read KEY=VALUE labels from a file (repeatable)"},
 	cli.StringSliceFlag{Name: "annotation", Usage: "set an OCI annotation KEY=VALUE in config.json (repeatable)"},
@@ -155,6 +190,14 @@ var runFlags = append([]cli.Flag{
 	cli.StringFlag{Name: "cpuset-cpus", Usage: "CPUs the container may use, e.g. 0-1"},
 	cli.StringFlag{Name: "cpuset-mems", Usage: "memory nodes the container may use"},
 	cli.UintFlag{Name: "blkio-weight", Usage: "block I/O weight, 10 to 1000"},
+	cli.StringSliceFlag{Name: "blkio-weight-device", Usage: "block I/O weight of a device, /dev/DEVICE:WEIGHT (repeatable)"},
+	cli.StringSliceFlag{Name: "device-read-bps", Usage: "read rate limit of a device, /dev/DEVICE:RATE (e.g. 1mb; repeatable)"},
+	cli.StringSliceFlag{Name: "device-write-bps", Usage: "write rate limit of a device, /dev/DEVICE:RATE (repeatable)"},
+	cli.StringSliceFlag{Name: "device-read-iops", Usage: "read operations per second of a device, /dev/DEVICE:RATE (repeatable)"},
+	cli.StringSliceFlag{Name: "device-write-iops", Usage: "write operations per second of a device, /dev/DEVICE:RATE (repeatable)"},
+	cli.Uint64Flag{Name: "cpu-rt-period", Usage: "realtime period in microseconds"},
+	cli.Int64Flag{Name: "cpu-rt-runtime", Usage: "realtime runtime in microseconds"},
+	cli.StringFlag{Name: "memory-swappiness", Usage: "memory swappiness, 0 to 100 (cgroup v1)"},
 	cli.Int64Flag{Name: "pids-limit", Usage: "maximum number of processes"},
 	cli.StringFlag{Name: "umask", Usage: "umask of the container process, e.g. 0022"},
 	cli.BoolFlag{Name: "init", Usage: "run berth itself as the container's pid 1: it forwards signals and reaps orphans"},
@@ -167,6 +210,9 @@ var runFlags = append([]cli.Flag{
 	cli.StringFlag{Name: "cidfile", Usage: "write the container id to this file"},
 	cli.StringFlag{Name: "platform", Usage: "the image platform; only the host's (" + runtime.GOOS + "/" + runtime.GOARCH + ") runs here"},
 	cli.StringFlag{Name: "pull", Value: "missing", Usage: "pull the image: missing, always or never"},
+	cli.BoolFlag{Name: "quiet, q", Usage: "accepted: berth prints no pull progress"},
+	cli.StringFlag{Name: "volume-driver", Value: "local", Usage: "local only"},
+	cli.BoolTFlag{Name: "disable-content-trust", Usage: "accepted: berth does not verify image signatures"},
 	cli.BoolTFlag{Name: "tls-verify", Usage: "require HTTPS and verified certificates from the registry (--tls-verify=false for a local plain-HTTP registry)"},
 }, refusedFlags(refusedRunFlags)...)
 
@@ -311,6 +357,12 @@ func containerOptions(c *cli.Context) (oneshot.Options, error) {
 	if d := c.String("log-driver"); d != "k8s-file" {
 		return oneshot.Options{}, fmt.Errorf("--log-driver %q: berth keeps the container log itself, in k8s-file format", d)
 	}
+	if d := c.String("volume-driver"); d != "local" {
+		return oneshot.Options{}, fmt.Errorf("--volume-driver %q: only local volumes (directories) are supported", d)
+	}
+	if c.IsSet("disable-content-trust") && !c.BoolT("disable-content-trust") {
+		return oneshot.Options{}, errors.New("--disable-content-trust=false: berth does not verify image signatures")
+	}
 	if p := c.String("platform"); p != "" && p != runtime.GOOS+"/"+runtime.GOARCH {
 		return oneshot.Options{}, fmt.Errorf("--platform %s: only %s/%s images run on this host", p, runtime.GOOS, runtime.GOARCH)
 	}
@@ -376,6 +428,17 @@ func containerOptions(c *cli.Context) (oneshot.Options, error) {
 	if c.IsSet("read-only-tmpfs") {
 		v := c.BoolT("read-only-tmpfs")
 		o.ReadOnlyTmpfs = &v
+	}
+	o.Unsetenv = c.StringSlice("unsetenv")
+	o.BlkioWeightDevice, o.DeviceReadBps, o.DeviceWriteBps = c.StringSlice("blkio-weight-device"), c.StringSlice("device-read-bps"), c.StringSlice("device-write-bps")
+	o.DeviceReadIOps, o.DeviceWriteIOps = c.StringSlice("device-read-iops"), c.StringSlice("device-write-iops")
+	o.CPURtPeriod, o.CPURtRuntime = c.Uint64("cpu-rt-period"), c.Int64("cpu-rt-runtime")
+	if v := c.String("memory-swappiness"); v != "" && v != "-1" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return o, fmt.Errorf("--memory-swappiness %q: want 0 to 100", v)
+		}
+		o.MemorySwappiness = &n
 	}
 	if c.IsSet("oom-score-adj") {
 		v := c.Int("oom-score-adj")

@@ -42,6 +42,7 @@ type Options struct {
 	Cmd         []string // replaces the image's Cmd
 	Entrypoint  *string  // replaces the image's Entrypoint ("" clears it; a JSON array is split, as podman does)
 	Env         []string // K=V, after the image's
+	Unsetenv    []string // names removed from the image's environment
 	Labels      map[string]string
 	Annotations []string // K=V, into config.json
 	Volumes     []string // /host:/ctr[:opts], NAME:/ctr[:opts] or /ctr (anonymous)
@@ -79,6 +80,7 @@ type Options struct {
 	Memory            int64    // bytes; 0: no limit
 	MemorySwap        int64    // bytes, memory+swap; -1 unlimited; 0: unset
 	MemoryReservation int64
+	MemorySwappiness  *uint64
 	OOMKillDisable    bool
 	CPUs              float64
 	CPUPeriod         uint64
@@ -87,6 +89,13 @@ type Options struct {
 	CpusetCpus        string
 	CpusetMems        string
 	BlkioWeight       uint16
+	BlkioWeightDevice []string // DEVICE:WEIGHT
+	DeviceReadBps     []string // DEVICE:RATE (bytes per second, e.g. 1mb)
+	DeviceWriteBps    []string
+	DeviceReadIOps    []string // DEVICE:RATE (operations per second)
+	DeviceWriteIOps   []string
+	CPURtPeriod       uint64
+	CPURtRuntime      int64
 	DeviceCgroupRules []string // "c 1:3 rwm"
 	PidsLimit         int64    // 0: no limit
 	OOMScoreAdj       *int
@@ -201,6 +210,15 @@ func (o *Options) spec(img *bundle.Image, rootfs string, m *Meta) (*specs.Spec, 
 		env = setEnv(env, "HOME="+u.Home, o.User != "" && !hasEnvName(ic.Env, "HOME"))
 	} else {
 		env = setEnv(env, "HOME=/", false)
+	}
+	for _, name := range o.Unsetenv {
+		kept := env[:0]
+		for _, e := range env {
+			if envName(e) != name {
+				kept = append(kept, e)
+			}
+		}
+		env = kept
 	}
 	for _, kv := range o.Env {
 		if envName(kv) == "" {
@@ -606,8 +624,14 @@ func (o *Options) resources(s *specs.Spec) error {
 		s.Linux.Resources = &specs.LinuxResources{}
 	}
 	r := s.Linux.Resources
-	if o.Memory > 0 || o.MemorySwap != 0 || o.MemoryReservation > 0 || o.OOMKillDisable {
+	if o.Memory > 0 || o.MemorySwap != 0 || o.MemoryReservation > 0 || o.OOMKillDisable || o.MemorySwappiness != nil {
 		r.Memory = &specs.LinuxMemory{}
+		if o.MemorySwappiness != nil {
+			if *o.MemorySwappiness > 100 {
+				return errors.New("--memory-swappiness must be between 0 and 100")
+			}
+			r.Memory.Swappiness = o.MemorySwappiness
+		}
 		if o.Memory > 0 {
 			r.Memory.Limit = &o.Memory
 		}
@@ -634,8 +658,14 @@ func (o *Options) resources(s *specs.Spec) error {
 	if o.CPUs > 0 && (o.CPUPeriod > 0 || o.CPUQuota != 0) {
 		return errors.New("--cpus and --cpu-period/--cpu-quota cannot be combined")
 	}
-	if o.CPUs > 0 || o.CPUPeriod > 0 || o.CPUQuota != 0 || o.CPUShares > 0 || o.CpusetCpus != "" || o.CpusetMems != "" {
+	if o.CPUs > 0 || o.CPUPeriod > 0 || o.CPUQuota != 0 || o.CPUShares > 0 || o.CpusetCpus != "" || o.CpusetMems != "" || o.CPURtPeriod > 0 || o.CPURtRuntime != 0 {
 		r.CPU = &specs.LinuxCPU{}
+		if o.CPURtPeriod > 0 {
+			r.CPU.RealtimePeriod = &o.CPURtPeriod
+		}
+		if o.CPURtRuntime != 0 {
+			r.CPU.RealtimeRuntime = &o.CPURtRuntime
+		}
 		if o.CPUs > 0 {
 			period := uint64(100000)
 			quota := int64(o.CPUs * float64(period))
@@ -652,11 +682,8 @@ func (o *Options) resources(s *specs.Spec) error {
 		}
 		r.CPU.Cpus, r.CPU.Mems = o.CpusetCpus, o.CpusetMems
 	}
-	if o.BlkioWeight > 0 {
-		if o.BlkioWeight < 10 || o.BlkioWeight > 1000 {
-			return errors.New("--blkio-weight must be between 10 and 1000")
-		}
-		r.BlockIO = &specs.LinuxBlockIO{Weight: &o.BlkioWeight}
+	if err := o.blockIO(r); err != nil {
+		return err
 	}
 	for _, rule := range o.DeviceCgroupRules {
 		d, err := parseDeviceRule(rule)
@@ -669,6 +696,95 @@ func (o *Options) resources(s *specs.Spec) error {
 		r.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
 	}
 	return nil
+}
+
+// blockIO sets the block I/O weight and the per-device weights and
+// throttles (DEVICE:VALUE, the device a host block device node).
+func (o *Options) blockIO(r *specs.LinuxResources) error {
+	b := &specs.LinuxBlockIO{}
+	set := false
+	if o.BlkioWeight > 0 {
+		if o.BlkioWeight < 10 || o.BlkioWeight > 1000 {
+			return errors.New("--blkio-weight must be between 10 and 1000")
+		}
+		b.Weight, set = &o.BlkioWeight, true
+	}
+	dev := func(flag, v string) (int64, int64, string, error) {
+		p, val, ok := strings.Cut(v, ":")
+		var st unix.Stat_t
+		if !ok || val == "" {
+			return 0, 0, "", fmt.Errorf("%s %q: want /dev/DEVICE:VALUE", flag, v)
+		}
+		if err := unix.Stat(p, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
+			return 0, 0, "", fmt.Errorf("%s %q: %s is not a block device", flag, v, p)
+		}
+		return int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev)), val, nil
+	}
+	for _, v := range o.BlkioWeightDevice {
+		maj, mn, val, err := dev("--blkio-weight-device", v)
+		if err != nil {
+			return err
+		}
+		w, err := strconv.ParseUint(val, 10, 16)
+		if err != nil || w < 10 || w > 1000 {
+			return fmt.Errorf("--blkio-weight-device %q: the weight must be between 10 and 1000", v)
+		}
+		wt := uint16(w)
+		wd := specs.LinuxWeightDevice{Weight: &wt}
+		wd.Major, wd.Minor = maj, mn
+		b.WeightDevice, set = append(b.WeightDevice, wd), true
+	}
+	for _, t := range []struct {
+		flag  string
+		vals  []string
+		bytes bool
+		dst   *[]specs.LinuxThrottleDevice
+	}{
+		{"--device-read-bps", o.DeviceReadBps, true, &b.ThrottleReadBpsDevice},
+		{"--device-write-bps", o.DeviceWriteBps, true, &b.ThrottleWriteBpsDevice},
+		{"--device-read-iops", o.DeviceReadIOps, false, &b.ThrottleReadIOPSDevice},
+		{"--device-write-iops", o.DeviceWriteIOps, false, &b.ThrottleWriteIOPSDevice},
+	} {
+		for _, v := range t.vals {
+			maj, mn, val, err := dev(t.flag, v)
+			if err != nil {
+				return err
+			}
+			rate, err := parseRate(val, t.bytes)
+			if err != nil {
+				return fmt.Errorf("%s %q: %w", t.flag, v, err)
+			}
+			td := specs.LinuxThrottleDevice{Rate: rate}
+			td.Major, td.Minor = maj, mn
+			*t.dst, set = append(*t.dst, td), true
+		}
+	}
+	if set {
+		r.BlockIO = b
+	}
+	return nil
+}
+
+// parseRate reads a throttle rate: a number, for bytes with an optional
+// kb, mb or gb suffix (powers of 1024, as docker reads them).
+func parseRate(v string, bytes bool) (uint64, error) {
+	mult := uint64(1)
+	l := strings.ToLower(v)
+	if bytes {
+		for suf, m := range map[string]uint64{"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "b": 1} {
+			if strings.HasSuffix(l, suf) && len(l) > len(suf) {
+				if _, err := strconv.ParseUint(strings.TrimSuffix(l, suf), 10, 64); err == nil {
+					l, mult = strings.TrimSuffix(l, suf), m
+					break
+				}
+			}
+		}
+	}
+	n, err := strconv.ParseUint(l, 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%q is not a positive rate", v)
+	}
+	return n * mult, nil
 }
 
 // parseDeviceRule reads --device-cgroup-rule "TYPE MAJOR:MINOR PERMS"

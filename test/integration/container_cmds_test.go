@@ -552,6 +552,21 @@ func TestContainerRunFlags(t *testing.T) {
 		"sh", "-c", "grep ' /dev/shm ' /proc/mounts | grep -c size=2048k; grep ' /scratch ' /proc/mounts | grep -c size=1024k; grep ' /scratch ' /proc/mounts | grep -c noexec || true"); out != "1\n1\n0\n" {
 		t.Errorf("--shm-size/--tmpfs: %q", out)
 	}
+	// Block I/O throttles on a block device of the host, swappiness,
+	// --unsetenv.
+	for _, dev := range []string{"/dev/vda", "/dev/sda", "/dev/nvme0n1", "/dev/xvda"} {
+		var st unix.Stat_t
+		if unix.Stat(dev, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
+			continue
+		}
+		mm := fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+		out := must("--network", "none", "--device-read-bps", dev+":1mb", "--device-write-iops", dev+":100", "--memory-swappiness", "10", "-m", "64m", "--unsetenv", "FROM_IMAGE", w.image,
+			"sh", "-c", "cat /sys/fs/cgroup/blkio/blkio.throttle.read_bps_device /sys/fs/cgroup/blkio/blkio.throttle.write_iops_device /sys/fs/cgroup/memory/memory.swappiness 2>/dev/null || cat /sys/fs/cgroup/io.max; echo from-image=$FROM_IMAGE")
+		if out != mm+" 1048576\n"+mm+" 100\n10\nfrom-image=\n" && !strings.Contains(out, mm+" rbps=1048576") {
+			t.Errorf("--device-read-bps/--device-write-iops/--memory-swappiness/--unsetenv: %q", out)
+		}
+		break
+	}
 	// --device.
 	if out := must("--network", "none", "--device", "/dev/null:/dev/mynull", w.image, "sh", "-c", "stat -c '%t:%T' /dev/mynull; echo x > /dev/mynull && echo ok"); out != "1:3\nok\n" {
 		t.Errorf("--device: %q", out)
