@@ -314,13 +314,16 @@ To list containers created using a non-default value for "--root":
 			if err != nil {
 				return err
 			}
-			entries, err := rt.List()
+			entries, problems, err := rt.List()
 			if err != nil {
 				if errors.Is(err, os.ErrNotExist) && !c.GlobalIsSet("root") {
 					entries, err = nil, nil
 				} else {
 					return err
 				}
+			}
+			for _, p := range problems {
+				fmt.Fprintln(os.Stderr, p) // runc's plain stderr line, not a log entry
 			}
 			if c.Bool("quiet") {
 				for _, e := range entries {

@@ -20,6 +20,7 @@ func (r *Runtime) Delete(id string, force bool) error {
 	if err := state.ValidateID(id); err != nil {
 		return err
 	}
+	ph := r.phases()
 	c, err := r.Load(id)
 	if err != nil {
 		if errors.Is(err, state.ErrNotExist) {
@@ -33,6 +34,7 @@ func (r *Runtime) Delete(id string, force bool) error {
 					if cerr := cleanHalfCreated(dir); cerr != nil {
 						return cerr
 					}
+					ph.done("half-created container cleaned")
 					if rerr := removeDir(dir); rerr != nil {
 						return rerr
 					}
@@ -45,6 +47,7 @@ func (r *Runtime) Delete(id string, force bool) error {
 		return err
 	}
 	defer c.Release()
+	ph.done("load state")
 	switch st := c.Status(); st {
 	case state.Stopped:
 	case state.Created:
@@ -59,7 +62,8 @@ func (r *Runtime) Delete(id string, force bool) error {
 			return err
 		}
 	}
-	return r.destroy(c)
+	ph.done("killed")
+	return r.destroy(c, ph)
 }
 
 // kill SIGKILLs the container (thawing it first so the signal is delivered)
@@ -80,17 +84,26 @@ func (c *Container) kill() error {
 }
 
 // destroy removes what the container holds: remaining processes (without a
-// pid namespace of its own), the cgroup, the state dir; then poststop hooks.
-func (r *Runtime) destroy(c *Container) error {
+// pid namespace of its own), the cgroup, the network endpoint, then the state
+// dir; then poststop hooks. The state dir goes last and only when the rest is
+// gone: it is the only record of the cgroup and the endpoint, so a destroy
+// that fails (a cgroup another process still holds) or is killed half-way
+// leaves it for the next delete to finish.
+func (r *Runtime) destroy(c *Container, ph *phase) error {
 	var errs []error
-	if cg, err := c.cgroup(); err != nil {
-		errs = append(errs, err)
+	cg, err := c.cgroup()
+	if err != nil {
+		// Paths that do not load (not below cgroupfs) name nothing the
+		// runtime could act on: reported, but they do not keep the state.
+		r.warn("container %s: %v", c.ID, err)
 	} else if cg != nil {
 		if !c.OwnPidNS {
 			_ = cg.Kill(unix.SIGKILL)
 		}
 		if err := cg.Destroy(); err != nil {
 			errs = append(errs, fmt.Errorf("remove cgroup: %w", err))
+		} else {
+			ph.done("cgroup removed")
 		}
 	}
 	if c.NetworkAttached {
@@ -98,15 +111,21 @@ func (r *Runtime) destroy(c *Container) error {
 			r.warn("container %s was attached to a network by its creator; its endpoint is left for `berth network prune`", c.ID)
 		} else if err := r.Network.Detach(context.Background(), c.ID); err != nil {
 			errs = append(errs, fmt.Errorf("detach network: %w", err))
+		} else {
+			ph.done("network detached")
 		}
 	}
-	if err := removeDir(c.Dir()); err != nil {
-		errs = append(errs, err)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
+	if err := removeDir(c.Dir()); err != nil {
+		return err
+	}
+	ph.done("state dir removed")
 	if h := c.Config.Hooks; h != nil {
 		if err := r.runHooks("poststop", h.Poststop, c.OCIState(state.Stopped)); err != nil {
 			r.warn("%v", err)
 		}
 	}
-	return errors.Join(errs...)
+	return nil
 }

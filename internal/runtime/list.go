@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"fmt"
 	"os"
 
 	"berth/internal/state"
@@ -23,25 +24,28 @@ type Entry struct {
 }
 
 // List returns every container under the root. A missing root lists nothing.
-func (r *Runtime) List() ([]Entry, error) {
+// A container whose state cannot be read is left out of the entries and
+// reported in problems as runc reports it ("load container ID: ..."); one
+// whose state dir is gone meanwhile (a concurrent delete) is not reported.
+func (r *Runtime) List() (entries []Entry, problems []error, err error) {
 	ids, err := state.List(r.Root)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
-		return nil, err
+		return nil, nil, err
 	}
-	var out []Entry
 	for _, id := range ids {
 		st, err := state.LoadView(r.Root, id)
 		if err != nil {
-			continue // half-created or being deleted
+			if _, serr := os.Stat(state.Dir(r.Root, id)); errors.Is(serr, os.ErrNotExist) {
+				continue
+			}
+			problems = append(problems, fmt.Errorf("load container %s: %w", id, err))
+			continue
 		}
 		e := Entry{Public: st.Public()}
 		if fi, err := os.Stat(st.Dir()); err == nil {
 			e.OwnerUID = ownerOf(fi)
 		}
-		out = append(out, e)
+		entries = append(entries, e)
 	}
-	return out, nil
+	return entries, problems, nil
 }

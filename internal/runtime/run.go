@@ -35,7 +35,7 @@ func (r *Runtime) Run(id string, o RunOptions) (int, error) {
 		}
 		defer cr.c.Release()
 		cr.proc.Cmd.Process.Release()
-		if err := r.startLocked(cr.c); err != nil {
+		if err := r.startLocked(cr.c, r.phases()); err != nil {
 			return 1, err
 		}
 		return 0, nil
@@ -87,13 +87,12 @@ func (r *Runtime) Run(id string, o RunOptions) (int, error) {
 	}
 	ph := r.phases()
 	rl.wait() // every signal from here on reaches the container
-	if err := r.startLocked(c); err != nil {
+	if err := r.startLocked(c, ph); err != nil {
 		c.Release()
 		r.teardown(id)
 		return 1, err
 	}
 	c.Release()
-	ph.done("start")
 	if o.Started != nil {
 		o.Started()
 	}
@@ -129,15 +128,17 @@ func (r *Runtime) Run(id string, o RunOptions) (int, error) {
 }
 
 // startLocked is Start on a container whose lock the caller holds.
-func (r *Runtime) startLocked(c *Container) error {
+func (r *Runtime) startLocked(c *Container, ph *phase) error {
 	if err := c.release(); err != nil {
 		return err
 	}
-	if h := c.Config.Hooks; h != nil {
+	ph.done("process released")
+	if h := c.Config.Hooks; h != nil && len(h.Poststart) > 0 {
 		if err := r.runHooks("poststart", h.Poststart, c.OCIState(state.Running)); err != nil {
 			// The spec: a failing poststart hook is logged, the lifecycle goes on.
 			r.warn("%v", err)
 		}
+		ph.done("poststart hooks")
 	}
 	return nil
 }
@@ -155,7 +156,7 @@ func (r *Runtime) teardown(id string) error {
 	if c.Status() != state.Stopped {
 		_ = c.kill()
 	}
-	return r.destroy(c)
+	return r.destroy(c, r.phases())
 }
 
 // reap collects every exited child (we may be a subreaper for orphans) and

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"berth/internal/killpoint"
 	"berth/internal/linux/cgroups"
 	"berth/internal/state"
 )
@@ -53,7 +54,9 @@ func (r *Runtime) debugf(format string, a ...any) {
 	}
 }
 
-// phase logs, at debug level, how long each step of an operation took.
+// phase logs, at debug level, how long each step of an operation took. Its
+// names are also the steps the fault-injection tests kill berth at (test
+// only: BERTH_TEST_KILL_AT, see internal/killpoint).
 type phase struct {
 	r    *Runtime
 	last time.Time
@@ -62,6 +65,7 @@ type phase struct {
 func (r *Runtime) phases() *phase { return &phase{r: r, last: time.Now()} }
 
 func (p *phase) done(what string) {
+	killpoint.At(what)
 	if p.r.Debug == nil {
 		return
 	}

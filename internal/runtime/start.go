@@ -19,11 +19,13 @@ import (
 // the process was released (runc's main branch order; v1.5.1 ran them during
 // create).
 func (r *Runtime) Start(id string) error {
+	ph := r.phases()
 	c, err := r.Load(id)
 	if err != nil {
 		return err
 	}
 	defer c.Release()
+	ph.done("load state")
 	switch st := c.Status(); st {
 	case state.Created:
 	case state.Stopped:
@@ -33,7 +35,7 @@ func (r *Runtime) Start(id string) error {
 	default:
 		return fmt.Errorf("cannot start a container in the %s state", st)
 	}
-	return r.startLocked(c)
+	return r.startLocked(c, ph)
 }
 
 // release is the reading side of the create/start barrier.

@@ -118,6 +118,19 @@ func Validate(s *specs.Spec, bundle string) error {
 	return nil
 }
 
+// Warnings returns what runc accepts in a config but warns about, in runc's
+// words: mount destinations that are not absolute (they are taken relative
+// to the container's root).
+func Warnings(s *specs.Spec) []string {
+	var out []string
+	for _, m := range s.Mounts {
+		if m.Destination != "" && !filepath.IsAbs(m.Destination) {
+			out = append(out, fmt.Sprintf("mount destination %s is not absolute. Support for non-absolute mount destinations will be removed in a future release.", m.Destination))
+		}
+	}
+	return out
+}
+
 // ValidateProcess checks a process (from config.json or exec -p).
 func ValidateProcess(p *specs.Process) error {
 	if len(p.Args) == 0 {

@@ -62,3 +62,21 @@ func TestLoadMissing(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A relative mount destination is accepted (taken below the root) with
+// runc's warning; absolute ones warn about nothing.
+func TestWarningsRelativeMountDestination(t *testing.T) {
+	s := Default(false)
+	if w := Warnings(s); len(w) != 0 {
+		t.Fatalf("default spec warns: %q", w)
+	}
+	s.Mounts = append(s.Mounts, specs.Mount{Destination: "data/x", Type: "tmpfs", Source: "tmpfs"})
+	if err := Validate(s, ""); err != nil {
+		t.Fatalf("relative destination refused: %v", err)
+	}
+	w := Warnings(s)
+	want := "mount destination data/x is not absolute. Support for non-absolute mount destinations will be removed in a future release."
+	if len(w) != 1 || w[0] != want {
+		t.Fatalf("Warnings = %q, want [%q]", w, want)
+	}
+}

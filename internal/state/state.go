@@ -27,6 +27,7 @@ var (
 	ErrNotExist   = errors.New("container does not exist")
 	ErrExist      = errors.New("container with given ID already exists")
 	ErrInvalidID  = errors.New("invalid container ID format")
+	ErrEmptyID    = errors.New("container id cannot be empty")
 	ErrNotRunning = errors.New("container not running")
 	ErrNotPaused  = errors.New("container not paused")
 )
@@ -75,9 +76,12 @@ type State struct {
 }
 
 // ValidateID enforces runc's container ID rule: [A-Za-z0-9_+.-]+, not "."
-// or "..".
+// or "..". An empty id has runc's own message.
 func ValidateID(id string) error {
-	if id == "" || id == "." || id == ".." || len(id) > 1024 {
+	if id == "" {
+		return ErrEmptyID
+	}
+	if id == "." || id == ".." || len(id) > 1024 {
 		return ErrInvalidID
 	}
 	for _, c := range id {

@@ -127,6 +127,40 @@ func waitEmpty(dir string, deadline time.Time) error {
 	}
 }
 
+// checkEmpty is CheckEmpty over the directories of one cgroup (one per
+// hierarchy): the processes found in any of them, counted once, refuse it;
+// so does a frozen one (frozen reports the freezer's view).
+func checkEmpty(dirs []string, frozen func() (bool, error)) error {
+	found := map[int]bool{}
+	present := false
+	for _, d := range dirs {
+		if !exists(d) {
+			continue
+		}
+		present = true
+		pids, err := readPids(d, true)
+		// Reading can race with the cgroup's removal.
+		if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENODEV) {
+			return fmt.Errorf("unable to get cgroup PIDs: %w", err)
+		}
+		for _, p := range pids {
+			found[p] = true
+		}
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("container's cgroup is not empty: %d process(es) found", len(found))
+	}
+	if !present {
+		return nil
+	}
+	if f, err := frozen(); err != nil {
+		return fmt.Errorf("unable to get cgroup freezer state: %w", err)
+	} else if f {
+		return errors.New("container's cgroup unexpectedly frozen")
+	}
+	return nil
+}
+
 // signalAll sends sig to every pid; processes that exited meanwhile are fine.
 func signalAll(pids []int, sig unix.Signal) error {
 	var errs []error

@@ -57,6 +57,11 @@ import (
 //     CLONE_INTO_CGROUP); it fails with ErrNoCgroupFD unless the host is unified.
 //   - Exists reports whether the cgroup directory is still there (events stops
 //     streaming when it is gone).
+//   - CheckEmpty refuses a cgroup that already exists with processes in it
+//     (on any hierarchy, sub-cgroups included) or frozen, with runc's
+//     errors: a create must never share another container's cgroup, whose
+//     delete would then fail or take the other's processes with it. A
+//     missing cgroup passes. Call it before Create.
 type Manager interface {
 	Create() error
 	Apply(pid int) error
@@ -72,6 +77,7 @@ type Manager interface {
 	Kill(sig unix.Signal) error
 	Destroy() error
 	Exists() bool
+	CheckEmpty() error
 	Path(controller string) string
 	Paths() map[string]string
 	Mode() Mode

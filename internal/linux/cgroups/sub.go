@@ -79,6 +79,7 @@ func (disabled) Create() error      { return nil }
 func (disabled) Apply(int) error    { return nil }
 func (disabled) Destroy() error     { return nil }
 func (disabled) Exists() bool       { return false }
+func (disabled) CheckEmpty() error  { return nil }
 func (disabled) Mode() Mode         { return 0 }
 func (disabled) Freeze() error      { return ErrDisabled }
 func (disabled) Thaw() error        { return ErrDisabled }

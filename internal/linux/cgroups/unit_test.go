@@ -549,3 +549,70 @@ func TestV1UnsetValuesNeedNoController(t *testing.T) {
 		t.Errorf("Set(shares 512) without cpu: %v", err)
 	}
 }
+
+// TestCheckEmpty: a create must refuse a cgroup that already holds
+// processes (on any v1 hierarchy, sub-cgroups included, each pid counted
+// once) or is frozen, with runc's messages; a missing or empty one passes.
+func TestCheckEmpty(t *testing.T) {
+	t.Run("v1", func(t *testing.T) {
+		root := t.TempDir()
+		for _, c := range []string{"cpu", "memory", "devices", "freezer", "pids"} {
+			writeTree(t, filepath.Join(root, c), nil)
+		}
+		m, err := New("/shared", "x", WithRoot(root), WithMode(ModeLegacy), fakeMounts(t, root))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.CheckEmpty(); err != nil {
+			t.Fatalf("missing cgroup: %v", err)
+		}
+		for _, c := range []string{"cpu", "memory", "devices", "freezer", "pids"} {
+			writeTree(t, filepath.Join(root, c, "shared"), map[string]string{"cgroup.procs": "", "freezer.state": "THAWED\n"})
+		}
+		if err := m.CheckEmpty(); err != nil {
+			t.Fatalf("empty cgroup: %v", err)
+		}
+		// Pid 42 in two hierarchies, 43 only in a sub-cgroup of memory.
+		writeTree(t, filepath.Join(root, "cpu", "shared"), map[string]string{"cgroup.procs": "42\n"})
+		writeTree(t, filepath.Join(root, "pids", "shared"), map[string]string{"cgroup.procs": "42\n"})
+		writeTree(t, filepath.Join(root, "memory", "shared", "sub"), map[string]string{"cgroup.procs": "43\n"})
+		if err := m.CheckEmpty(); err == nil || err.Error() != "container's cgroup is not empty: 2 process(es) found" {
+			t.Fatalf("busy cgroup: %v", err)
+		}
+		for _, c := range []string{"cpu", "pids"} {
+			writeTree(t, filepath.Join(root, c, "shared"), map[string]string{"cgroup.procs": ""})
+		}
+		os.RemoveAll(filepath.Join(root, "memory", "shared", "sub"))
+		writeTree(t, filepath.Join(root, "freezer", "shared"), map[string]string{"freezer.state": "FROZEN\n"})
+		if err := m.CheckEmpty(); err == nil || err.Error() != "container's cgroup unexpectedly frozen" {
+			t.Fatalf("frozen cgroup: %v", err)
+		}
+	})
+	t.Run("v2", func(t *testing.T) {
+		root := t.TempDir()
+		m, err := New("/shared", "x", WithRoot(root), WithMode(ModeUnified))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.CheckEmpty(); err != nil {
+			t.Fatalf("missing cgroup: %v", err)
+		}
+		dir := filepath.Join(root, "shared")
+		writeTree(t, dir, map[string]string{"cgroup.procs": "", "cgroup.freeze": "0\n", "cgroup.events": "populated 0\nfrozen 0\n"})
+		if err := m.CheckEmpty(); err != nil {
+			t.Fatalf("empty cgroup: %v", err)
+		}
+		writeTree(t, filepath.Join(dir, "leaf"), map[string]string{"cgroup.procs": "7\n8\n"})
+		if err := m.CheckEmpty(); err == nil || err.Error() != "container's cgroup is not empty: 2 process(es) found" {
+			t.Fatalf("busy cgroup: %v", err)
+		}
+		os.RemoveAll(filepath.Join(dir, "leaf"))
+		writeTree(t, dir, map[string]string{"cgroup.freeze": "1\n", "cgroup.events": "populated 0\nfrozen 1\n"})
+		if err := m.CheckEmpty(); err == nil || err.Error() != "container's cgroup unexpectedly frozen" {
+			t.Fatalf("frozen cgroup: %v", err)
+		}
+	})
+	if err := Disabled().CheckEmpty(); err != nil {
+		t.Errorf("disabled manager: %v", err)
+	}
+}

@@ -218,6 +218,19 @@ func (m *v1Manager) Pids() ([]int, error) {
 	return pids, nil
 }
 
+func (m *v1Manager) CheckEmpty() error {
+	var dirs []string
+	for _, c := range m.sortedControllers() {
+		dirs = append(dirs, m.paths[c])
+	}
+	return checkEmpty(dirs, func() (bool, error) {
+		if _, err := m.freezerDir(); err != nil {
+			return false, nil // no freezer: nothing can be frozen
+		}
+		return m.Frozen()
+	})
+}
+
 func (m *v1Manager) Exists() bool {
 	d, err := m.pidsDir()
 	return err == nil && exists(d)

@@ -409,3 +409,32 @@ func TestV1KernelNestedKillDestroy(t *testing.T) {
 		}
 	}
 }
+
+// TestV1KernelCheckEmpty: on real cgroupfs, a cgroup holding a process (in
+// any hierarchy) is refused with runc's message, and passes once it is gone.
+func TestV1KernelCheckEmpty(t *testing.T) {
+	requireV1Host(t)
+	m := testCgroup(t, "ct")
+	if err := m.CheckEmpty(); err != nil {
+		t.Fatalf("before create: %v", err)
+	}
+	if err := m.Create(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.CheckEmpty(); err != nil {
+		t.Fatalf("created, empty: %v", err)
+	}
+	cmd, _, _ := startWaiting(t, "exec sleep 60")
+	// Only the memory hierarchy: the check looks at every one.
+	if err := writeFile(m.Path("memory"), "cgroup.procs", fmt.Sprint(cmd.Process.Pid)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.CheckEmpty(); err == nil || err.Error() != "container's cgroup is not empty: 1 process(es) found" {
+		t.Fatalf("with a process in memory only: %v", err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if err := m.CheckEmpty(); err != nil {
+		t.Fatalf("after the process exited: %v", err)
+	}
+}

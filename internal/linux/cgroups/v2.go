@@ -215,6 +215,8 @@ func (m *v2Manager) Pids() ([]int, error) {
 
 func (m *v2Manager) Exists() bool { return exists(m.dir) }
 
+func (m *v2Manager) CheckEmpty() error { return checkEmpty([]string{m.dir}, m.Frozen) }
+
 // Kill uses cgroup.kill (5.14+) for SIGKILL: the kernel kills every process
 // of the tree atomically, forks included, frozen or not. Other signals freeze,
 // signal and thaw, leaving a cgroup that was frozen before frozen.
