@@ -411,9 +411,14 @@ func printReport(c *cli.Context, rep *network.Report, format string) error {
 var netPruneCmd = cli.Command{
 	Name:  "prune",
 	Usage: "clean up leaked network state",
-	Description: `Releases leases whose netns is gone, deletes leaked veths, firewall rules and
-netns files that connect created, and recreates missing bridges and rules.
-With --networks it also removes networks that have no endpoints.
+	Description: `Releases leases whose netns is gone and those of connects that were killed
+half-way, deletes leaked veths, bridges, firewall rules and netns files that
+berth created, finishes networks whose create was killed, removes stale netns
+markers, and recreates missing bridges and rules. Only what berth can prove it
+made is deleted: rules and the table by their comment, links by their alias or
+recorded MAC, netns by the identities recorded when they were made; a name
+proves nothing. With --networks it also removes networks that have no
+endpoints.
 
 Example:
 
@@ -436,9 +441,10 @@ Example:
 var netCheckCmd = cli.Command{
 	Name:  "check",
 	Usage: "report leaked or missing network state",
-	Description: `Compares the saved networks and leases with the kernel: stale leases, missing
-or leaked veths, leaked or missing nftables rules, missing bridges and leaked
-netns files. Prints one line per problem and exits 1 if there is any; changes
+	Description: `Compares the saved networks and leases with the kernel: stale or unfinished
+leases, missing or leaked veths, leaked or missing nftables rules, missing or
+leaked bridges, unfinished networks, leaked netns files and stale netns
+markers. Prints one line per problem and exits 1 if there is any; changes
 nothing (see prune).
 
 Example:

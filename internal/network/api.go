@@ -35,7 +35,7 @@ type AttachOptions struct {
 // free private /24, NAT) if it does not exist yet. Safe to call concurrently.
 func EnsureNetwork(ctx context.Context, name string, opts ...Option) (*Network, error) {
 	m := New(opts...)
-	if n, err := m.loadNetwork(name); err == nil {
+	if n, err := m.loadNetwork(name); err == nil && !n.Pending {
 		return n, nil
 	}
 	return m.Create(ctx, CreateOptions{Name: name})

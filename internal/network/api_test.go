@@ -69,7 +69,7 @@ func TestAttachDetachInNetns(t *testing.T) {
 	}
 	// The runtime hands over a netns path and its container id.
 	nsPath := filepath.Join(nsdir, "ctr")
-	if _, err := createNamedNetns(nsPath, filepath.Join(state, ".netns.lock")); err != nil {
+	if _, err := m.createOwnedNetns(nsPath, "test"); err != nil {
 		t.Fatal(err)
 	}
 	// A DNS failure undoes the attach.
@@ -98,7 +98,7 @@ func TestAttachDetachInNetns(t *testing.T) {
 		t.Fatalf("second attach: %+v %v", again, err)
 	}
 	// The container dies: its netns goes away before Detach runs.
-	if err := deleteNamedNetns(nsPath); err != nil {
+	if err := m.removeOwnedNetns(nsPath, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := Detach(ctx, "api", "", AttachOptions{Container: "ctr1", ManagerOptions: opts}); err != nil {
@@ -126,7 +126,7 @@ func TestAttachDetachInNetns(t *testing.T) {
 	if err := m.Remove(ctx, "api", false); !errors.Is(err, ErrNotExist) {
 		t.Fatalf("remove twice: %v", err)
 	}
-	if ok, _ := fw.tableExists(); ok {
+	if ok, _, _ := tableState(); ok {
 		t.Fatal("table inet berth left after the last network")
 	}
 }

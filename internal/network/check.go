@@ -2,9 +2,9 @@ package network
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 
 	"github.com/vishvananda/netlink"
@@ -12,8 +12,11 @@ import (
 
 // Problem is one inconsistency found by Check.
 type Problem struct {
-	// Kind is one of: stale-lease, missing-veth, leaked-veth, leaked-rule,
-	// missing-rules, missing-bridge, leaked-netns.
+	// Kind is one of: stale-lease, unfinished-connect, missing-veth,
+	// leaked-veth, leaked-rule, missing-rules, missing-bridge, leaked-bridge,
+	// unfinished-network, leaked-netns, stale-marker. Only what berth can prove it made is reported as leaked
+	// (and removed by prune): rules by their comment, links by their alias,
+	// netns by the identities recorded in their marker.
 	Kind    string `json:"kind"`
 	Network string `json:"network,omitempty"`
 	Detail  string `json:"detail"`
@@ -147,6 +150,18 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 				// which must not be reported again as leaked.
 				knownEp[n.Name+"/"+id] = true
 				switch {
+				case e.Pending:
+					e := e
+					if err := add(Problem{Kind: "unfinished-connect", Network: n.Name,
+						Detail: fmt.Sprintf("%s (%s) holds %s but its connect was killed before it finished", id, e.HostVeth, e.IPv4.Addr())},
+						func() error { return m.teardown(h, fw, e, true) }); err != nil {
+						return err
+					}
+					if fix {
+						delete(lf.Endpoints, id)
+						changed = true
+						continue
+					}
 				case endpointStale(e):
 					e := e
 					if err := add(Problem{Kind: "stale-lease", Network: n.Name,
@@ -199,6 +214,22 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 			return nil, err
 		}
 		n := n
+		if n.Pending {
+			if err := add(Problem{Kind: "unfinished-network", Network: n.Name,
+				Detail: "its create was killed before it finished (prune finishes it; berth network rm " + n.Name + " removes it)"},
+				func() error {
+					if _, _, err := ensureBridge(h, n); err != nil {
+						return err
+					}
+					if err := m.ensureFirewall(n); err != nil {
+						return err
+					}
+					n.Pending = false
+					return m.saveNetwork(n)
+				}); err != nil {
+				return nil, err
+			}
+		}
 		if br := linkByName[n.Bridge]; br == nil {
 			if err := add(Problem{Kind: "missing-bridge", Network: n.Name, Detail: "bridge " + n.Bridge + " does not exist"},
 				func() error { _, _, err := ensureBridge(h, n); return err }); err != nil {
@@ -292,7 +323,7 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 		}
 	}
 	if len(nets) == 0 && fix {
-		if ok, _ := fw.tableExists(); ok {
+		if _, owned, _ := tableState(); owned {
 			fw.c.DelTable(fw.table)
 			if err := fw.c.Flush(); err != nil {
 				return nil, fmt.Errorf("nftables: remove empty table: %w", err)
@@ -300,40 +331,59 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 		}
 	}
 
+	knownBridge := map[string]bool{}
+	for _, n := range nets {
+		knownBridge[n.Bridge] = true
+	}
 	for _, l := range links {
 		name := l.Attrs().Name
-		if l.Type() == "veth" && isBerthVeth(name) && !knownVeth[name] {
-			if err := add(Problem{Kind: "leaked-veth", Detail: name},
-				func() error { return delLink(h, name) }); err != nil {
+		net, ours := aliasNet(l)
+		if !ours {
+			continue
+		}
+		switch {
+		case l.Type() == "veth" && !knownVeth[name]:
+			if err := add(Problem{Kind: "leaked-veth", Network: net, Detail: name},
+				func() error { return delOwnedLink(h, name, net, "") }); err != nil {
+				return nil, err
+			}
+		case l.Type() == "bridge" && !(knownNet[net] && knownBridge[name]):
+			if err := add(Problem{Kind: "leaked-bridge", Network: net, Detail: name + " was created by berth for a network that does not exist"},
+				func() error { return delOwnedLink(h, name, net, "") }); err != nil {
 				return nil, err
 			}
 		}
 	}
 
-	marked, err := m.markedNetns()
+	mfs, err := m.markerFiles()
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range marked {
-		if referencedNetns[p] {
-			continue
-		}
-		p := p
-		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
-			if fix {
-				m.unmarkNetns(p)
+	for _, mf := range mfs {
+		mf := mf
+		dropMarker := func() error { return os.Remove(filepath.Join(m.markerDir(), mf.name)) }
+		if mf.err != nil {
+			if err := add(Problem{Kind: "stale-marker", Detail: fmt.Sprintf("%s: %v (only the marker is removed)", mf.name, mf.err)}, dropMarker); err != nil {
+				return nil, err
 			}
 			continue
 		}
-		if err := add(Problem{Kind: "leaked-netns", Detail: p + " was created by connect and has no endpoint"},
-			func() error {
-				if err := deleteNamedNetns(p); err != nil {
-					return err
-				}
-				m.unmarkNetns(p)
-				return nil
-			}); err != nil {
-			return nil, err
+		p := mf.mk.Netns
+		if referencedNetns[p] {
+			continue
+		}
+		switch owns(mf.mk, p, nil) {
+		case ownsNetns, ownsFile:
+			if err := add(Problem{Kind: "leaked-netns", Network: mf.mk.Network, Detail: p + " was created by connect and has no endpoint"},
+				func() error { return m.removeOwnedNetns(p, nil) }); err != nil {
+				return nil, err
+			}
+		default:
+			if err := add(Problem{Kind: "stale-marker", Network: mf.mk.Network,
+				Detail: p + ": marker of a netns connect was making, which is gone or was never made (only the marker is removed)"},
+				dropMarker); err != nil {
+				return nil, err
+			}
 		}
 	}
 

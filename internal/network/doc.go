@@ -18,8 +18,19 @@
 //	NAME/network.json     the definition (atomic temp file + rename)
 //	NAME/.lock            per-network lock: lease changes
 //	NAME/endpoints.json   the leases: one endpoint per address, with its boot id
-//	.netns/NSNAME         marker for a named netns that connect created
-//	.netns.lock           serialises making the netns dir a shared mount
+//	.netns/NSPATH         marker of a named netns that connect created (JSON:
+//	                      path, network, the placeholder's and the
+//	                      namespace's device and inode numbers)
+//	.netns.lock           serialises creating and removing named netns (and
+//	                      making the netns dir a shared mount)
 //
-// Lock order is always the global lock, then network locks in name order.
+// berth removes only what it can prove it made, never what a name suggests:
+// a rule by its comment, the table by its comment, a bridge or veth by the
+// alias it carries or the MAC it was born with (recorded before it was
+// made), a named netns by the identities in its marker. Each record is
+// written before the thing it names exists (definitions and leases saved
+// "pending" first), so a command killed at any point leaves a record of
+// exactly what it made: create, connect, disconnect or rm run again, or
+// prune, finish or undo it. Lock order is always the global lock, then
+// network locks in name order, then the netns lock.
 package network

@@ -15,10 +15,11 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"berth/internal/killpoint"
 )
 
-// vethPrefix starts every host-side veth berth creates; check uses it to
-// find leaked ones.
+// vethPrefix starts every host-side veth berth creates.
 const vethPrefix = "bv"
 
 // vethName is the host end's name: derived from the network and endpoint, so
@@ -28,12 +29,21 @@ func vethName(net, id string) string {
 	return vethPrefix + hex.EncodeToString(sum[:5])
 }
 
-func isBerthVeth(name string) bool {
-	if len(name) != len(vethPrefix)+10 || !strings.HasPrefix(name, vethPrefix) {
-		return false
+// Every bridge and host-side veth berth creates carries an alias naming its
+// network, set in the same netlink request that creates the link: the proof
+// that the link is berth's. A name proves nothing (anyone can call a link
+// bv0123456789 or berth0); berth deletes only links with its alias.
+const aliasPrefix = "berth net="
+
+func linkAlias(net string) string { return aliasPrefix + net }
+
+// aliasNet returns the network a berth link belongs to, from its alias.
+func aliasNet(l netlink.Link) (string, bool) {
+	a := l.Attrs().Alias
+	if !strings.HasPrefix(a, aliasPrefix) || len(a) == len(aliasPrefix) {
+		return "", false
 	}
-	_, err := hex.DecodeString(name[len(vethPrefix):])
-	return err == nil
+	return a[len(aliasPrefix):], true
 }
 
 func validIfname(s string) error {
@@ -101,17 +111,35 @@ func ensureBridge(h *netlink.Handle, n *Network) (br netlink.Link, created bool,
 	if br != nil && br.Type() != "bridge" {
 		return nil, false, fmt.Errorf("%s exists and is a %s, not a bridge", n.Bridge, br.Type())
 	}
+	if br != nil && !n.BridgeExisted && n.BridgeMAC != "" && br.Attrs().HardwareAddr.String() == n.BridgeMAC {
+		if _, ok := aliasNet(br); !ok {
+			// Created by a create killed before it set the alias.
+			if err := h.LinkSetAlias(br, linkAlias(n.Name)); err != nil {
+				return br, false, fmt.Errorf("bridge %s alias: %w", n.Bridge, err)
+			}
+		}
+	}
 	if br == nil {
 		// A fixed MAC: otherwise the bridge takes the lowest MAC of its
 		// ports and changes it as containers come and go, leaving stale
-		// gateway entries in the containers' ARP caches.
-		nb := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, HardwareAddr: randomMAC()}}
-		if err := h.LinkAdd(nb); err != nil && !errors.Is(err, unix.EEXIST) {
+		// gateway entries in the containers' ARP caches. It is also the
+		// proof the bridge is berth's (see Network.BridgeMAC).
+		mac, err := net.ParseMAC(n.BridgeMAC)
+		if err != nil {
+			mac = randomMAC()
+		}
+		nb := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, HardwareAddr: mac}}
+		if err := h.LinkAdd(nb); err != nil {
 			return nil, false, fmt.Errorf("create bridge %s: %w", n.Bridge, err)
 		}
 		created = true
 		if br, err = h.LinkByName(n.Bridge); err != nil {
 			return nil, created, fmt.Errorf("bridge %s: %w", n.Bridge, err)
+		}
+		killpoint.At("network create: bridge created")
+		// The kernel ignores an alias in the creating request.
+		if err := h.LinkSetAlias(br, linkAlias(n.Name)); err != nil {
+			return br, created, fmt.Errorf("bridge %s alias: %w", n.Bridge, err)
 		}
 	}
 	if n.Subnet6.IsValid() {
@@ -158,12 +186,17 @@ func prefixNet(p netip.Prefix) *net.IPNet {
 // the container side through a netlink socket opened in that netns.
 func addVeth(h *netlink.Handle, br netlink.Link, nsFd int, ep *Endpoint, mac net.HardwareAddr) error {
 	mtu := br.Attrs().MTU
+	hostMAC, err := net.ParseMAC(ep.HostMAC)
+	if err != nil {
+		return fmt.Errorf("host veth mac %q: %w", ep.HostMAC, err)
+	}
 	veth := &netlink.Veth{
 		LinkAttrs: netlink.LinkAttrs{
-			Name:        ep.HostVeth,
-			MTU:         mtu,
-			MasterIndex: br.Attrs().Index,
-			Flags:       net.FlagUp,
+			Name:         ep.HostVeth,
+			HardwareAddr: hostMAC,
+			MTU:          mtu,
+			MasterIndex:  br.Attrs().Index,
+			Flags:        net.FlagUp,
 		},
 		PeerName:         ep.Ifname,
 		PeerNamespace:    netlink.NsFd(nsFd),
@@ -175,6 +208,10 @@ func addVeth(h *netlink.Handle, br netlink.Link, nsFd int, ep *Endpoint, mac net
 			return fmt.Errorf("create veth %s/%s: an interface named %s or %s already exists: %w", ep.HostVeth, ep.Ifname, ep.HostVeth, ep.Ifname, err)
 		}
 		return fmt.Errorf("create veth %s: %w", ep.HostVeth, err)
+	}
+	// The kernel ignores an alias in the creating request.
+	if err := h.LinkSetAlias(veth, linkAlias(ep.Network)); err != nil {
+		return fmt.Errorf("veth %s alias: %w", ep.HostVeth, err)
 	}
 	hc, err := netlink.NewHandleAt(netns.NsHandle(nsFd), unix.NETLINK_ROUTE)
 	if err != nil {
@@ -211,9 +248,12 @@ func addVeth(h *netlink.Handle, br netlink.Link, nsFd int, ep *Endpoint, mac net
 	return nil
 }
 
-// delLink deletes a link by name; a missing link is success (the netns was
-// deleted and took the pair with it).
-func delLink(h *netlink.Handle, name string) error {
+// delOwnedLink deletes the link called name if it is proven network net's:
+// by its alias, or by mac, the address berth recorded before creating it
+// (the alias is set right after creation, so only mac covers a create
+// killed in between). A missing link is success (the netns was deleted and
+// took the pair with it); a link that is not berth's is left alone.
+func delOwnedLink(h *netlink.Handle, name, net, mac string) error {
 	l, err := h.LinkByName(name)
 	if isNotFound(err) {
 		return nil
@@ -221,10 +261,20 @@ func delLink(h *netlink.Handle, name string) error {
 	if err != nil {
 		return fmt.Errorf("link %s: %w", name, err)
 	}
+	if !ownedLink(l, net, mac) {
+		return nil
+	}
 	if err := h.LinkDel(l); err != nil && !isNotFound(err) {
 		return fmt.Errorf("delete link %s: %w", name, err)
 	}
 	return nil
+}
+
+func ownedLink(l netlink.Link, net, mac string) bool {
+	if n, ok := aliasNet(l); ok && n == net {
+		return true
+	}
+	return mac != "" && l.Attrs().HardwareAddr.String() == mac
 }
 
 // hostRoute is one IPv4 route of the host netns.

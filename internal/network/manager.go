@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -15,6 +14,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"berth/internal/killpoint"
+	"berth/internal/state"
 )
 
 // Defaults; the environment variables exist so tests and benchmarks can
@@ -107,6 +109,12 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (_ *Network, retE
 		if err := m.restorePorts(n); err != nil {
 			return nil, err
 		}
+		if n.Pending { // a create that was killed, finished now
+			n.Pending = false
+			if err := m.saveNetwork(n); err != nil {
+				return nil, fmt.Errorf("save network %s: %w", n.Name, err)
+			}
+		}
 		return n, nil
 	} else if !errors.Is(err, ErrNotExist) {
 		return nil, err
@@ -182,8 +190,19 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (_ *Network, retE
 	}
 	if l, err := h.LinkByName(n.Bridge); err == nil && l.Type() == "bridge" {
 		n.BridgeExisted = true
+	} else {
+		n.BridgeMAC = randomMAC().String()
 	}
 
+	// The definition is saved, unfinished, before the bridge and rules
+	// exist: a create killed at any later point leaves the record of what it
+	// was making (the bridge by name and MAC, the rules by their tag), which
+	// create finishes and rm removes.
+	n.Pending = true
+	if err := m.saveNetwork(n); err != nil {
+		return nil, fmt.Errorf("save network %s: %w", n.Name, err)
+	}
+	killpoint.At("network create: definition saved")
 	defer func() {
 		if retErr == nil {
 			return
@@ -193,7 +212,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (_ *Network, retE
 			retErr = errors.Join(retErr, err)
 		}
 		if !n.BridgeExisted {
-			if err := delLink(h, n.Bridge); err != nil {
+			if err := delOwnedLink(h, n.Bridge, n.Name, n.BridgeMAC); err != nil {
 				retErr = errors.Join(retErr, err)
 			}
 		}
@@ -202,9 +221,12 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (_ *Network, retE
 	if _, _, err := ensureBridge(h, n); err != nil {
 		return nil, err
 	}
+	killpoint.At("network create: bridge up")
 	if err := m.ensureFirewall(n); err != nil {
 		return nil, err
 	}
+	killpoint.At("network create: rules written")
+	n.Pending = false
 	if err := m.saveNetwork(n); err != nil {
 		return nil, fmt.Errorf("save network %s: %w", n.Name, err)
 	}
@@ -260,8 +282,13 @@ func pickBridge(h *netlink.Handle, want string, nets []*Network) (string, error)
 		if other, ok := used[want]; ok {
 			return "", fmt.Errorf("%w: bridge %s is used by network %s", ErrInvalid, want, other)
 		}
-		if l, err := h.LinkByName(want); err == nil && l.Type() != "bridge" {
-			return "", fmt.Errorf("%w: %s exists and is a %s, not a bridge", ErrInvalid, want, l.Type())
+		if l, err := h.LinkByName(want); err == nil {
+			if l.Type() != "bridge" {
+				return "", fmt.Errorf("%w: %s exists and is a %s, not a bridge", ErrInvalid, want, l.Type())
+			}
+			if other, ok := aliasNet(l); ok {
+				return "", fmt.Errorf("%w: bridge %s was made by berth for network %s, which no longer exists (berth network prune removes it)", ErrInvalid, want, other)
+			}
 		}
 		return want, nil
 	}
@@ -325,7 +352,7 @@ func (m *Manager) restorePortsLocked(n *Network) error {
 	}
 	live := map[string]*Endpoint{}
 	for id, e := range lf.Endpoints {
-		if len(e.Ports) > 0 && !endpointStale(e) {
+		if len(e.Ports) > 0 && !endpointDead(e) {
 			live[epTag(n.Name, id)] = e
 		}
 	}
@@ -373,17 +400,17 @@ func (m *Manager) removeFirewall(name string, dropTable bool) error {
 	if err := fw.dockerUserRules(&Network{Name: name}, true); err != nil {
 		return err
 	}
-	ok, err := fw.tableExists()
+	exists, owned, err := tableState()
 	if err != nil {
 		return err
 	}
-	if !ok {
+	if !exists {
 		if err := fw.c.Flush(); err != nil {
 			return fmt.Errorf("nftables: remove rules of %s: %w", name, err)
 		}
 		return nil
 	}
-	if dropTable {
+	if dropTable && owned {
 		fw.c.DelTable(fw.table)
 	} else if _, err := fw.delTagged(allChains, func(t string) bool {
 		n, _, ok := tagNet(t)
@@ -466,10 +493,15 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 	if err != nil {
 		return nil, err
 	}
+	if n.Pending {
+		return nil, fmt.Errorf("%w: network %s: its create did not finish (run berth network create %s again, or rm it)", ErrInvalid, name, name)
+	}
+	initPid, initStart := 0, uint64(0)
 	if nsPath == "" {
-		if nsPath, err = containerNetns(m.runtimeRoot, o.Container); err != nil {
+		if initPid, initStart, err = containerInit(m.runtimeRoot, o.Container); err != nil {
 			return nil, err
 		}
+		nsPath = "/proc/" + strconv.Itoa(initPid) + "/ns/net"
 	}
 	var reqIP, reqIP6 netip.Addr
 	if o.IP != "" {
@@ -546,33 +578,18 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 	}
 	defer l.Unlock()
 
-	created := false
+	made := netnsForeign
 	if o.CreateNetns {
-		// The marker goes first, so a crash right after creating the netns
-		// still leaves a trace for check. A marker that was already there
-		// belongs to an earlier connect and is left alone.
-		_, statErr := os.Stat(m.markerPath(nsPath))
-		hadMarker := statErr == nil
-		if err := m.markNetns(nsPath); err != nil {
-			return nil, err
-		}
-		if created, err = createNamedNetns(nsPath, filepath.Join(m.stateDir, ".netns.lock")); err != nil {
-			if !hadMarker {
-				m.unmarkNetns(nsPath)
-			}
+		if made, err = m.createOwnedNetns(nsPath, name); err != nil {
 			return nil, fmt.Errorf("create netns %s: %w", nsPath, err)
 		}
-		if !created && !hadMarker {
-			// Not ours: it existed before, so disconnect must keep it.
-			m.unmarkNetns(nsPath)
-		}
 	}
+	dropNetns := made == netnsCreated // on failure: undo what this connect made
 	defer func() {
-		if retErr != nil && created {
-			if err := deleteNamedNetns(nsPath); err != nil {
+		if retErr != nil && dropNetns {
+			if err := m.removeOwnedNetns(nsPath, nil); err != nil {
 				retErr = errors.Join(retErr, err)
 			}
-			m.unmarkNetns(nsPath)
 		}
 	}()
 	nsf, nsid, err := openNetns(nsPath)
@@ -580,6 +597,9 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 		return nil, fmt.Errorf("netns: %w", err)
 	}
 	defer nsf.Close()
+	if initPid > 0 && !stillInit(initPid, initStart) {
+		return nil, fmt.Errorf("container %s: %w", o.Container, state.ErrNotRunning)
+	}
 
 	lf, err := m.loadLeases(name)
 	if err != nil {
@@ -590,7 +610,7 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 		return nil, err
 	}
 	if old, ok := lf.Endpoints[id]; ok {
-		if old.NetnsDev == nsid.dev && old.NetnsIno == nsid.ino {
+		if !old.Pending && old.NetnsDev == nsid.Dev && old.NetnsIno == nsid.Ino {
 			if _, err := h.LinkByName(old.HostVeth); err == nil {
 				if err := sameRequest(old, reqIP, reqIP6, mac, o.Ports); err != nil {
 					return nil, err
@@ -598,8 +618,8 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 				return old, nil
 			}
 		}
-		// The namespace was replaced or the link vanished: the old lease
-		// is stale, take it down before connecting anew.
+		// Unfinished (its connect was killed), the namespace replaced or
+		// the link gone: take the old endpoint down before connecting anew.
 		if err := m.teardown(h, fw, old, false); err != nil {
 			return nil, err
 		}
@@ -610,17 +630,25 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 	}
 
 	used := map[netip.Addr]bool{}
+	shared := false // another (live) endpoint of this network is in the netns
 	for _, e := range lf.Endpoints {
 		used[e.IPv4.Addr()] = true
 		if e.IPv6.IsValid() {
 			used[e.IPv6.Addr()] = true
 		}
+		shared = shared || e.Netns == nsPath
 	}
+	// The endpoint owns (and its disconnect removes) a netns this connect
+	// created, or one that a connect of this network made and was killed
+	// before it finished, unless another endpoint is in it.
+	own := made == netnsCreated || (made == netnsLeft && !shared)
+	dropNetns = own
 	ep := &Endpoint{
 		ID: id, Network: name, Container: o.Container, Netns: nsPath,
-		NetnsDev: nsid.dev, NetnsIno: nsid.ino, OwnNetns: created,
-		Ifname: o.Ifname, HostVeth: vethName(name, id),
+		NetnsDev: nsid.Dev, NetnsIno: nsid.Ino, OwnNetns: own,
+		Ifname: o.Ifname, HostVeth: vethName(name, id), HostMAC: randomMAC().String(),
 		Gateway: n.Gateway, Gateway6: n.Gateway6, Ports: o.Ports, Created: time.Now().UTC(),
+		Pending: true,
 	}
 	ip := reqIP
 	if ip.IsValid() {
@@ -646,41 +674,55 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 		mac = macFor(ip)
 	}
 	ep.MAC = mac.String()
-
-	// A link left by a crash under the same name would make LinkAdd fail.
-	if err := delLink(h, ep.HostVeth); err != nil {
-		return nil, err
-	}
-	defer func() {
-		if retErr != nil {
-			if err := m.teardown(h, fw, ep, false); err != nil {
-				retErr = errors.Join(retErr, err)
-			}
-		}
-	}()
-	if err := addVeth(h, br, int(nsf.Fd()), ep, mac); err != nil {
-		return nil, err
-	}
-	if len(ep.Ports) > 0 {
-		fw.portRules(ep)
-		if err := fw.c.Flush(); err != nil {
-			return nil, fmt.Errorf("nftables: publish ports: %w", err)
-		}
-		if err := flushUDPConntrack(ep.Ports); err != nil {
-			return nil, err
-		}
-	}
-	lf.Endpoints[id] = ep
 	if ip.Is4() && !reqIP.IsValid() {
 		lf.Last4 = ip
 	}
 	if ep.IPv6.IsValid() && !reqIP6.IsValid() {
 		lf.Last6 = ep.IPv6.Addr()
 	}
+
+	// The lease is saved, unfinished, before anything it names exists: the
+	// veth is then created with the MAC it records, so a connect killed at
+	// any later point leaves proof of what it made (see Endpoint.Pending).
+	lf.Endpoints[id] = ep
 	if err := m.saveLeases(name, lf); err != nil {
 		delete(lf.Endpoints, id)
 		return nil, fmt.Errorf("save leases: %w", err)
 	}
+	killpoint.At("network connect: lease reserved")
+	defer func() {
+		if retErr != nil {
+			var errs []error
+			if err := m.teardown(h, fw, ep, false); err != nil {
+				errs = append(errs, err)
+			}
+			delete(lf.Endpoints, id)
+			if err := m.saveLeases(name, lf); err != nil {
+				errs = append(errs, fmt.Errorf("release lease: %w", err))
+			}
+			retErr = errors.Join(append([]error{retErr}, errs...)...)
+		}
+	}()
+	if err := addVeth(h, br, int(nsf.Fd()), ep, mac); err != nil {
+		return nil, err
+	}
+	killpoint.At("network connect: veth created")
+	if len(ep.Ports) > 0 {
+		fw.portRules(ep)
+		if err := fw.c.Flush(); err != nil {
+			return nil, fmt.Errorf("nftables: publish ports: %w", err)
+		}
+		killpoint.At("network connect: ports published")
+		if err := flushUDPConntrack(ep.Ports); err != nil {
+			return nil, err
+		}
+	}
+	ep.Pending = false
+	if err := m.saveLeases(name, lf); err != nil {
+		ep.Pending = true
+		return nil, fmt.Errorf("save leases: %w", err)
+	}
+	killpoint.At("network connect: lease saved")
 	return ep, nil
 }
 
@@ -741,7 +783,7 @@ func (m *Manager) checkPorts(self, id string, ports []PortMapping) error {
 					if !portsConflict(p, q) {
 						continue
 					}
-					if !endpointStale(e) {
+					if !endpointDead(e) {
 						return fmt.Errorf("%w: host port %s is already published by %s in network %s", ErrInvalid, p, e.ID, n.Name)
 					}
 					// A dead endpoint holds the port: collect it now, or its
@@ -784,7 +826,9 @@ func (m *Manager) collect(name string) error {
 
 // teardown removes an endpoint's firewall rules, then its link, then (if
 // berth created it and dropNetns) its netns. Every step tolerates a
-// namespace or link that is already gone.
+// namespace or link that is already gone, and removes only what is proven
+// berth's: rules by their tag, the veth by its alias, the netns by the
+// identities its marker and the lease recorded.
 func (m *Manager) teardown(h *netlink.Handle, fw *firewall, ep *Endpoint, dropNetns bool) error {
 	var errs []error
 	if len(ep.Ports) > 0 {
@@ -793,23 +837,15 @@ func (m *Manager) teardown(h *netlink.Handle, fw *firewall, ep *Endpoint, dropNe
 		} else if err := fw.c.Flush(); err != nil {
 			errs = append(errs, fmt.Errorf("nftables: unpublish ports of %s: %w", ep.ID, err))
 		}
+		killpoint.At("network disconnect: ports unpublished")
 	}
-	if err := delLink(h, ep.HostVeth); err != nil {
+	if err := delOwnedLink(h, ep.HostVeth, ep.Network, ep.HostMAC); err != nil {
 		errs = append(errs, err)
 	}
+	killpoint.At("network disconnect: veth removed")
 	if dropNetns && ep.OwnNetns {
-		// Only the namespace berth created: if the path now names another
-		// one (the user recreated it), that one is not ours to delete.
-		id, err := statNetns(ep.Netns)
-		switch {
-		case err != nil || (id.dev == ep.NetnsDev && id.ino == ep.NetnsIno):
-			if err := deleteNamedNetns(ep.Netns); err != nil {
-				errs = append(errs, err)
-			} else {
-				m.unmarkNetns(ep.Netns)
-			}
-		default:
-			m.unmarkNetns(ep.Netns)
+		if err := m.removeOwnedNetns(ep.Netns, &fileID{Dev: ep.NetnsDev, Ino: ep.NetnsIno}); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -818,14 +854,22 @@ func (m *Manager) teardown(h *netlink.Handle, fw *firewall, ep *Endpoint, dropNe
 // endpointStale reports whether the endpoint's namespace is gone or replaced.
 func endpointStale(e *Endpoint) bool {
 	id, err := statNetns(e.Netns)
-	return err != nil || id.dev != e.NetnsDev || id.ino != e.NetnsIno
+	return err != nil || id.Dev != e.NetnsDev || id.Ino != e.NetnsIno
 }
 
+// endpointDead reports whether the endpoint is stale or unfinished: its
+// connect was killed before it completed. An unfinished lease seen under
+// the network lock is always dead, since connect holds that lock until it
+// finishes.
+func endpointDead(e *Endpoint) bool { return e.Pending || endpointStale(e) }
+
 // gcStale drops leases whose namespace no longer exists, so a container that
-// died without a disconnect does not hold its address (or port) for ever.
+// died without a disconnect does not hold its address (or port) for ever,
+// and those of connects that were killed half-way. The caller holds the
+// network lock.
 func (m *Manager) gcStale(h *netlink.Handle, fw *firewall, lf *leaseFile) error {
 	for id, e := range lf.Endpoints {
-		if endpointStale(e) {
+		if endpointDead(e) {
 			if err := m.teardown(h, fw, e, true); err != nil {
 				return fmt.Errorf("clean stale endpoint %s: %w", id, err)
 			}
@@ -838,7 +882,7 @@ func (m *Manager) gcStale(h *netlink.Handle, fw *firewall, lf *leaseFile) error 
 // Disconnect detaches the target from the network. Disconnecting something
 // not connected succeeds, and still removes a link or rules left by a crash.
 func (m *Manager) Disconnect(ctx context.Context, name string, o ConnectOptions) error {
-	id, _, err := m.endpointID(&o)
+	id, nsPath, err := m.endpointID(&o)
 	if err != nil {
 		return err
 	}
@@ -865,13 +909,69 @@ func (m *Manager) Disconnect(ctx context.Context, name string, o ConnectOptions)
 	}
 	ep, ok := lf.Endpoints[id]
 	if !ok {
-		return delLink(h, vethName(name, id))
+		return m.undoUnleased(h, fw, name, id, nsPath)
 	}
 	if err := m.teardown(h, fw, ep, true); err != nil {
 		return err
 	}
 	delete(lf.Endpoints, id)
-	return m.saveLeases(name, lf)
+	if err := m.saveLeases(name, lf); err != nil {
+		return err
+	}
+	killpoint.At("network disconnect: lease released")
+	return nil
+}
+
+// undoUnleased removes what a connect of id to network name made before it
+// was killed, or failed, without saving its lease: its veth (by alias), its
+// port rules (by tag) and a netns it created (by its marker), unless another
+// network's endpoint uses that netns now.
+func (m *Manager) undoUnleased(h *netlink.Handle, fw *firewall, name, id, nsPath string) error {
+	var errs []error
+	if err := delOwnedLink(h, vethName(name, id), name, ""); err != nil {
+		errs = append(errs, err)
+	}
+	if n, err := fw.delTagged([]string{chHostports}, func(t string) bool { return t == epTag(name, id) }); err != nil {
+		errs = append(errs, err)
+	} else if n > 0 {
+		if err := fw.c.Flush(); err != nil {
+			errs = append(errs, fmt.Errorf("nftables: unpublish ports of %s: %w", id, err))
+		}
+	}
+	if nsPath != "" {
+		if mk := m.readMarker(nsPath); mk != nil && mk.Network == name {
+			inUse, err := m.netnsInUse(nsPath)
+			if err != nil {
+				errs = append(errs, err)
+			} else if !inUse {
+				if err := m.removeOwnedNetns(nsPath, nil); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// netnsInUse reports whether a live endpoint of any network is in the netns
+// at nsPath.
+func (m *Manager) netnsInUse(nsPath string) (bool, error) {
+	nets, err := m.listNetworks()
+	if err != nil {
+		return false, err
+	}
+	for _, n := range nets {
+		lf, err := m.loadLeases(n.Name)
+		if err != nil {
+			return false, err
+		}
+		for _, e := range lf.Endpoints {
+			if e.Netns == nsPath && !endpointStale(e) {
+				return true, nil // unfinished ones too: their connect may run now
+			}
+		}
+	}
+	return false, nil
 }
 
 // Remove deletes a network: rules, then endpoints' links, then the bridge,
@@ -900,7 +1000,7 @@ func (m *Manager) Remove(ctx context.Context, name string, force bool) error {
 	}
 	live := 0
 	for _, e := range lf.Endpoints {
-		if !endpointStale(e) {
+		if !endpointDead(e) {
 			live++
 		}
 	}
@@ -916,6 +1016,7 @@ func (m *Manager) Remove(ctx context.Context, name string, force bool) error {
 	if err := m.removeFirewall(name, len(nets) <= 1); err != nil {
 		return err
 	}
+	killpoint.At("network rm: rules removed")
 	h, err := hostHandle()
 	if err != nil {
 		return err
@@ -935,17 +1036,58 @@ func (m *Manager) Remove(ctx context.Context, name string, force bool) error {
 	if err := m.saveLeases(name, lf); err != nil {
 		return err
 	}
-	if !n.BridgeExisted {
-		if err := delLink(h, n.Bridge); err != nil {
-			return err
-		}
-	} else if err := delGatewayAddrs(h, n); err != nil {
-		// The user's bridge stays, without the addresses berth gave it.
+	killpoint.At("network rm: endpoints removed")
+	// What connects killed before saving their lease left: veths and netns,
+	// each proven this network's.
+	if err := m.removeUnleased(h, name); err != nil {
 		return err
 	}
+	if err := delOwnedLink(h, n.Bridge, name, n.BridgeMAC); err != nil {
+		return err
+	}
+	// A bridge that is not berth's (the user's, which the network was made
+	// on) stays, without the addresses berth gave it.
+	if err := delGatewayAddrs(h, n); err != nil {
+		return err
+	}
+	killpoint.At("network rm: bridge removed")
 	// Removed while still locked: a connect waiting for the lock then finds
 	// no network.json and fails cleanly instead of writing into a dead dir.
 	return os.RemoveAll(m.netDir(name))
+}
+
+// removeUnleased deletes the veths and named netns of network name that no
+// lease records (the caller holds the network lock and released every lease).
+func (m *Manager) removeUnleased(h *netlink.Handle, name string) error {
+	links, err := retryDump(h.LinkList)
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	var errs []error
+	for _, l := range links {
+		if n, ok := aliasNet(l); ok && n == name && l.Type() == "veth" {
+			if err := delOwnedLink(h, l.Attrs().Name, name, ""); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	mfs, err := m.markerFiles()
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, mf := range mfs {
+		if mf.mk == nil || mf.mk.Network != name {
+			continue
+		}
+		if inUse, err := m.netnsInUse(mf.mk.Netns); err != nil {
+			errs = append(errs, err)
+		} else if !inUse {
+			if err := m.removeOwnedNetns(mf.mk.Netns, nil); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // NetworkInfo is a network with its endpoints, for ls and inspect.
@@ -1001,41 +1143,4 @@ func sortEndpoints(eps []*Endpoint) {
 			eps[j], eps[j-1] = eps[j-1], eps[j]
 		}
 	}
-}
-
-// Netns markers record the named namespaces connect created, so check can
-// tell a leaked one (a crash between creating it and saving the lease) from
-// the user's own.
-func (m *Manager) markerPath(nsPath string) string {
-	return filepath.Join(m.stateDir, ".netns", strings.ReplaceAll(strings.TrimPrefix(nsPath, "/"), "/", "%"))
-}
-
-func (m *Manager) markNetns(nsPath string) error {
-	p := m.markerPath(nsPath)
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
-	}
-	return os.WriteFile(p, []byte(nsPath+"\n"), 0o600)
-}
-
-func (m *Manager) unmarkNetns(nsPath string) {
-	_ = os.Remove(m.markerPath(nsPath))
-}
-
-func (m *Manager) markedNetns() ([]string, error) {
-	ents, err := os.ReadDir(filepath.Join(m.stateDir, ".netns"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(m.stateDir, ".netns", e.Name()))
-		if err == nil {
-			out = append(out, strings.TrimSpace(string(b)))
-		}
-	}
-	return out, nil
 }

@@ -70,22 +70,28 @@ func (fw *firewall) chain(name string) *nftables.Chain {
 	return &nftables.Chain{Name: name, Table: fw.table}
 }
 
-// tableExists reports whether inet berth is present.
-func (fw *firewall) tableExists() (bool, error) {
-	_, err := fw.c.ListTableOfFamily(tableName, nftables.TableFamilyINet)
-	if err == nil {
-		return true, nil
-	}
-	if errors.Is(err, unix.ENOENT) {
-		return false, nil
-	}
-	return false, fmt.Errorf("nftables: list table: %w", err)
-}
-
 // ensureBase creates the table, the base chains and the two jumps into
 // hostports, unless they are there already. The caller holds the global lock.
 func (fw *firewall) ensureBase() error {
-	fw.c.AddTable(fw.table)
+	exists, owned, err := tableState()
+	if err != nil {
+		return err
+	}
+	if exists && !owned {
+		return errForeignTable
+	}
+	if !exists {
+		if err := createTable(); err != nil {
+			if !errors.Is(err, unix.EEXIST) {
+				return err
+			}
+			if _, owned, err := tableState(); err != nil {
+				return err
+			} else if !owned {
+				return errForeignTable
+			}
+		}
+	}
 	accept := nftables.ChainPolicyAccept
 	fw.c.AddChain(&nftables.Chain{Name: chPostrouting, Table: fw.table, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
@@ -236,8 +242,8 @@ func (fw *firewall) delTagged(chains []string, match func(string) bool) (int, er
 // listTags returns the comments of all rules in berth's table, per chain.
 func (fw *firewall) listTags() (map[string][]string, error) {
 	out := map[string][]string{}
-	ok, err := fw.tableExists()
-	if err != nil || !ok {
+	exists, _, err := tableState()
+	if err != nil || !exists {
 		return out, err
 	}
 	for _, ch := range []string{chPostrouting, chForward, chPrerouting, chOutput, chHostports} {

@@ -35,8 +35,16 @@ type Network struct {
 	NAT      bool         `json:"nat"`
 	// BridgeExisted records that the bridge was there before the network, so
 	// rm leaves it in place (the user's bridge, not ours).
-	BridgeExisted bool      `json:"bridgeExisted,omitempty"`
-	Created       time.Time `json:"created"`
+	BridgeExisted bool `json:"bridgeExisted,omitempty"`
+	// BridgeMAC is the address a bridge berth creates is born with (set in
+	// the creating request, recorded here before it): with the bridge's
+	// alias, the proof that a bridge of that name is berth's.
+	BridgeMAC string    `json:"bridgeMAC,omitempty"`
+	Created   time.Time `json:"created"`
+	// Pending: create saved the definition before making the bridge and
+	// rules and has not finished (it was killed); create again finishes it,
+	// rm removes it, and nothing connects to it meanwhile.
+	Pending bool `json:"pending,omitempty"`
 }
 
 // PortMapping is one published port: hostIP:hostPort -> containerPort.
@@ -71,9 +79,17 @@ type Endpoint struct {
 	NetnsDev uint64 `json:"netnsDev"`
 	NetnsIno uint64 `json:"netnsIno"`
 	// OwnNetns: connect created the named netns and disconnect removes it.
-	OwnNetns bool          `json:"ownNetns,omitempty"`
-	Ifname   string        `json:"ifname"`
-	HostVeth string        `json:"hostVeth"`
+	OwnNetns bool   `json:"ownNetns,omitempty"`
+	Ifname   string `json:"ifname"`
+	HostVeth string `json:"hostVeth"`
+	// HostMAC is the address the host-side veth is born with: recorded
+	// before the veth exists, it proves the veth is this endpoint's.
+	HostMAC string `json:"hostMAC,omitempty"`
+	// Pending: the lease was saved before the veth and rules it names were
+	// made, and the connect has not finished. Connect holds the network lock
+	// until it does, so a pending lease seen under the lock belongs to a
+	// connect that was killed: it is torn down, never used.
+	Pending  bool          `json:"pending,omitempty"`
 	MAC      string        `json:"mac"`
 	IPv4     netip.Prefix  `json:"ipv4"`
 	IPv6     netip.Prefix  `json:"ipv6,omitzero"`

@@ -2,15 +2,18 @@ package network
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"berth/internal/state"
 	"berth/internal/testutil"
 
 	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -116,12 +119,14 @@ func TestVethNames(t *testing.T) {
 	if a == b || a != vethName("web", "/var/run/netns/c1") || a == vethName("web2", "/var/run/netns/c1") {
 		t.Errorf("names not deterministic and distinct: %s %s", a, b)
 	}
-	if len(a) >= 16 || !isBerthVeth(a) {
-		t.Errorf("%s: too long or not recognised", a)
+	if len(a) >= 16 || !strings.HasPrefix(a, vethPrefix) {
+		t.Errorf("%s: too long or without the prefix", a)
 	}
-	for _, s := range []string{"eth0", "bvXYZXYZXYZX", "bv12345", "veth1234567890"} {
-		if isBerthVeth(s) {
-			t.Errorf("%s recognised as berth's", s)
+	// Ownership is the alias, never the name.
+	for alias, want := range map[string]string{linkAlias("web"): "web", "berth net=": "", "": "", "berth0": "", "docker net=web": ""} {
+		l := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: a, Alias: alias}}
+		if n, ok := aliasNet(l); n != want || ok != (want != "") {
+			t.Errorf("alias %q: network %q %t, want %q", alias, n, ok, want)
 		}
 	}
 	for s, ok := range map[string]bool{"eth0": true, "a": true, "": false, "0123456789abcdef": false, "a/b": false, "a:1": false, "..": false} {
@@ -206,35 +211,58 @@ func TestEndpointID(t *testing.T) {
 	}
 }
 
-func TestContainerNetns(t *testing.T) {
+// TestContainerInit: connect --container finds init through the runtime's
+// state with its start-time check: a pid that now belongs to another
+// process (the container's init died and the pid was reused) is refused.
+func TestContainerInit(t *testing.T) {
 	root := t.TempDir()
-	os.MkdirAll(filepath.Join(root, "c1"), 0o700)
-	os.WriteFile(filepath.Join(root, "c1", "state.json"), []byte(`{"init_process_pid": 4242}`), 0o600)
-	os.MkdirAll(filepath.Join(root, "c2"), 0o700)
-	os.WriteFile(filepath.Join(root, "c2", "state.json"), []byte(`{"pid": 0}`), 0o600)
-	if p, err := containerNetns(root, "c1"); err != nil || p != "/proc/4242/ns/net" {
-		t.Errorf("c1: %s %v", p, err)
+	self := os.Getpid()
+	start, _, err := state.ProcStart(self)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := containerNetns(root, "c2"); err == nil {
-		t.Error("c2 without pid: want an error")
+	write := func(id string, pid int, start uint64) {
+		os.MkdirAll(filepath.Join(root, id), 0o711)
+		b := fmt.Sprintf(`{"id":%q,"init_process_pid":%d,"init_process_start":%d}`, id, pid, start)
+		if err := os.WriteFile(filepath.Join(root, id, "state.json"), []byte(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := containerNetns(root, "../etc"); err == nil {
-		t.Error("traversal: want an error")
+	write("live", self, start)
+	write("reused", self, start+1) // the recorded init started at another time
+	write("none", 0, 0)
+	if pid, st, err := containerInit(root, "live"); err != nil || pid != self || st != start || !stillInit(pid, st) {
+		t.Errorf("live: %d %d %v", pid, st, err)
+	}
+	for _, id := range []string{"reused", "none"} {
+		if _, _, err := containerInit(root, id); !errors.Is(err, state.ErrNotRunning) {
+			t.Errorf("%s: %v, want %v", id, err, state.ErrNotRunning)
+		}
+	}
+	if stillInit(self, start+1) {
+		t.Error("stillInit accepted another start time")
+	}
+	for _, id := range []string{"../etc", "", "missing"} {
+		if _, _, err := containerInit(root, id); err == nil {
+			t.Errorf("%q: want an error", id)
+		}
 	}
 }
 
-// TestNamedNetns creates and deletes a named netns the way `ip netns` does.
-func TestNamedNetns(t *testing.T) {
+// TestOwnedNetns creates and removes a named netns the way connect does,
+// and checks that only what the marker proves is ever removed.
+func TestOwnedNetns(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
 	t.Cleanup(func() {
 		for unix.Unmount(dir, unix.MNT_DETACH) == nil {
 		}
 	})
+	m := New(WithStateDir(t.TempDir()), WithNetnsDir(dir))
 	p := filepath.Join(dir, "x")
-	created, err := createNamedNetns(p, filepath.Join(t.TempDir(), "lock"))
-	if err != nil || !created {
-		t.Fatalf("create: %t %v", created, err)
+	made, err := m.createOwnedNetns(p, "n1")
+	if err != nil || made != netnsCreated {
+		t.Fatalf("create: %v %v", made, err)
 	}
 	f, id, err := openNetns(p)
 	if err != nil {
@@ -245,17 +273,67 @@ func TestNamedNetns(t *testing.T) {
 	if id == self {
 		t.Fatal("named netns is the caller's own")
 	}
-	if again, err := createNamedNetns(p, filepath.Join(t.TempDir(), "lock")); err != nil || again {
-		t.Fatalf("second create: %t %v", again, err)
+	mk := m.readMarker(p)
+	if mk == nil || mk.Network != "n1" || mk.NS == nil || *mk.NS != id || mk.File == nil {
+		t.Fatalf("marker %+v, namespace %+v", mk, id)
 	}
-	if err := deleteNamedNetns(p); err != nil {
+	// Again for the same network: what a killed connect left is taken back;
+	// for another network it is somebody else's.
+	if made, err := m.createOwnedNetns(p, "n1"); err != nil || made != netnsLeft {
+		t.Fatalf("second create: %v %v", made, err)
+	}
+	if made, err := m.createOwnedNetns(p, "n2"); err != nil || made != netnsForeign {
+		t.Fatalf("create for another network: %v %v", made, err)
+	}
+	if err := m.removeOwnedNetns(p, nil); err != nil {
 		t.Fatal(err)
-	}
-	if err := deleteNamedNetns(p); err != nil {
-		t.Fatalf("delete twice: %v", err)
 	}
 	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("still there: %v", err)
+	}
+	if m.readMarker(p) != nil {
+		t.Fatal("marker left")
+	}
+	if err := m.removeOwnedNetns(p, nil); err != nil {
+		t.Fatalf("remove twice: %v", err)
+	}
+
+	// A marker whose netns was never made (a connect killed right after
+	// writing it), then another tool makes a netns of that name: it is
+	// not berth's, and neither remove nor create touches it.
+	if err := m.writeMarker(&netnsMarker{Netns: p, Network: "n1", File: &fileID{Dev: 1, Ino: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	foreign := New(WithStateDir(t.TempDir()), WithNetnsDir(dir))
+	if _, err := foreign.createOwnedNetns(p, "other"); err != nil {
+		t.Fatal(err)
+	}
+	fid, _ := statNetns(p)
+	if owns(m.readMarker(p), p, nil) != ownsNothing {
+		t.Fatal("a stale marker proves ownership of a netns made later")
+	}
+	if err := m.removeOwnedNetns(p, nil); err != nil {
+		t.Fatal(err)
+	}
+	if now, err := statNetns(p); err != nil || now != fid {
+		t.Fatalf("the foreign netns was touched: %v", err)
+	}
+	if made, err := m.createOwnedNetns(p, "n1"); err != nil || made != netnsForeign {
+		t.Fatalf("create over a foreign netns: %v %v", made, err)
+	}
+	if err := foreign.removeOwnedNetns(p, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// A plain file at the path is refused, not mounted over or removed.
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.createOwnedNetns(p, "n1"); err == nil || !strings.Contains(err.Error(), "not a network namespace") {
+		t.Fatalf("create over a plain file: %v", err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("the plain file was removed: %v", err)
 	}
 	if _, _, err := openNetns("/proc/self/ns/mnt"); err == nil {
 		t.Fatal("a mount namespace accepted as a netns")

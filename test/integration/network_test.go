@@ -626,14 +626,21 @@ func TestNetworkNetnsGone(t *testing.T) {
 	}
 	nwSameSnap(t, "after prune", before, w.snapshot(t))
 
-	// A leaked veth and a leaked rule (as a crash between steps would leave).
+	// A leaked veth and a leaked rule (as lost state would leave): berth's
+	// by their alias and comment. A veth merely named like berth's is not.
 	nwRun(t, "ip", "-n", w.host, "link", "add", "bv00deadbeef", "type", "veth", "peer", "name", "bvpeer"+w.sfx)
+	nwRun(t, "ip", "-n", w.host, "link", "set", "bv00deadbeef", "alias", "berth net=gone")
+	nwRun(t, "ip", "-n", w.host, "link", "add", "bv00cafef00d", "type", "veth", "peer", "name", "bvpeeq"+w.sfx)
 	nwRun(t, "ip", "netns", "exec", w.host, "nft", "add", "rule", "inet", "berth", "hostports", "tcp", "dport", "9999", "dnat", "ip", "to", "10.89.0.9:80", "comment", `"berth ep=gone/ghost"`)
 	out, err := w.berth("network", "check")
-	if err == nil || !strings.Contains(out, "leaked-veth") || !strings.Contains(out, "leaked-rule") {
+	if err == nil || !strings.Contains(out, "leaked-veth network=gone: bv00deadbeef") || !strings.Contains(out, "leaked-rule") || strings.Contains(out, "bv00cafef00d") {
 		t.Errorf("check with leaks: err=%v\n%s", err, out)
 	}
 	w.mustBerth(t, "network", "prune")
+	if _, err := exec.Command("ip", "-n", w.host, "link", "show", "bv00cafef00d").CombinedOutput(); err != nil {
+		t.Errorf("prune removed a veth that is not berth's: %v", err)
+	}
+	nwRun(t, "ip", "-n", w.host, "link", "del", "bv00cafef00d")
 	nwSameSnap(t, "after pruning leaks", before, w.snapshot(t))
 	w.mustBerth(t, "network", "prune", "--networks")
 	if out := w.mustBerth(t, "network", "ls", "-q"); strings.TrimSpace(out) != "" {
