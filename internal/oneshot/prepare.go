@@ -18,6 +18,7 @@ import (
 	"berth/internal/image/bundle"
 	"berth/internal/image/layercache"
 	"berth/internal/image/unpack"
+	"berth/internal/killpoint"
 	"berth/internal/network"
 	"berth/internal/runtime"
 	"berth/internal/state"
@@ -148,27 +149,6 @@ func Prepare(ctx context.Context, o Options) (_ *Container, retErr error) {
 			os.RemoveAll(vdir)
 		}
 	}()
-	if err := os.Mkdir(p.Bundle, 0o700); err != nil {
-		return nil, err
-	}
-	cache, err := layercache.Open(o.LayerCache)
-	if err != nil {
-		return nil, err
-	}
-	unlock, err := cache.Lock(false)
-	if err != nil {
-		return nil, err
-	}
-	keys, _, err := cache.Ensure(ctx, img.Layers, unpack.Options{})
-	if err == nil {
-		err = cache.MountBundle(p.Bundle, keys)
-	}
-	unlock()
-	if err != nil {
-		return nil, fmt.Errorf("bundle: %w", err)
-	}
-	rootfs := filepath.Join(p.Bundle, "rootfs")
-
 	ic := img.Config.Config
 	m := Meta{
 		ID: id, Name: o.Name, Image: o.Image, ImageID: img.Manifest.String(), Created: time.Now().UTC(),
@@ -201,6 +181,36 @@ func Prepare(ctx context.Context, o Options) (_ *Container, retErr error) {
 		return nil, fmt.Errorf("stop signal: %w", err)
 	}
 	m.Config.StopTimeout = o.StopTimeout
+	// The record comes first: everything made after it (the overlay bundle,
+	// volumes, the runtime state, the network endpoint) is found and
+	// removed through it by `container rm`, even when this process is
+	// killed. It is written again as it grows.
+	if err := writeMeta(p, &m); err != nil {
+		return nil, err
+	}
+	killpoint.At("container run: record written")
+	if err := os.Mkdir(p.Bundle, 0o700); err != nil {
+		return nil, err
+	}
+	cache, err := layercache.Open(o.LayerCache)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := cache.Lock(false)
+	if err != nil {
+		return nil, err
+	}
+	keys, _, err := cache.Ensure(ctx, img.Layers, unpack.Options{})
+	if err == nil {
+		err = cache.MountBundle(p.Bundle, keys)
+	}
+	unlock()
+	if err != nil {
+		return nil, fmt.Errorf("bundle: %w", err)
+	}
+	killpoint.At("container run: bundle mounted")
+	rootfs := filepath.Join(p.Bundle, "rootfs")
+
 	s, err := o.spec(img, rootfs, &m)
 	if err != nil {
 		return nil, err
@@ -216,6 +226,12 @@ func Prepare(ctx context.Context, o Options) (_ *Container, retErr error) {
 	m.Config.ExposedPorts = exposed
 	if m.Ports, err = o.ports(exposed); err != nil {
 		return nil, err
+	}
+	if len(m.Volumes) > 0 {
+		// The volumes are on record before they are made.
+		if err := writeMeta(p, &m); err != nil {
+			return nil, err
+		}
 	}
 	for _, vm := range m.Volumes {
 		_, made, err := CreateVolume(o.VolumeDir, vm.Name, vm.Anonymous, nil, false)
@@ -238,6 +254,7 @@ func Prepare(ctx context.Context, o Options) (_ *Container, retErr error) {
 	if err := writeMeta(p, &m); err != nil {
 		return nil, err
 	}
+	killpoint.At("container run: config written")
 	return &Container{Home: o.Home, Paths: p, Meta: m}, nil
 }
 

@@ -203,7 +203,31 @@ func Load(home, ref string) (*Container, error) {
 			return nil, fmt.Errorf("id prefix %q names %d containers", ref, len(found))
 		}
 	}
+	if state.ValidateID(ref) == nil {
+		removeUnrecorded(PathsOf(home, ref))
+	}
 	return nil, fmt.Errorf("%w: %s", ErrNoSuchContainer, ref)
+}
+
+// removeUnrecorded removes a container directory without a record, as a run
+// killed between making the directory and writing the record leaves it:
+// nothing else is made before the record, so such a directory holds at
+// most the record's temp file. One holding anything else, or with mounts
+// below it, is not one of those and stays.
+func removeUnrecorded(p Paths) {
+	ents, err := os.ReadDir(p.Dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), "."+filepath.Base(p.Meta)+"-") {
+			return
+		}
+	}
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err != nil || strings.Contains(string(b), " "+p.Dir+"/") {
+		return
+	}
+	os.RemoveAll(p.Dir)
 }
 
 func isHex(s string) bool {

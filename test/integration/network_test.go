@@ -168,9 +168,9 @@ func nwIP(ep nwEndpoint) string { return strings.Split(ep.IPv4, "/")[0] }
 
 // nwSnap is what must be identical before a network exists and after it is
 // gone: links and the nft ruleset of the host netns, berth's state files, and
-// the netns files.
+// the netns files and mounts (the netns dir's own bind mount aside).
 type nwSnap struct {
-	Links, Ruleset, Files, Netns string
+	Links, Ruleset, Files, Netns, Mounts string
 }
 
 func (w *nwWorld) snapshot(t *testing.T) nwSnap {
@@ -196,6 +196,11 @@ func (w *nwWorld) snapshot(t *testing.T) nwSnap {
 	ents, _ := os.ReadDir(w.netnsDir)
 	for _, e := range ents {
 		s.Netns += e.Name() + " "
+	}
+	for _, m := range mountsUnder(w.netnsDir) {
+		if m != w.netnsDir {
+			s.Mounts += m + " "
+		}
 	}
 	return s
 }
