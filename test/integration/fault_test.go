@@ -287,7 +287,7 @@ func TestFaultKillRuntime(t *testing.T) {
 	}
 	type tc struct {
 		name  string
-		setup func(id string)       // before the killed command
+		setup func(id string) // before the killed command
 		cmd   func(id string) []string
 		steps []string
 		env   []string
