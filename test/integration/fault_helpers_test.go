@@ -36,8 +36,9 @@ func runKilled(t *testing.T, cmd *exec.Cmd, step string) {
 }
 
 // runKilledMonitor is runKilled for a step of the background monitor of
-// `container run -d`: the monitor dies, and the client reports that the
-// container did not start with an empty log (the monitor said nothing).
+// `container run -d`: the monitor dies, and the client fails, reporting
+// that the container did not start, with an empty log (the monitor said
+// nothing).
 func runKilledMonitor(t *testing.T, cmd *exec.Cmd, step string) {
 	t.Helper()
 	runKill(t, cmd, step, true)
@@ -72,7 +73,7 @@ func runKill(t *testing.T, cmd *exec.Cmd, step string, monitor bool) {
 	}
 	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if monitor {
-		if o := strings.TrimSpace(out()); ws.ExitStatus() != 1 || !strings.HasSuffix(o, `did not start: "`) {
+		if o := strings.TrimSpace(out()); ws.Signaled() || ws.ExitStatus() == 0 || !strings.HasSuffix(o, `did not start: "`) {
 			t.Fatalf("%v: the monitor's kill at %q did not happen (%v)\n%s", cmd.Args, step, cmd.ProcessState, o)
 		}
 		return

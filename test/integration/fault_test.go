@@ -371,6 +371,8 @@ func TestFaultKillContainerRun(t *testing.T) {
 					name = name[:40]
 				}
 				beforePids := berthPids()
+				// Whatever happens below, the next step starts from a clean home.
+				t.Cleanup(func() { w.ct("rm", "--home", w.home, "-f", name) })
 				script := "sleep 100"
 				if mode == "--rm/exited" {
 					script = "exit 0"
