@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -121,6 +122,22 @@ func Prepare(ctx context.Context, o Options) (_ *Container, retErr error) {
 	}
 	if _, err := parsePorts(o.Publish); err != nil {
 		return nil, err
+	}
+	if a, err := netip.ParseAddr(o.IP); o.IP != "" && (err != nil || !a.Is4()) {
+		return nil, fmt.Errorf("--ip %q is not an IPv4 address", o.IP)
+	}
+	if _, err := net.ParseMAC(o.MAC); o.MAC != "" && err != nil {
+		return nil, fmt.Errorf("--mac-address %q: %w", o.MAC, err)
+	}
+	if o.Network != "host" && o.Network != "none" && o.Network != network.DefaultNetwork {
+		// Only the default network is made on first use; a named one must
+		// exist (a typo would otherwise make a network nobody removes).
+		if _, err := network.New().Inspect(ctx, o.Network); err != nil {
+			if errors.Is(err, network.ErrNotExist) {
+				return nil, fmt.Errorf("network %s not found (berth network create %s makes it)", o.Network, o.Network)
+			}
+			return nil, err
+		}
 	}
 	img, err := resolveImage(ctx, o)
 	if err != nil {

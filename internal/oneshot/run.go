@@ -31,8 +31,10 @@ func (a *attacher) dns() network.DNSConfig {
 
 func (a *attacher) Attach(ctx context.Context, id, netns, rootfs string) error {
 	m := a.c.Meta
-	if _, err := network.EnsureNetwork(ctx, m.Network); err != nil {
-		return err
+	if m.Network == network.DefaultNetwork {
+		if _, err := network.EnsureNetwork(ctx, m.Network); err != nil {
+			return err
+		}
 	}
 	ports, err := parsePorts(m.Ports)
 	if err != nil {
