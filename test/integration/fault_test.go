@@ -273,15 +273,19 @@ func TestFaultConnectContainerPidReuse(t *testing.T) {
 // TestFaultKillRuntime: create, start, run -d, exec and delete -f killed at
 // each named phase (the runtime's debug phases), then delete -f leaves no
 // state dir, cgroup (any hierarchy), mount, container or berth process, and
-// the id can be used again. Each step also runs on the Go init path.
+// the id can be used again.
 func TestFaultKillRuntime(t *testing.T) {
 	r := newRT(t)
 	b := testutil.Bundle(t, nil, "sleep", "100")
+	hooked := testutil.Bundle(t, func(s *specs.Spec) {
+		s.Hooks = &specs.Hooks{Poststart: []specs.Hook{{Path: "/bin/true"}}}
+	}, "sleep", "100")
 	createSteps := []string{
 		"load config, state dir",
 		"exec.fifo, cgroup, limits",
 		"spawn init",
-		"network, seccomp; placed",
+		"plan compiled and sent",
+		"network; placed",
 		"init setup until ready",
 		"state, pid file",
 	}
@@ -294,13 +298,11 @@ func TestFaultKillRuntime(t *testing.T) {
 	}
 	cases := []tc{
 		{"create", nil, func(id string) []string { return []string{"create", "-b", b, id} }, createSteps, nil},
-		{"create/go-init", nil, func(id string) []string { return []string{"create", "-b", b, id} }, createSteps, []string{"BERTH_NO_FAST_INIT=1"}},
 		{"run -d", nil, func(id string) []string { return []string{"run", "-d", "-b", b, id} }, append(append([]string(nil), createSteps...), "process released"), nil},
 		{"start", func(id string) { r.must("create", "-b", b, id) }, func(id string) []string { return []string{"start", id} }, []string{"load state", "process released"}, nil},
+		{"start/poststart hook", func(id string) { r.must("create", "-b", hooked, id) }, func(id string) []string { return []string{"start", id} }, []string{"poststart hooks"}, nil},
 		{"exec", func(id string) { r.must("run", "-d", "-b", b, id) }, func(id string) []string { return []string{"exec", id, "sleep", "100"} },
 			[]string{"load state", "exec process started, placed and ready"}, nil},
-		{"exec/go-exec", func(id string) { r.must("run", "-d", "-b", b, id) }, func(id string) []string { return []string{"exec", id, "sleep", "100"} },
-			[]string{"load state", "exec process started, placed and ready"}, []string{"BERTH_NO_FAST_EXEC=1"}},
 		{"exec/ran", func(id string) { r.must("run", "-d", "-b", b, id) }, func(id string) []string { return []string{"exec", id, "true"} }, []string{"process ran"}, nil},
 		{"delete -f", func(id string) { r.must("run", "-d", "-b", b, id) }, func(id string) []string { return []string{"delete", "-f", id} },
 			[]string{"load state", "killed", "cgroup removed", "state dir removed"}, nil},
@@ -352,7 +354,7 @@ func TestFaultKillContainerRun(t *testing.T) {
 		"network connect: veth created",
 		"network connect: ports published",
 		"network connect: lease saved",
-		"network, seccomp; placed",
+		"network; placed",
 		"state, pid file",
 		"process released",
 	}
