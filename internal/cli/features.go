@@ -39,7 +39,7 @@ func init() {
 					Namespaces:   []string{"cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"},
 					Capabilities: caps.Names(),
 					Cgroup: &features.Cgroup{
-						V1: boolp(true), V2: boolp(true), Systemd: boolp(false), SystemdUser: boolp(false), Rdma: boolp(true),
+						V1: boolp(true), V2: boolp(true), Systemd: boolp(true), SystemdUser: boolp(false), Rdma: boolp(true),
 					},
 					Seccomp:         seccomp.Features(),
 					Apparmor:        &features.Apparmor{Enabled: boolp(apparmor == nil)},

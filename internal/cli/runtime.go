@@ -56,17 +56,11 @@ func newRuntime(c *cli.Context) (*runtime.Runtime, error) {
 		return nil, err
 	}
 	return &runtime.Runtime{
-		Root:  root,
-		Warn:  func(s string) { log.Warnf("%s", s) },
-		Debug: func(s string) { log.Debugf("%s", s) },
+		Root:          root,
+		Warn:          func(s string) { log.Warnf("%s", s) },
+		Debug:         func(s string) { log.Debugf("%s", s) },
+		SystemdCgroup: c.GlobalBool("systemd-cgroup"),
 	}, nil
-}
-
-func checkSystemd(c *cli.Context) error {
-	if c.GlobalBool("systemd-cgroup") {
-		return errors.New("systemd cgroup driver (--systemd-cgroup) is not supported yet: this host has no systemd; use cgroupfs paths")
-	}
-	return nil
 }
 
 // absPidFile resolves --pid-file against the caller's cwd (runc's revisePidFile).
@@ -108,13 +102,10 @@ func createOptions(c *cli.Context) (runtime.CreateOptions, error) {
 	}, nil
 }
 
-// createSetup is what create and run share: one container id, no systemd
-// driver, the runtime and the create flags.
+// createSetup is what create and run share: one container id, the runtime
+// and the create flags.
 func createSetup(c *cli.Context) (*runtime.Runtime, runtime.CreateOptions, error) {
 	if err := checkArgs(c, 1, exactArgs); err != nil {
-		return nil, runtime.CreateOptions{}, err
-	}
-	if err := checkSystemd(c); err != nil {
 		return nil, runtime.CreateOptions{}, err
 	}
 	rt, err := newRuntime(c)

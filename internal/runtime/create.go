@@ -152,7 +152,7 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	if s.Linux.CgroupsPath != "" {
 		cgPath = s.Linux.CgroupsPath
 	}
-	cg, err = cgroups.New(cgPath, id)
+	cg, err = r.newCgroup(s, cgPath, id)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}

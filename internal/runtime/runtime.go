@@ -28,6 +28,9 @@ type Runtime struct {
 	// namespace of its own into a network at create and unwires it at
 	// destroy (the one-shot path).
 	Network NetworkAttacher
+	// SystemdCgroup selects the systemd cgroup driver (--systemd-cgroup):
+	// each container is a transient systemd unit (see package systemd).
+	SystemdCgroup bool
 }
 
 // NetworkAttacher connects a container's network namespace to a network and

@@ -29,6 +29,9 @@ type Join struct {
 	Tasks []TaskFile
 	// Dir is the v2 directory (O_PATH) for CLONE_INTO_CGROUP, or nil.
 	Dir *os.File
+	// hold is the systemd scope's placeholder, released by Close once the
+	// joining process is in (see placeholder.go).
+	hold *Placeholder
 }
 
 // TaskFile is one hierarchy's open "tasks" file.
@@ -68,13 +71,20 @@ func OpenJoin(paths map[string]string) (*Join, error) {
 		}
 		j.Tasks = append(j.Tasks, TaskFile{Controller: c, File: os.NewFile(uintptr(fd), p)})
 	}
+	j.hold = takePlaceholder(paths)
 	return j, nil
 }
 
-// Close closes every file; the child has its own copies.
+// Close closes every file; the child has its own copies. Called after the
+// spawn, it also lets a new systemd scope's placeholder go once the child is
+// in the cgroup. Closing twice is harmless.
 func (j *Join) Close() {
 	if j == nil {
 		return
+	}
+	if j.hold != nil {
+		j.hold.releaseAfterJoin()
+		j.hold = nil
 	}
 	for _, t := range j.Tasks {
 		t.File.Close()

@@ -227,18 +227,24 @@ func Load(paths map[string]string, opts ...Option) (Manager, error) {
 			return nil, fmt.Errorf("load cgroup manager: path %q for %q is not below %s", p, k, c.root)
 		}
 	}
+	var fs Manager
 	if c.mode == ModeUnified {
 		dir, ok := paths[""]
 		if !ok || len(paths) != 1 {
 			return nil, fmt.Errorf("load cgroup manager: unified host needs exactly the \"\" path, got %v", keys(paths))
 		}
-		return &v2Manager{dir: dir}, nil
+		fs = &v2Manager{dir: dir}
+	} else {
+		cp := make(map[string]string, len(paths))
+		for k, v := range paths {
+			cp[k] = v
+		}
+		fs = &v1Manager{paths: cp, mode: c.mode}
 	}
-	cp := make(map[string]string, len(paths))
-	for k, v := range paths {
-		cp[k] = v
+	if UnitDriver != nil {
+		return UnitDriver(paths, fs), nil
 	}
-	return &v1Manager{paths: cp, mode: c.mode}, nil
+	return fs, nil
 }
 
 func keys(m map[string]string) []string {
