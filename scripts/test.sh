@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README): installs what the tests need, then runs every
 # test: unit and integration tests (root-only ones run when this runs as
-# root; CI=true turns their skips into failures), short fuzz runs, and the
-# runtime-tools validation suite against berth.
+# root; CI=true turns their skips into failures), critest's CRI conformance
+# set, short fuzz runs, and the runtime-tools validation suite against berth.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +34,14 @@ fi
 go vet ./...
 (cd third_party/md2man && go vet ./... && go test -count=1 ./...)
 go test -count=1 -timeout 45m ./... "$@"
+if [[ $(id -u) == 0 ]]; then
+	# Kubernetes' CRI conformance (critest through containerd's CRI plugin)
+	# with runc and with berth in one run, a step of its own: about ten
+	# minutes, with time-sensitive specs that do better alone
+	# (test/clients/README.md).
+	BERTH_CRITEST=1 go test -count=1 -timeout 40m -run '^TestCRI$' ./test/clients "$@"
+fi
+
 # Short fuzz runs over the checked-in corpora. Budgets are execution counts
 # (about 10 s each here), not durations: with a -fuzztime duration Go 1.26's
 # fuzz coordinator can fail the run with "context deadline exceeded" at the

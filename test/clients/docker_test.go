@@ -50,7 +50,7 @@ func startDocker(t *testing.T) *dockerd {
 	// dockerd writes a trust key and a plugin directory at fixed places,
 	// and its containerd's shims put their sockets in /run/containerd/s.
 	removeIfCreated(t, "/etc/docker", "/etc/docker/key.json", "/run/docker", "/run/docker/plugins",
-		"/run/containerd", "/run/containerd/s")
+		"/run/containerd", "/run/containerd/s", "/opt/containerd", "/opt/containerd/bin", "/opt/containerd/lib")
 	removeIfCreated(t, cgroupDirs(strings.TrimPrefix(d.parent, "/"))...)
 	// dockerd raises the kernel's key quotas for root at start: put them
 	// back when it is gone.
@@ -237,6 +237,17 @@ func dockerRun(t *testing.T, d *dockerd, rt string) {
 			if r.code != tc.code || !strings.Contains(r.stderr, "OCI runtime create failed") || !strings.Contains(r.stderr, tc.want) {
 				t.Errorf("docker run %v %s: want exit %d, \"OCI runtime create failed\" and %q:\n%s", tc.flags, tc.arg, tc.code, tc.want, r)
 			}
+		}
+	})
+
+	t.Run("NotExecutableOnPath", func(t *testing.T) {
+		d.t = t
+		if rt == "berth" {
+			knownGap(t, "needs issue-14 executor: a command on PATH only as a non-executable file is \"executable file not found in $PATH\" (127), not \"permission denied\" (126); see TestRuntimePathLookupNotExecutable")
+		}
+		r := d.run(rt, nil, "notexec")
+		if r.code != 127 || !strings.Contains(r.stderr, "executable file not found in $PATH") {
+			t.Fatalf("docker run of /bin/notexec (mode 0644) by name: want exit 127 and \"executable file not found in $PATH\":\n%s", r)
 		}
 	})
 

@@ -43,3 +43,43 @@ func TestRuntimeTmpcopyup(t *testing.T) {
 		t.Fatalf("a write to the tmpfs reached the image's /etc")
 	}
 }
+
+// TestRuntimePathLookupNotExecutable: a command found on PATH only as a
+// file without the exec bit (here a symlink to one, as in an image whose
+// applet links point at a masked or non-executable file) is "not found" for
+// runc, whose init uses Go's exec.LookPath: every candidate that is not
+// executable is skipped, and the error is "executable file not found in
+// $PATH". Docker maps that to exit 127; berth says "permission denied",
+// which Docker maps to 126. The lookup is in the container init
+// (internal/initproc lookPath, internal/nsenter execplan.c/initplan.c).
+func TestRuntimePathLookupNotExecutable(t *testing.T) {
+	testutil.RequireRoot(t)
+	knownGap(t, "needs issue-14 executor: PATH lookup reports \"executable file not found in $PATH\" when no candidate is executable, as exec.LookPath does")
+	bundle := testutil.Bundle(t, func(s *specs.Spec) {
+		s.Process.Env = []string{"PATH=/opt/a:/opt/b"}
+	}, "tool")
+	rootfs := filepath.Join(bundle, "rootfs")
+	for _, d := range []string{"opt/a", "opt/b"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "opt/b/data"), []byte("not a program\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../b/data", filepath.Join(rootfs, "opt/a/tool")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "opt/b/tool"), []byte("#!/bin/sh\necho no\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	cmd := exec.Command(realBin, "--root", root, "run", "lookup")
+	cmd.Dir = bundle
+	out, err := cmd.CombinedOutput()
+	t.Cleanup(func() { _ = exec.Command(realBin, "--root", root, "delete", "--force", "lookup").Run() })
+	// The log line escapes the quotes around the name.
+	if err == nil || !strings.Contains(string(out), `tool\": executable file not found in $PATH`) {
+		t.Fatalf("%s run of a command whose PATH candidates are not executable: want `exec: \"tool\": executable file not found in $PATH`; err %v, output:\n%s", realBin, err, out)
+	}
+}

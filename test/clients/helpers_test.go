@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,32 +39,26 @@ func buildImageArchive(t *testing.T, path string) {
 	if err := os.WriteFile(filepath.Join(rootfs, "bin", "notexec"), []byte("#!/bin/sh\necho no\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	layer := tarDir(t, rootfs)
-	lsum := sha256.Sum256(layer)
-	lhex := hex.EncodeToString(lsum[:])
-	cfg, err := json.Marshal(map[string]any{
-		"architecture": "amd64",
-		"os":           "linux",
-		"created":      "2026-01-01T00:00:00Z",
-		"config": map[string]any{
-			"Env": []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-			"Cmd": []string{"sh"},
-		},
-		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{"sha256:" + lhex}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	csum := sha256.Sum256(cfg)
-	chex := hex.EncodeToString(csum[:])
-	manifest, err := json.Marshal([]map[string]any{{
-		"Config":   chex + ".json",
-		"RepoTags": []string{imageTag},
-		"Layers":   []string{lhex + "/layer.tar"},
+	writeDockerArchive(t, path, []archiveImage{{
+		tags:   []string{imageTag},
+		config: map[string]any{"Env": []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, "Cmd": []string{"sh"}},
+		layers: [][]byte{tarDir(t, rootfs)},
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+}
+
+// archiveImage is one image of a docker-archive: its tags, the "config"
+// object of its image config (Env, Cmd, Entrypoint, User, WorkingDir,
+// ExposedPorts, ...) and its layers, uncompressed tars, bottom first.
+type archiveImage struct {
+	tags   []string
+	config map[string]any
+	layers [][]byte
+}
+
+// writeDockerArchive writes images as one docker-archive; a layer shared by
+// several images is stored once.
+func writeDockerArchive(t *testing.T, path string, images []archiveImage) {
+	t.Helper()
 	var out bytes.Buffer
 	tw := tar.NewWriter(&out)
 	add := func(name string, b []byte) {
@@ -74,12 +69,47 @@ func buildImageArchive(t *testing.T, path string) {
 			t.Fatal(err)
 		}
 	}
-	if err := tw.WriteHeader(&tar.Header{Name: lhex + "/", Mode: 0o755, Typeflag: tar.TypeDir, ModTime: time.Unix(0, 0)}); err != nil {
+	written := map[string]bool{}
+	var manifest []map[string]any
+	for _, img := range images {
+		var diffIDs, files []string
+		for _, layer := range img.layers {
+			sum := sha256.Sum256(layer)
+			hx := hex.EncodeToString(sum[:])
+			diffIDs = append(diffIDs, "sha256:"+hx)
+			files = append(files, hx+"/layer.tar")
+			if written[hx] {
+				continue
+			}
+			written[hx] = true
+			if err := tw.WriteHeader(&tar.Header{Name: hx + "/", Mode: 0o755, Typeflag: tar.TypeDir, ModTime: time.Unix(0, 0)}); err != nil {
+				t.Fatal(err)
+			}
+			add(hx+"/layer.tar", layer)
+		}
+		cfg, err := json.Marshal(map[string]any{
+			"architecture": runtime.GOARCH,
+			"os":           "linux",
+			"created":      "2026-01-01T00:00:00Z",
+			"config":       img.config,
+			"rootfs":       map[string]any{"type": "layers", "diff_ids": diffIDs},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		csum := sha256.Sum256(cfg)
+		chex := hex.EncodeToString(csum[:])
+		if !written[chex] {
+			written[chex] = true
+			add(chex+".json", cfg)
+		}
+		manifest = append(manifest, map[string]any{"Config": chex + ".json", "RepoTags": img.tags, "Layers": files})
+	}
+	mb, err := json.Marshal(manifest)
+	if err != nil {
 		t.Fatal(err)
 	}
-	add(lhex+"/layer.tar", layer)
-	add(chex+".json", cfg)
-	add("manifest.json", manifest)
+	add("manifest.json", mb)
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
