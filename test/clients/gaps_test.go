@@ -51,7 +51,7 @@ func TestRuntimeTmpcopyup(t *testing.T) {
 // executable is skipped, and the error is "executable file not found in
 // $PATH". Docker maps that to exit 127; berth says "permission denied",
 // which Docker maps to 126. The lookup is in the container init
-// (internal/initproc lookPath, internal/nsenter execplan.c/initplan.c).
+// (internal/nsenter/process.c, the one executor).
 func TestRuntimePathLookupNotExecutable(t *testing.T) {
 	testutil.RequireRoot(t)
 	knownGap(t, "needs issue-14 executor: PATH lookup reports \"executable file not found in $PATH\" when no candidate is executable, as exec.LookPath does")
