@@ -87,17 +87,7 @@ func TestCVE_2021_30465_MountTargetSwap(t *testing.T) {
 // order.
 func mountPoints(t *testing.T, scope string) string {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pts []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], scope) {
-			pts = append(pts, f[4])
-		}
-	}
-	return strings.Join(pts, "\n")
+	return strings.Join(mountsUnder(scope), "\n")
 }
 
 // TestCVE_2025_31133_DevNullSymlink: with /dev bind-mounted from an attacker

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,22 +19,6 @@ import (
 
 // §6 of the security reference: reliability behaviours a runtime is trusted
 // with (same-id concurrency, crash mid-create, stale state, signals).
-
-// procsIn lists host pids whose root directory is rootfs: processes of a
-// container that outlived its bookkeeping.
-func procsIn(rootfs string) []string {
-	ents, _ := os.ReadDir("/proc")
-	var out []string
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		if l, err := os.Readlink("/proc/" + e.Name() + "/root"); err == nil && l == rootfs {
-			out = append(out, e.Name())
-		}
-	}
-	return out
-}
 
 func cgroupLeft(id string) bool {
 	matches, _ := filepath.Glob("/sys/fs/cgroup/*/" + id)
@@ -79,7 +62,7 @@ func TestReliability_SameIDConcurrentCreate(t *testing.T) {
 	if cgroupLeft(id) {
 		t.Errorf("cgroup of %s left after delete", id)
 	}
-	if p := procsIn(filepath.Join(b, "rootfs")); len(p) != 0 {
+	if p := procsUnder(filepath.Join(b, "rootfs")); len(p) != 0 {
 		t.Errorf("processes left in the rootfs: %v", p)
 	}
 }
@@ -274,7 +257,7 @@ func TestReliability_KilledCreate(t *testing.T) {
 	}
 	// Processes reparented to init need a moment to be reaped.
 	time.Sleep(100 * time.Millisecond)
-	if p := procsIn(rootfs); len(p) != 0 {
+	if p := procsUnder(rootfs); len(p) != 0 {
 		t.Errorf("container processes survived delete --force: %v", p)
 	}
 }
@@ -306,7 +289,7 @@ func TestReliability_DeleteForcePaused(t *testing.T) {
 	if cgroupLeft(id) {
 		t.Errorf("cgroup of %s left", id)
 	}
-	if p := procsIn(filepath.Join(b, "rootfs")); len(p) != 0 {
+	if p := procsUnder(filepath.Join(b, "rootfs")); len(p) != 0 {
 		t.Errorf("processes left: %v", p)
 	}
 }
