@@ -11,12 +11,15 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -90,6 +93,38 @@ func TestFaultKillNetworkConnect(t *testing.T) {
 	w.mustBerth(t, "network", "rm", "fk")
 }
 
+// TestFaultRandomKillNetworkConnect: `connect --create-netns -p` SIGKILLed
+// after a random delay (between named steps too: inside the netns
+// creation, between a link's creation and its alias), 40 times; disconnect
+// must leave the host as before each time.
+func TestFaultRandomKillNetworkConnect(t *testing.T) {
+	w := nwNewWorld(t, false)
+	w.mustBerth(t, "network", "create", "fz", "--bridge", w.bridge)
+	foreignID := w.addForeign(t)
+	before, fid := w.snapshot(t), foreignID()
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	killed := 0
+	for i := 0; i < 40; i++ {
+		cmd := w.berthCmd("network", "connect", "fz", "--netns", "z1", "--create-netns", "-p", "9450:80")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(rng.Intn(150000)) * time.Microsecond)
+		cmd.Process.Kill()
+		if cmd.Wait() != nil {
+			killed++
+		}
+		w.mustBerth(t, "network", "disconnect", "fz", "--netns", "z1")
+		nwSameSnap(t, fmt.Sprintf("iteration %d, after disconnect", i), before, w.snapshot(t))
+		w.checkClean(t, fmt.Sprintf("iteration %d", i))
+	}
+	if got := foreignID(); got != fid {
+		t.Errorf("the foreign netns changed: %s, was %s", got, fid)
+	}
+	t.Logf("40 connects killed at random points (%d before they finished): disconnect left nothing each time", killed)
+	w.mustBerth(t, "network", "rm", "fz")
+}
+
 // TestFaultKillNetworkDisconnect: `disconnect` killed at each step, then
 // disconnect again finishes the job.
 func TestFaultKillNetworkDisconnect(t *testing.T) {
@@ -134,7 +169,7 @@ func TestFaultKillNetworkCreateRm(t *testing.T) {
 	} {
 		t.Run(step, func(t *testing.T) {
 			runKilled(t, w.berthCmd("network", "create", "fc", "--bridge", w.bridge), step)
-			if out, err := w.berth("network", "connect", "fc", "--netns", "c0", "--create-netns"); step != "network create: rules written" && (err == nil || !strings.Contains(out, "did not finish")) {
+			if out, err := w.berth("network", "connect", "fc", "--netns", "c0", "--create-netns"); err == nil || !strings.Contains(out, "did not finish") {
 				t.Errorf("connect to an unfinished network: %v\n%s", err, out)
 			}
 			w.mustBerth(t, "network", "rm", "--force", "fc")
@@ -277,6 +312,7 @@ func TestFaultConnectContainerPidReuse(t *testing.T) {
 func TestFaultKillRuntime(t *testing.T) {
 	r := newRT(t)
 	b := testutil.Bundle(t, nil, "sleep", "100")
+	brief := testutil.Bundle(t, nil, "true")
 	hooked := testutil.Bundle(t, func(s *specs.Spec) {
 		s.Hooks = &specs.Hooks{Poststart: []specs.Hook{{Path: "/bin/true"}}}
 	}, "sleep", "100")
@@ -309,6 +345,7 @@ func TestFaultKillRuntime(t *testing.T) {
 		{"delete -f/created", func(id string) { r.must("create", "-b", b, id) }, func(id string) []string { return []string{"delete", "-f", id} },
 			[]string{"load state", "killed", "cgroup removed"}, nil},
 		{"run", nil, func(id string) []string { return []string{"run", "-b", b, id} }, []string{"spawn init", "process released"}, nil},
+		{"run/exited", nil, func(id string) []string { return []string{"run", "-b", brief, id} }, []string{"process ran", "cgroup removed", "state dir removed"}, nil},
 	}
 	for _, c := range cases {
 		for _, step := range c.steps {
