@@ -85,5 +85,10 @@ void step_rlimits(struct reader *r);
 void step_setgroups(struct reader *r);
 void step_capset(struct reader *r);
 void step_wait_start(struct reader *r);
+void step_affinity(struct reader *r);
+void step_scheduler(struct reader *r);
+void step_io_priority(struct reader *r);
+void step_personality(struct reader *r);
+void step_memory_policy(struct reader *r);
 __attribute__((noreturn)) void step_exec(void);
 #endif

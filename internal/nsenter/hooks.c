@@ -90,6 +90,13 @@ void step_run_hook(struct reader *r)
 	char *pfx = rdstr(r), *path = rdstr(r);
 	char **args = rdstrs(r, &nargs, 0);
 	char **env = rdstrs(r, &nenv, 0);
+	if (rdflag(r)) {
+		if (!ex.envp)
+			fail("plan: a hook with the process env before env");
+		free(env);
+		env = NULL;
+	}
+	char **hook_env = env ? env : ex.envp;
 	uint32_t timeout = rd32(r);
 	char *state = rdstr(r);
 	int in[2], out[2], errp[2], ex_err[2];
@@ -119,7 +126,7 @@ void step_run_hook(struct reader *r)
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
-		execve(path, args, env);
+		execve(path, args, hook_env);
 		int errnum = errno;
 		(void)!write(e, &errnum, sizeof(errnum));
 		_exit(127);

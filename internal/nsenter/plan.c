@@ -297,6 +297,11 @@ static void run_step(uint32_t op, struct reader *r)
 	case OP_WAIT_START: step_wait_start(r); return;
 	case OP_EXEC: step_exec();
 	case OP_EXIT: _exit(0);
+	case OP_AFFINITY: step_affinity(r); return;
+	case OP_SCHEDULER: step_scheduler(r); return;
+	case OP_IO_PRIORITY: step_io_priority(r); return;
+	case OP_PERSONALITY: step_personality(r); return;
+	case OP_MEMORY_POLICY: step_memory_policy(r); return;
 	}
 	fail("plan: unknown step %u", op);
 }

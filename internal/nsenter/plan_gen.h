@@ -51,7 +51,12 @@
 #define OP_WAIT_START 42u
 #define OP_EXEC 43u
 #define OP_EXIT 44u
-#define OP_COUNT 45u
+#define OP_AFFINITY 45u
+#define OP_SCHEDULER 46u
+#define OP_IO_PRIORITY 47u
+#define OP_PERSONALITY 48u
+#define OP_MEMORY_POLICY 49u
+#define OP_COUNT 50u
 
 #define MOUNT_BIND 0u
 #define MOUNT_FS 1u
@@ -114,6 +119,11 @@ static inline const char *op_name(unsigned op)
 	case OP_WAIT_START: return "wait-start";
 	case OP_EXEC: return "exec";
 	case OP_EXIT: return "exit";
+	case OP_AFFINITY: return "affinity";
+	case OP_SCHEDULER: return "scheduler";
+	case OP_IO_PRIORITY: return "io-priority";
+	case OP_PERSONALITY: return "personality";
+	case OP_MEMORY_POLICY: return "memory-policy";
 	}
 	return "unknown";
 }

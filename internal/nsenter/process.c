@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -369,4 +370,82 @@ __attribute__((noreturn)) void step_exec(void)
 		fail("plan: exec before lookup");
 	execve(ex.path, ex.argv, ex.envp);
 	fail("exec %s: %s", ex.path, errtext(errno));
+}
+
+// A CPU or node mask on the wire: u64 words.
+static const uint64_t *rdmask(struct reader *r, uint32_t *nwords)
+{
+	uint32_t len;
+	const void *p = rdbytes(r, &len);
+	if (len % 8 != 0 || len > 8 * 1024)
+		fail("plan: step %s: bad mask", r->step);
+	*nwords = len / 8;
+	return p;
+}
+
+void step_affinity(struct reader *r)
+{
+	uint32_t n;
+	const uint64_t *mask = rdmask(r, &n);
+	int warn_only = rdflag(r);
+	char *err = rdstr(r);
+	uint64_t buf[1024];
+	memcpy(buf, mask, n * 8);
+	if (syscall(SYS_sched_setaffinity, 0, (size_t)n * 8, buf) < 0) {
+		if (!warn_only)
+			fail("%s: %s", err, errtext(errno));
+		warn("%s: %s", err, errtext(errno));
+	}
+}
+
+// struct sched_attr of sched_setattr(2), version 0 (48 bytes).
+struct sched_attr0 {
+	uint32_t size, policy;
+	uint64_t flags;
+	int32_t nice;
+	uint32_t priority;
+	uint64_t runtime, deadline, period;
+};
+
+void step_scheduler(struct reader *r)
+{
+	struct sched_attr0 a = {.size = sizeof(a)};
+	a.policy = rd32(r);
+	a.flags = rd64(r);
+	a.nice = (int32_t)rd32(r);
+	a.priority = rd32(r);
+	a.runtime = rd64(r);
+	a.deadline = rd64(r);
+	a.period = rd64(r);
+	char *cpuset = rdstr(r);
+	if (syscall(SYS_sched_setattr, 0, &a, 0) < 0) {
+		if (errno == EPERM && *cpuset)
+			fail("%s", cpuset);
+		fail("error setting scheduler: %s", errtext(errno));
+	}
+}
+
+void step_io_priority(struct reader *r)
+{
+	uint32_t v = rd32(r);
+	if (syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS, as runc */, 0, v) < 0)
+		fail("failed to set io priority: %s", errtext(errno));
+}
+
+void step_personality(struct reader *r)
+{
+	uint32_t persona = rd32(r);
+	if (personality(persona) < 0)
+		fail("set_personality: %s", errtext(errno));
+}
+
+void step_memory_policy(struct reader *r)
+{
+	uint32_t mode = rd32(r), n;
+	const uint64_t *mask = rdmask(r, &n);
+	uint64_t buf[1024];
+	memcpy(buf, mask, n * 8);
+	// maxnode counts one more than the highest bit the kernel reads.
+	if (syscall(SYS_set_mempolicy, (int)mode, n ? buf : NULL, n ? (unsigned long)n * 64 + 1 : 0) < 0)
+		fail("set_mempolicy: %s", errtext(errno));
 }

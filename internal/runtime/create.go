@@ -255,6 +255,10 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		Filter:   filter,
 		Host:     plan.Probe(),
 	})
+	var cfgErr *plan.ConfigError
+	if errors.As(err, &cfgErr) {
+		return nil, err // refused as runc's config validation refuses it
+	}
 	if err != nil {
 		return nil, fmt.Errorf("unable to start container process: error during container init: %w", err)
 	}

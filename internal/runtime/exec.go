@@ -193,6 +193,11 @@ func (r *Runtime) spawnExec(c *Container, o ExecOptions) (_ *spawn.Process, mast
 		so.Extra = append(so.Extra, sock)
 		consoleFd = so.ExtraFd(0)
 	}
+	aff, err := plan.ExecAffinity(p.ExecCPUAffinity)
+	if err != nil {
+		return nil, nil, err
+	}
+	so.Affinity = aff.Initial
 	proc, err := spawn.Start(so, ipc.ExecLadder())
 	if err != nil {
 		return nil, nil, fmt.Errorf("exec failed: %w", err)
@@ -210,9 +215,13 @@ func (r *Runtime) spawnExec(c *Container, o ExecOptions) (_ *spawn.Process, mast
 		return nil, nil, err
 	}
 	res, err := plan.CompileExec(&plan.Exec{
-		Process: p, UserNS: hasNS(s, specs.UserNamespace),
+		Process: p, Linux: s.Linux, UserNS: hasNS(s, specs.UserNamespace),
 		ConsoleFd: consoleFd, KeepFds: len(so.Keep), Filter: filter, Host: plan.Probe(),
 	})
+	var cfgErr *plan.ConfigError
+	if errors.As(err, &cfgErr) {
+		return nil, nil, err
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("exec failed: unable to start container process: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
@@ -135,8 +136,13 @@ func (r *Runtime) startLocked(c *Container, ph *phase) error {
 	ph.done("process released")
 	if h := c.Config.Hooks; h != nil && len(h.Poststart) > 0 {
 		if err := r.runHooks("poststart", h.Poststart, c.OCIState(state.Running)); err != nil {
-			// The spec: a failing poststart hook is logged, the lifecycle goes on.
-			r.warn("%v", err)
+			// As runc's main branch: a failed poststart hook kills the
+			// container, and start fails with the hook's error.
+			if kerr := c.signal(unix.SIGKILL, false); kerr != nil && !errors.Is(kerr, state.ErrNotRunning) {
+				r.warn("kill after failed poststart: %v", kerr)
+			}
+			c.waitStopped(10 * time.Second)
+			return err
 		}
 		ph.done("poststart hooks")
 	}

@@ -59,6 +59,10 @@ type Options struct {
 	// and closes the files.
 	Cgroup  *cgroups.Join
 	Setpgid bool
+	// Affinity, when set, is the CPU mask (u64 words) the child starts
+	// with: the spawning thread takes it and the child inherits it, before
+	// it is placed in its cgroup (an exec's execCPUAffinity.initial).
+	Affinity []uint64
 }
 
 // Process is a started child and the parent's end of its protocol socket.
@@ -177,7 +181,7 @@ func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 		cmd.SysProcAttr.CgroupFD = int(o.Cgroup.Dir.Fd())
 	}
 
-	if err := startOnThread(cmd, late); err != nil {
+	if err := startOnThread(cmd, late, o.Affinity); err != nil {
 		parent.Close()
 		return nil, err
 	}
@@ -199,16 +203,30 @@ func constructorOrder(ns []nsutil.Namespace) []nsutil.Namespace {
 }
 
 // startOnThread starts cmd from a fresh locked OS thread that has first
-// joined the given namespaces.
-func startOnThread(cmd *exec.Cmd, join []nsutil.Namespace) error {
-	if len(join) == 0 {
+// joined the given namespaces and taken the given CPU affinity.
+func startOnThread(cmd *exec.Cmd, join []nsutil.Namespace, affinity []uint64) error {
+	if len(join) == 0 && affinity == nil {
 		return cmd.Start()
 	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		// No UnlockOSThread: this thread's namespaces are no longer the
-		// process's, so it must exit with the goroutine.
+		// No UnlockOSThread: this thread's namespaces and affinity are no
+		// longer the process's, so it must exit with the goroutine.
+		if affinity != nil {
+			var set unix.CPUSet
+			for i, w := range affinity {
+				for b := 0; b < 64; b++ {
+					if w&(1<<uint(b)) != 0 {
+						set.Set(i*64 + b)
+					}
+				}
+			}
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				errc <- fmt.Errorf("error setting initial CPU affinity: %w", err)
+				return
+			}
+		}
 		for _, n := range nsutil.SortForJoin(join) {
 			fd, err := unix.Open(n.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 			if err != nil {

@@ -155,14 +155,6 @@ func ValidateProcess(p *specs.Process) error {
 			return fmt.Errorf("invalid rlimit type %q", r.Type)
 		}
 	}
-	switch {
-	case p.Scheduler != nil:
-		return errors.New("process.scheduler is not supported")
-	case p.IOPriority != nil:
-		return errors.New("process.ioPriority is not supported")
-	case p.ExecCPUAffinity != nil:
-		return errors.New("process.execCPUAffinity is not supported")
-	}
 	return nil
 }
 
@@ -175,10 +167,6 @@ func refuseUnsupported(l *specs.Linux) error {
 		return errors.New("linux.netDevices is not supported")
 	case l.IntelRdt != nil:
 		return errors.New("linux.intelRdt is not supported: no Intel RDT support in berth")
-	case l.MemoryPolicy != nil:
-		return errors.New("linux.memoryPolicy is not supported")
-	case l.Personality != nil:
-		return errors.New("linux.personality is not supported")
 	}
 	return nil
 }

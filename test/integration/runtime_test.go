@@ -2,10 +2,12 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -634,10 +636,42 @@ func TestRuntimeInitSetup(t *testing.T) {
 			s.Hooks = &specs.Hooks{
 				Prestart:        []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "cat > /dev/null; echo pre >&2"}}},
 				CreateContainer: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "read s; echo cc"}}},
-				StartContainer:  []specs.Hook{{Path: "/bin/true"}},
-				Poststart:       []specs.Hook{{Path: "/bin/false"}},
+				// Without an env of its own it gets the process's (runc).
+				StartContainer: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", `test "$TERM" = xterm -a "$HOME" = /root`}}},
+				Poststart:      []specs.Hook{{Path: "/bin/true"}},
 			}
-		}, 0, []string{"uid=0(root)"}, `level=warning msg="error running poststart hook #0: exit status 1, stdout: , stderr: "` + "\n"},
+		}, 0, []string{"uid=0(root)"}, ""},
+		{"failing startContainer hook", func(s *specs.Spec) {
+			s.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{Path: "/bin/true"}, {Path: "/bin/sh", Args: []string{"sh", "-c", "echo $TERM; exit 2"}}}}
+		}, 255, nil, "berth init: error running startContainer hook #1: exit status 2, stdout: xterm\n"}, // (the rest of the message is on the next line)
+		{"failing poststart hook", func(s *specs.Spec) {
+			s.Process.Args = []string{"sleep", "10"}
+			s.Hooks = &specs.Hooks{Poststart: []specs.Hook{{Path: "/bin/false"}}}
+		}, 1, nil, `level=error msg="berth run failed: error running poststart hook #0: exit status 1, stdout: , stderr: "` + "\n"},
+		{"scheduler", func(s *specs.Spec) {
+			s.Process.Scheduler = &specs.Scheduler{Policy: specs.SchedBatch, Nice: 19}
+			s.Process.Args = []string{"sh", "-c", "cut -d' ' -f19,41 /proc/self/stat"}
+		}, 0, []string{"19 3\n"}, ""},
+		{"bad scheduler", func(s *specs.Spec) {
+			s.Process.Scheduler = &specs.Scheduler{Policy: specs.SchedOther, Priority: 3}
+		}, 1, nil, `level=error msg="berth run failed: scheduler.priority can only be specified for SchedFIFO or SchedRR policy"` + "\n"},
+		{"io priority", func(s *specs.Spec) {
+			s.Process.IOPriority = &specs.LinuxIOPriority{Class: specs.IOPRIO_CLASS_BE, Priority: 4}
+			s.Process.Args = []string{"ionice"}
+		}, 0, []string{"best-effort: prio 4\n"}, ""},
+		{"personality", func(s *specs.Spec) {
+			s.Linux.Personality = &specs.LinuxPersonality{Domain: specs.PerLinux32}
+			s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
+				Syscalls: []specs.LinuxSyscall{{Names: []string{"personality"}, Action: specs.ActErrno}}}
+			s.Process.Args = []string{"uname", "-m"}
+		}, 0, []string{"i686\n"}, ""},
+		{"memory policy", func(s *specs.Spec) {
+			s.Linux.MemoryPolicy = &specs.LinuxMemoryPolicy{Mode: specs.MpolBind, Nodes: "0", Flags: []specs.MemoryPolicyFlagType{specs.MpolFStaticNodes}}
+			s.Process.Args = []string{"sh", "-c", `head -n 1 /proc/self/numa_maps | cut -d " " -f 2`}
+		}, 0, []string{"bind=static:0\n"}, ""},
+		{"bad memory policy", func(s *specs.Spec) {
+			s.Linux.MemoryPolicy = &specs.LinuxMemoryPolicy{Mode: specs.MpolDefault, Nodes: "0-7"}
+		}, 1, nil, `level=error msg="berth run failed: memory policy mode requires 0 nodes but got 8"` + "\n"},
 		{"failing prestart hook", func(s *specs.Spec) {
 			s.Hooks = &specs.Hooks{Prestart: []specs.Hook{{Path: "/bin/false"}}}
 		}, 1, nil, `level=error msg="berth run failed: unable to start container process: error running prestart hook #0: exit status 1, stdout: , stderr: "` + "\n"},
@@ -687,4 +721,53 @@ func TestRuntimeInitSetup(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRuntimeProcessAttributes: the config's personality, memory policy
+// and scheduler apply to exec processes too, an exec's own ioPriority and
+// execCPUAffinity.final apply to it, and an init does not inherit the
+// runtime's restricted CPU affinity (runc resets it).
+func TestRuntimeProcessAttributes(t *testing.T) {
+	r := newRT(t)
+	b := testutil.Bundle(t, func(s *specs.Spec) {
+		s.Linux.Personality = &specs.LinuxPersonality{Domain: specs.PerLinux32}
+		s.Linux.MemoryPolicy = &specs.LinuxMemoryPolicy{Mode: specs.MpolPreferred, Nodes: "0", Flags: []specs.MemoryPolicyFlagType{specs.MpolFRelativeNodes}}
+		s.Process.Scheduler = &specs.Scheduler{Policy: specs.SchedBatch, Nice: 7}
+	}, "sleep", "100")
+	id := r.id()
+	r.must("run", "-d", "-b", b, id)
+	out := r.must("exec", id, "sh", "-c", `uname -m; head -n 1 /proc/self/numa_maps | cut -d " " -f 2; cut -d' ' -f19,41 /proc/self/stat`)
+	if out != "i686\nprefer=relative:0\n7 3\n" {
+		t.Errorf("exec with the config's attributes:\n%s", out)
+	}
+	proc := filepath.Join(t.TempDir(), "p.json")
+	if err := os.WriteFile(proc, []byte(`{"args":["sh","-c","ionice; grep Cpus_allowed_list /proc/self/status"],"cwd":"/",
+		"ioPriority":{"class":"IOPRIO_CLASS_IDLE"},"execCPUAffinity":{"initial":"0","final":"1"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if runtime.NumCPU() > 1 {
+		if out := r.must("exec", "-p", proc, id); out != "idle\nCpus_allowed_list:\t1\n" {
+			t.Errorf("exec -p with its own ioPriority and final affinity:\n%s", out)
+		}
+		// A runtime started on one CPU: its container still gets every CPU.
+		rb := testutil.Bundle(t, nil, "grep", "Cpus_allowed_list", "/proc/self/status")
+		res := exec.Command("taskset", "-c", "0", berthBin, "--root", r.root, "run", "-b", rb, r.id())
+		got, err := res.CombinedOutput()
+		if err != nil || !strings.Contains(string(got), fmt.Sprintf("Cpus_allowed_list:\t0-%d", runtime.NumCPU()-1)) {
+			t.Errorf("affinity not reset: %v\n%s", err, got)
+		}
+	}
+	res := r.run("exec", "-p", writeProc(t, `{"args":["true"],"cwd":"/","ioPriority":{"class":"IOPRIO_CLASS_NOPE"}}`), id)
+	if res.code != 255 || !strings.Contains(res.stderr, `invalid ioPriority.Class: \"IOPRIO_CLASS_NOPE\"`) {
+		t.Errorf("bad ioPriority: %+v", res)
+	}
+}
+
+func writeProc(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "process.json")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

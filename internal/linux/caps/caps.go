@@ -62,13 +62,13 @@ type Sets struct {
 	Unknown                                              []string
 }
 
-// FromSpec parses the five sets.
-func FromSpec(c *specs.LinuxCapabilities) Sets {
+// FromSpec parses the five sets; last is the highest capability the
+// kernel knows (Last).
+func FromSpec(c *specs.LinuxCapabilities, last int) Sets {
 	var s Sets
 	if c == nil {
 		return s
 	}
-	last := Last()
 	seen := map[string]bool{}
 	conv := func(list []string) Set {
 		var out Set

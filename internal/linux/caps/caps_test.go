@@ -27,7 +27,7 @@ func TestFromSpec(t *testing.T) {
 		Bounding:  []string{"CAP_KILL", "CAP_NOPE"},
 		Effective: []string{"CAP_KILL"},
 		Ambient:   []string{"CAP_NOPE"},
-	})
+	}, 40)
 	if !s.Bounding.Has(5) || s.Bounding.Has(0) || !s.Effective.Has(5) {
 		t.Fatalf("sets wrong: %+v", s)
 	}

@@ -61,6 +61,9 @@ type Init struct {
 // Exec is what the runtime knows about an exec process.
 type Exec struct {
 	Process *specs.Process
+	// Linux is the container's config (personality, memory policy and the
+	// cpuset apply to its exec processes too).
+	Linux *specs.Linux
 	// UserNS: the container has a user namespace.
 	UserNS    bool
 	ConsoleFd int
@@ -196,7 +199,7 @@ func CompileInit(in *Init) (*Result, error) {
 		c.add(JoinKeyring{Name: "_ses." + in.ID})
 	}
 	c.labels(p)
-	ps := processSpec{p: p, extraEnv: in.ExtraEnv, userNS: in.UserNS, init: true, keepFds: in.KeepFds, filter: in.Filter}
+	ps := processSpec{p: p, linux: s.Linux, extraEnv: in.ExtraEnv, userNS: in.UserNS, init: true, keepFds: in.KeepFds, filter: in.Filter}
 	after := func() error {
 		c.add(WaitStart{FifoFd: uint32(in.FifoFd)})
 		if hs != nil {
@@ -226,7 +229,7 @@ func CompileExec(in *Exec) (*Result, error) {
 		c.console(in.ConsoleFd, p, false)
 	}
 	c.labels(p)
-	ps := processSpec{p: p, userNS: in.UserNS, keepFds: in.KeepFds, filter: in.Filter}
+	ps := processSpec{p: p, linux: in.Linux, userNS: in.UserNS, keepFds: in.KeepFds, filter: in.Filter}
 	if err := c.process(ps, nil); err != nil {
 		return nil, err
 	}
@@ -272,7 +275,10 @@ func (c *compiler) hooks(kind string, hs []specs.Hook, st specs.State, keepPid b
 		if err := noNUL("hook", append([]string{h.Path}, append(args, h.Env...)...)...); err != nil {
 			return fmt.Errorf("%s: %w", prefix, err)
 		}
-		c.add(RunHook{Err: prefix, Path: h.Path, Args: args, Env: h.Env, Timeout: timeout, State: st, KeepPid: keepPid})
+		// runc's historical behaviour, not the spec's: a startContainer
+		// hook without an env gets the container process's.
+		c.add(RunHook{Err: prefix, Path: h.Path, Args: args, Env: h.Env, Timeout: timeout, State: st, KeepPid: keepPid,
+			ProcessEnv: kind == "startContainer" && h.Env == nil})
 	}
 	return nil
 }

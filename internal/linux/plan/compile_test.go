@@ -245,7 +245,7 @@ func TestCompileOrder(t *testing.T) {
 		OpMount, OpMount, OpMount, OpMount, OpMount, OpMount, OpMountCgroup, OpDevices,
 		OpSethostname, OpWaitPlaced, OpPivotRoot, OpSetsid,
 		OpReadonlyPath, OpReadonlyPath, OpReadonlyPath, OpReadonlyPath, OpReadonlyPath, OpMaskPaths, OpRemountReadonly,
-		OpJoinKeyring, OpEnv, OpLookup, OpCloexecFrom, OpFixStdio, OpNonDumpable, OpCheckCwd,
+		OpJoinKeyring, OpEnv, OpLookup, OpCloexecFrom, OpFixStdio, OpNonDumpable, OpCheckCwd, OpAffinity,
 		OpDropBounding, OpKeepCaps, OpRlimits, OpSetgroups, OpSetresgid, OpSetresuid, OpUmask, OpChdir, OpCapset, OpKeepCaps,
 		OpNoNewPrivs, OpReady, OpWaitStart, OpExec}
 	if !reflect.DeepEqual(got, want) {

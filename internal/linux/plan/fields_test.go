@@ -242,7 +242,23 @@ var planValues = map[string]any{
 	"Spec.Linux.MaskedPaths":                 []string{"/other"},
 	"Spec.Linux.ReadonlyPaths":               []string{"/other"},
 	"Spec.Hooks.CreateContainer.Path":        "/bin/hook",
-	"Spec.Hooks.StartContainer.Path":         "/bin/hook",
+	"Spec.Process.Scheduler.Policy": func(s *specs.Spec) {
+		*s.Process.Scheduler = specs.Scheduler{Policy: specs.SchedBatch}
+	},
+	"Spec.Process.Scheduler.Priority": func(s *specs.Spec) {
+		*s.Process.Scheduler = specs.Scheduler{Policy: specs.SchedFIFO, Priority: 1}
+	},
+	"Spec.Process.Scheduler.Flags":       []specs.LinuxSchedulerFlag{specs.SchedFlagResetOnFork},
+	"Spec.Process.Scheduler.Runtime":     uint64(5),
+	"Spec.Process.Scheduler.Deadline":    uint64(5),
+	"Spec.Process.Scheduler.Period":      uint64(5),
+	"Spec.Process.IOPriority.Class":      specs.IOPRIO_CLASS_IDLE,
+	"Spec.Process.ExecCPUAffinity.Final": "1",
+	"Spec.Linux.MemoryPolicy.Mode":       specs.MpolPreferred,
+	"Spec.Linux.MemoryPolicy.Nodes":      "0-1",
+	"Spec.Linux.MemoryPolicy.Flags":      []specs.MemoryPolicyFlagType{specs.MpolFStaticNodes},
+	"Spec.Linux.Personality.Domain":      specs.PerLinux32,
+	"Spec.Hooks.StartContainer.Path":     "/bin/hook",
 }
 
 // planBase is the config the InPlan check varies: the default spec with a
@@ -261,6 +277,11 @@ func planBase() *specs.Spec {
 		CreateContainer: []specs.Hook{{Path: "/bin/cc"}},
 		StartContainer:  []specs.Hook{{Path: "/bin/sc"}},
 	}
+	s.Process.Scheduler = &specs.Scheduler{Policy: specs.SchedDeadline, Runtime: 1, Deadline: 2, Period: 3}
+	s.Process.IOPriority = &specs.LinuxIOPriority{Class: specs.IOPRIO_CLASS_BE, Priority: 4}
+	s.Process.ExecCPUAffinity = &specs.CPUAffinity{Final: "0"}
+	s.Linux.MemoryPolicy = &specs.LinuxMemoryPolicy{Mode: specs.MpolBind, Nodes: "0"}
+	s.Linux.Personality = &specs.LinuxPersonality{Domain: specs.PerLinux}
 	return s
 }
 
@@ -269,6 +290,14 @@ func planBase() *specs.Spec {
 // ignores fails here.
 func TestPlanFieldsReachThePlan(t *testing.T) {
 	compile := func(s *specs.Spec) ([]byte, error) {
+		if s.Annotations["exec"] != "" {
+			// An exec process's own fields: compiled as one.
+			res, err := CompileExec(&Exec{Process: s.Process, Linux: s.Linux, ConsoleFd: 6, Host: testHost()})
+			if err != nil {
+				return nil, err
+			}
+			return res.Plan.Encode(1), nil
+		}
 		in, err := testInit(s)
 		if err != nil {
 			return nil, err
@@ -293,14 +322,24 @@ func TestPlanFieldsReachThePlan(t *testing.T) {
 				continue // a section: its leaves are checked
 			}
 		}
-		s := planBase()
-		set(t, s, path, planValues[path])
+		s, b := planBase(), base
+		if strings.HasPrefix(path, "Spec.Process.ExecCPUAffinity.") {
+			s.Annotations = map[string]string{"exec": "1"}
+			if b, err = compile(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if f, ok := planValues[path].(func(*specs.Spec)); ok {
+			f(s)
+		} else {
+			set(t, s, path, planValues[path])
+		}
 		got, err := compile(s)
 		if err != nil {
 			t.Errorf("%s set: %v", path, err)
 			continue
 		}
-		if bytes.Equal(got, base) {
+		if bytes.Equal(got, b) {
 			t.Errorf("%s set: the plan did not change; is the field really compiled?", path)
 		}
 	}

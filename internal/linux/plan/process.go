@@ -15,11 +15,70 @@ import (
 
 type processSpec struct {
 	p        *specs.Process
+	linux    *specs.Linux // personality, memory policy, the cpuset (may be nil)
 	extraEnv []string
 	userNS   bool
 	init     bool // a container's init: umask 022 unless the config sets one
 	keepFds  int
 	filter   *seccomp.Filter
+}
+
+// attrs adds the process attributes that need privileges or must precede
+// the seccomp filter (which may deny personality(2)): the CPU affinity
+// (an exec's final one, or the reset of what the runtime's own affinity
+// would leave: runc resets it to all CPUs, within the cgroup's cpuset),
+// scheduler, I/O priority, personality and memory policy.
+func (c *compiler) attrs(ps processSpec) error {
+	p, l := ps.p, ps.linux
+	aff, err := ExecAffinity(p.ExecCPUAffinity)
+	if err != nil {
+		return err
+	}
+	switch {
+	case ps.init || aff.Initial == nil && aff.Final == nil:
+		c.add(Affinity{Mask: allCPUs(), WarnOnly: true, Err: "resetting the CPU affinity failed -- the container process may inherit the runtime's CPU affinity"})
+	case aff.Final != nil:
+		c.add(Affinity{Mask: aff.Final, Err: "error setting final CPU affinity"})
+	}
+	cpuset := ""
+	if l != nil && l.Resources != nil && l.Resources.CPU != nil {
+		cpuset = l.Resources.CPU.Cpus
+	}
+	sched, err := scheduler(p.Scheduler, cpuset)
+	if err != nil {
+		return err
+	}
+	if sched != nil {
+		c.add(*sched)
+	}
+	io, err := ioPriority(p.IOPriority)
+	if err != nil {
+		return err
+	}
+	if io != nil {
+		c.add(*io)
+	}
+	if l == nil {
+		return nil
+	}
+	pers, warning, err := personality(l.Personality)
+	if err != nil {
+		return err
+	}
+	if warning != "" {
+		c.warn("%s", warning)
+	}
+	if pers != nil {
+		c.add(*pers)
+	}
+	mp, err := memoryPolicy(l.MemoryPolicy)
+	if err != nil {
+		return err
+	}
+	if mp != nil {
+		c.add(*mp)
+	}
+	return nil
 }
 
 // rlimits maps an OCI rlimit name to its resource number.
@@ -104,6 +163,9 @@ func (c *compiler) process(ps processSpec, after func() error) error {
 		// deny getcwd): a cwd outside the root is a leaked fd.
 		CheckCwd{Cwd: cwd, Err: "current working directory is outside of container mount namespace root -- possible container breakout detected"},
 	)
+	if err := c.attrs(ps); err != nil {
+		return err
+	}
 	filter, err := c.seccomp(ps.filter)
 	if err != nil {
 		return err
@@ -112,7 +174,7 @@ func (c *compiler) process(ps processSpec, after func() error) error {
 	if filter != nil && !late && !p.NoNewPrivileges {
 		c.add(*filter) // a privileged load: still holding CAP_SYS_ADMIN
 	}
-	sets := caps.FromSpec(p.Capabilities)
+	sets := caps.FromSpec(p.Capabilities, c.host.CapLast)
 	for _, name := range sets.Unknown {
 		c.warn("ignoring unknown or unavailable capabilities: %s", name)
 	}

@@ -240,6 +240,9 @@ type RunHook struct {
 	// KeepPid: State.Pid is already right (hooks the runtime runs for a
 	// container that exists).
 	KeepPid bool
+	// ProcessEnv: the hook runs with the container process's environment
+	// (a startContainer hook without an env of its own, as in runc).
+	ProcessEnv bool
 }
 
 func (RunHook) Op() Op { return OpRunHook }
@@ -253,6 +256,7 @@ func (s RunHook) encode(e *encoder) {
 	e.str(s.Path)
 	e.strs(s.Args)
 	e.strs(s.Env)
+	e.flag(s.ProcessEnv)
 	e.u32(s.Timeout)
 	e.str(string(b))
 }
@@ -568,3 +572,74 @@ type Exit struct{}
 
 func (Exit) Op() Op          { return OpExit }
 func (Exit) encode(*encoder) {}
+
+func (e *encoder) words(w []uint64) {
+	b := make([]byte, 0, 8*len(w))
+	for _, x := range w {
+		b = binary.NativeEndian.AppendUint64(b, x)
+	}
+	e.bytes(b)
+}
+
+// Affinity sets the process's CPU affinity; WarnOnly turns a failure into
+// a warning (the reset of an inherited affinity).
+type Affinity struct {
+	Mask     []uint64
+	WarnOnly bool
+	Err      string
+}
+
+func (Affinity) Op() Op { return OpAffinity }
+func (s Affinity) encode(e *encoder) {
+	e.words(s.Mask)
+	e.flag(s.WarnOnly)
+	e.str(s.Err)
+}
+
+// Scheduler is sched_setattr(2) of the process.
+type Scheduler struct {
+	Policy                    uint32
+	Flags                     uint64
+	Nice                      int32
+	Priority                  uint32
+	Runtime, Deadline, Period uint64
+	// CpusetErr is the error when the kernel refuses with EPERM because
+	// the cgroup restricts the CPUs ("" when it does not).
+	CpusetErr string
+}
+
+func (Scheduler) Op() Op { return OpScheduler }
+func (s Scheduler) encode(e *encoder) {
+	e.u32(s.Policy)
+	e.u64(s.Flags)
+	e.u32(uint32(s.Nice))
+	e.u32(s.Priority)
+	e.u64(s.Runtime)
+	e.u64(s.Deadline)
+	e.u64(s.Period)
+	e.str(s.CpusetErr)
+}
+
+// IOPriority is ioprio_set(2) of the process group.
+type IOPriority struct{ Value uint32 }
+
+func (IOPriority) Op() Op              { return OpIOPriority }
+func (s IOPriority) encode(e *encoder) { e.u32(s.Value) }
+
+// Personality is personality(2).
+type Personality struct{ Persona uint32 }
+
+func (Personality) Op() Op              { return OpPersonality }
+func (s Personality) encode(e *encoder) { e.u32(s.Persona) }
+
+// MemoryPolicy is set_mempolicy(2).
+type MemoryPolicy struct {
+	Mode  uint32
+	Nodes []uint64
+}
+
+func (MemoryPolicy) Op() Op { return OpMemoryPolicy }
+func (s MemoryPolicy) encode(e *encoder) {
+	e.u32(s.Mode)
+	e.words(s.Nodes)
+}

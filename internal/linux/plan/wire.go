@@ -69,7 +69,8 @@ const (
 	// parent's CtlResume byte (prestart and createRuntime hooks ran).
 	OpHooksSync
 	// OpRunHook: str error prefix, str path, []str args, []str env, u32
-	// timeout in seconds (0: none), str state JSON for its stdin.
+	// use the process env (OpEnv's) instead, u32 timeout in seconds (0:
+	// none), str state JSON for its stdin.
 	OpRunHook
 	// OpMkdirInRoot: str path, str error prefix. Creates a missing
 	// directory inside the root (the process cwd, as runc does).
@@ -146,6 +147,20 @@ const (
 	OpExec
 	// OpExit: (none). Exits 0 (a plan that only runs hooks).
 	OpExit
+	// OpAffinity: bytes CPU mask (u64 words), u32 warn only, str error
+	// prefix. sched_setaffinity of the process.
+	OpAffinity
+	// OpScheduler: u32 policy, u64 flags, u32 nice (signed), u32 priority,
+	// u64 runtime, u64 deadline, u64 period, str error when EPERM comes
+	// from a cpuset ("" for none). sched_setattr of the process.
+	OpScheduler
+	// OpIOPriority: u32 ioprio (class << 13 | level). ioprio_set of the
+	// process group.
+	OpIOPriority
+	// OpPersonality: u32 persona.
+	OpPersonality
+	// OpMemoryPolicy: u32 mode with flags, bytes node mask (u64 words).
+	OpMemoryPolicy
 	opCount
 )
 
@@ -162,7 +177,8 @@ var opNames = [...]string{
 	OpCheckCwd: "check-cwd", OpSeccomp: "seccomp", OpDropBounding: "drop-bounding", OpKeepCaps: "keep-caps",
 	OpRlimits: "rlimits", OpSetgroups: "setgroups", OpSetresgid: "setresgid", OpSetresuid: "setresuid",
 	OpUmask: "umask", OpChdir: "chdir", OpCapset: "capset", OpNoNewPrivs: "no-new-privs", OpReady: "ready",
-	OpWaitStart: "wait-start", OpExec: "exec", OpExit: "exit",
+	OpWaitStart: "wait-start", OpExec: "exec", OpExit: "exit", OpAffinity: "affinity", OpScheduler: "scheduler",
+	OpIOPriority: "io-priority", OpPersonality: "personality", OpMemoryPolicy: "memory-policy",
 }
 
 func (o Op) String() string {
