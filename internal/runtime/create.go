@@ -69,6 +69,9 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	if err != nil {
 		return nil, err
 	}
+	for _, w := range spec.Warnings(s) {
+		r.warn("%s", w)
+	}
 	if err := state.ValidateID(id); err != nil {
 		return nil, err
 	}
@@ -152,10 +155,16 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	if s.Linux.CgroupsPath != "" {
 		cgPath = s.Linux.CgroupsPath
 	}
-	cg, err = r.newCgroup(s, cgPath, id)
+	m, err := r.newCgroup(s, cgPath, id)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
+	// Another container's cgroup is never shared, nor removed on the way
+	// out: refused before it becomes ours to clean up (runc's check).
+	if err := m.CheckEmpty(); err != nil {
+		return nil, err
+	}
+	cg = m
 	// init is born into its cgroup, limits already written: the cgroup is
 	// created and its limits set while it is still empty (a device list is
 	// written rule by rule, deny all then each allow, and init must never sit

@@ -476,7 +476,7 @@ func TestFaultNonEmptyCgroupRefused(t *testing.T) {
 		}
 		r.must("delete", a)
 		r.must("delete", bID)
-		t.Skip("needs issue-14 executor: create.go must call cgroups.Manager.CheckEmpty before it records and creates the cgroup (issue 22, defect 1); the second create succeeded")
+		t.Fatal("a second container was created in the first one's cgroup")
 	}
 	if x.code != 1 || !strings.Contains(x.stderr, "container's cgroup is not empty: 1 process(es) found") {
 		t.Errorf("second create: %+v", x)
