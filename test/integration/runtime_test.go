@@ -607,7 +607,8 @@ func TestRuntimeInitSetup(t *testing.T) {
 			s.Linux.MaskedPaths = append(s.Linux.MaskedPaths, "/etc/group", "/bin/../root", "/no/such")
 			s.Linux.ReadonlyPaths = append(s.Linux.ReadonlyPaths, "/tmp", "/no/such")
 		}, 0, []string{"host=fast dom=example.test", "from the host\nfrom the host\n", "1000     27          1,   3 mynull", " sub\n",
-			"/mnt/dir rw,noexec", "/run/deep/tmp rw,nodev", "/etc/group", "/tmp ro,", "/root ro,"}, ""},
+			"/mnt/dir rw,noexec", "/run/deep/tmp rw,nodev", "/etc/group", "/tmp ro,", "/root ro,"},
+			`level=warning msg="mount destination mnt/dir is not absolute. Support for non-absolute mount destinations will be removed in a future release."` + "\n"},
 		{"bad mount source", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/mnt", Type: "bind", Source: "/no/such/source", Options: []string{"bind"}})
 		}, 1, nil, initErr + `error mounting \"/no/such/source\" to rootfs at \"/mnt\": stat /no/such/source: no such file or directory"` + "\n"},
