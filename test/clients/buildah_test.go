@@ -65,12 +65,7 @@ func startBuildah(t *testing.T) *bah {
 		b.t = t
 		b.buildah("rm", "--all")
 		for rt, bin := range buildahRuntimes() {
-			root := filepath.Join(dir, "state-"+rt)
-			if out, err := exec.Command(bin, "--root", root, "list", "-q").Output(); err == nil {
-				for _, id := range strings.Fields(string(out)) {
-					_ = exec.Command(bin, "--root", root, "delete", "--force", id).Run()
-				}
-			}
+			deleteRuntimeContainers(bin, filepath.Join(dir, "state-"+rt))
 		}
 		b.buildah("rmi", "--all", "--force")
 		unmountUnder(dir)

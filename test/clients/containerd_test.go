@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -57,32 +56,17 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatal(err)
-	}
+	t.Cleanup(func() {
+		unmountUnder(dir)
+		_ = os.RemoveAll(dir)
+	})
+	cmd := startLogged(t, filepath.Join(dir, "containerd.log"), "containerd", "--config", filepath.Join(dir, "config.toml"))
 	t.Cleanup(func() {
 		c.t = t // subtests that last set c.t are over
 		c.cleanup(cmd)
-		logf.Close()
 		if t.Failed() {
-			if b, err := os.ReadFile(filepath.Join(dir, "containerd.log")); err == nil {
-				lines := strings.Split(string(b), "\n")
-				if len(lines) > 40 {
-					lines = lines[len(lines)-40:]
-				}
-				t.Logf("containerd log (tail):\n%s", strings.Join(lines, "\n"))
-			}
+			t.Logf("containerd log (tail):\n%s", logTail(filepath.Join(dir, "containerd.log"), 40))
 		}
-		unmountUnder(dir)
-		_ = os.RemoveAll(dir)
 	})
 	if !waitFor(15*time.Second, func() bool { return c.ctr("version").code == 0 }) {
 		t.Fatalf("containerd did not come up: %s", c.ctr("version"))
@@ -108,15 +92,7 @@ func (c *ctrd) cleanup(daemon *exec.Cmd) {
 		c.ctr("tasks", "delete", "-f", id)
 		c.ctr("containers", "delete", id)
 	}
-	_ = daemon.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = daemon.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = daemon.Process.Kill()
-		<-done
-	}
+	stopDaemon(daemon, 10*time.Second)
 	// Shims are started with -address <our socket>; nothing else has it.
 	killPids(pidsWithArg(c.sock))
 	// A killed shim leaves its socket in containerd's fixed socket dir,
@@ -126,12 +102,7 @@ func (c *ctrd) cleanup(daemon *exec.Cmd) {
 		_ = os.Remove(filepath.Join("/run/containerd/s", hex.EncodeToString(sum[:])))
 	}
 	// Containers a killed shim left behind: the runtime still knows them.
-	root := filepath.Join(c.runcRoot, c.ns)
-	if out, err := exec.Command(realBin, "--root", root, "list", "-q").Output(); err == nil {
-		for _, id := range strings.Fields(string(out)) {
-			_ = exec.Command(realBin, "--root", root, "delete", "--force", id).Run()
-		}
-	}
+	deleteRuntimeContainers(realBin, filepath.Join(c.runcRoot, c.ns))
 }
 
 // ctr runs ctr against this daemon.

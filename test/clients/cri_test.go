@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -101,45 +100,13 @@ func (e *criEnv) inNetns(argv ...string) []string {
 // (nsenter and unshare exec what they run, so it is the daemon's own).
 func (e *criEnv) startDaemon(logName string, argv ...string) int {
 	e.t.Helper()
-	logf, err := os.Create(filepath.Join(e.dir, logName))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	argv = e.inNetns(argv...)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		logf.Close()
-	})
+	cmd := startLogged(e.t, filepath.Join(e.dir, logName), e.inNetns(argv...)...)
+	e.t.Cleanup(func() { stopDaemon(cmd, 20*time.Second) })
 	return cmd.Process.Pid
 }
 
 // logTail is the end of one of the suite's log files, for failure messages.
-func (e *criEnv) logTail(name string, n int) string {
-	b, err := os.ReadFile(filepath.Join(e.dir, name))
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(string(b), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func (e *criEnv) logTail(name string, n int) string { return logTail(filepath.Join(e.dir, name), n) }
 
 func startCRIEnv(t *testing.T) *criEnv {
 	t.Helper()
@@ -289,13 +256,7 @@ func (e *criEnv) cleanupShims() {
 		bin := map[string]string{"berth": realBin, "runc": "/usr/sbin/runc"}[h]
 		roots, _ := filepath.Glob(filepath.Join(e.dir, "state-"+h, "*"))
 		for _, root := range roots {
-			out, err := exec.Command(bin, "--root", root, "list", "-q").Output()
-			if err != nil {
-				continue
-			}
-			for _, id := range strings.Fields(string(out)) {
-				_ = exec.Command(bin, "--root", root, "delete", "--force", id).Run()
-			}
+			deleteRuntimeContainers(bin, root)
 		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -80,32 +79,17 @@ func startDocker(t *testing.T) *dockerd {
 	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(dir, "dockerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("dockerd", "--config-file", filepath.Join(dir, "daemon.json"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatal(err)
-	}
+	t.Cleanup(func() {
+		unmountUnder(dir)
+		_ = os.RemoveAll(dir)
+	})
+	cmd := startLogged(t, filepath.Join(dir, "dockerd.log"), "dockerd", "--config-file", filepath.Join(dir, "daemon.json"))
 	t.Cleanup(func() {
 		d.t = t
 		d.cleanup(cmd)
-		logf.Close()
 		if t.Failed() {
-			if b, err := os.ReadFile(filepath.Join(dir, "dockerd.log")); err == nil {
-				lines := strings.Split(string(b), "\n")
-				if len(lines) > 40 {
-					lines = lines[len(lines)-40:]
-				}
-				t.Logf("dockerd log (tail):\n%s", strings.Join(lines, "\n"))
-			}
+			t.Logf("dockerd log (tail):\n%s", logTail(filepath.Join(dir, "dockerd.log"), 40))
 		}
-		unmountUnder(dir)
-		_ = os.RemoveAll(dir)
 	})
 	if !waitFor(30*time.Second, func() bool { return d.docker("version").code == 0 }) {
 		t.Fatalf("dockerd did not come up: %s", d.docker("version"))
@@ -121,26 +105,12 @@ func (d *dockerd) cleanup(daemon *exec.Cmd) {
 	if ids := strings.Fields(d.docker("ps", "-aq").stdout); len(ids) > 0 {
 		d.docker(append([]string{"rm", "-f"}, ids...)...)
 	}
-	_ = daemon.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = daemon.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		_ = daemon.Process.Kill()
-		<-done
-	}
+	stopDaemon(daemon, 30*time.Second)
 	// containerd and the shims have the exec-root in their argv.
 	killPids(pidsWithArg(d.dir))
 	roots, _ := filepath.Glob(filepath.Join(d.dir, "x", "runtime-*", "moby"))
 	for _, root := range roots {
-		out, err := exec.Command(realBin, "--root", root, "list", "-q").Output()
-		if err != nil {
-			continue
-		}
-		for _, id := range strings.Fields(string(out)) {
-			_ = exec.Command(realBin, "--root", root, "delete", "--force", id).Run()
-		}
+		deleteRuntimeContainers(realBin, root)
 	}
 }
 

@@ -331,3 +331,61 @@ func berthArchive(t *testing.T, dir, tag string) string {
 	}
 	return out
 }
+
+// stopDaemon sends SIGTERM to a daemon the suite started and waits for it,
+// killing it after grace.
+func stopDaemon(cmd *exec.Cmd, grace time.Duration) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// logTail is the last n lines of a daemon's log file, for failure messages.
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// deleteRuntimeContainers force-deletes every container the runtime bin
+// still lists under root: what a killed shim or client left behind.
+func deleteRuntimeContainers(bin, root string) {
+	out, err := exec.Command(bin, "--root", root, "list", "-q").Output()
+	if err != nil {
+		return
+	}
+	for _, id := range strings.Fields(string(out)) {
+		_ = exec.Command(bin, "--root", root, "delete", "--force", id).Run()
+	}
+}
+
+// startLogged starts argv (a daemon) with a clean environment and its
+// output in logPath, which is closed at the end of t, after the cleanups
+// registered later (the ones that stop the daemon).
+func startLogged(t *testing.T, logPath string, argv ...string) *exec.Cmd {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
