@@ -355,6 +355,12 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 		}
 	}
 
+	// Taking the netns lock sweeps what a marker write that was killed left.
+	nl, err := m.lockNetns()
+	if err != nil {
+		return nil, err
+	}
+	nl.Unlock()
 	mfs, err := m.markerFiles()
 	if err != nil {
 		return nil, err

@@ -939,6 +939,13 @@ func (m *Manager) undoUnleased(h *netlink.Handle, fw *firewall, name, id, nsPath
 		}
 	}
 	if nsPath != "" {
+		// Under the netns lock, which also sweeps the temp file of a marker
+		// whose write was killed.
+		l, err := m.lockNetns()
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		l.Unlock()
 		if mk := m.readMarker(nsPath); mk != nil && mk.Network == name {
 			inUse, err := m.netnsInUse(nsPath)
 			if err != nil {

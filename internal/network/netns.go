@@ -293,7 +293,7 @@ func (m *Manager) createOwnedNetns(nsPath, network string) (made netnsMade, retE
 	if err := ensureSharedDir(dir, m.netnsLockPath()); err != nil {
 		return 0, err
 	}
-	l, err := lockFile(m.netnsLockPath())
+	l, err := m.lockNetns()
 	if err != nil {
 		return 0, err
 	}
@@ -410,7 +410,7 @@ func mountNewNetns(path string, record func(fileID) error) error {
 // marker, or lease: the namespace identity an endpoint saved) proves it
 // made it, and the marker with it. Anything else at the path is left alone.
 func (m *Manager) removeOwnedNetns(nsPath string, lease *fileID) error {
-	l, err := lockFile(m.netnsLockPath())
+	l, err := m.lockNetns()
 	if err != nil {
 		return err
 	}

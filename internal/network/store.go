@@ -168,6 +168,21 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode, durable bool) (
 	return os.Rename(f.Name(), path)
 }
 
+// sweepTemps removes the temp files writeFileAtomic leaves in dir for the
+// files named when the writing process is killed between creating the
+// temp file and renaming it. The caller holds the lock every writer of
+// those files holds, so none of them is being written now: each lock, once
+// taken, sweeps what a holder that died left (lockGlobal: definitions,
+// lockNetwork: leases, lockNetns: markers).
+func sweepTemps(dir string, names ...string) {
+	for _, n := range names {
+		ms, _ := filepath.Glob(filepath.Join(dir, "."+n+".tmp-*"))
+		for _, p := range ms {
+			os.Remove(p)
+		}
+	}
+}
+
 // lock is an flock held on a file; Unlock releases and closes it.
 type lock struct{ f *os.File }
 
@@ -206,7 +221,35 @@ func (m *Manager) lockGlobal() (*lock, error) {
 	if err := m.ensureStateDir(); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
-	return lockFile(filepath.Join(m.stateDir, ".lock"))
+	l, err := lockFile(filepath.Join(m.stateDir, ".lock"))
+	if err != nil {
+		return nil, err
+	}
+	if ents, err := os.ReadDir(m.stateDir); err == nil {
+		for _, e := range ents {
+			if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+				sweepTemps(m.netDir(e.Name()), "network.json")
+			}
+		}
+	}
+	return l, nil
+}
+
+// lockNetns takes the lock of named netns creation and removal and of
+// their markers.
+func (m *Manager) lockNetns() (*lock, error) {
+	l, err := lockFile(m.netnsLockPath())
+	if err != nil {
+		return nil, err
+	}
+	if ents, err := os.ReadDir(m.markerDir()); err == nil {
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".tmp-") {
+				os.Remove(filepath.Join(m.markerDir(), e.Name()))
+			}
+		}
+	}
+	return l, nil
 }
 
 // lockNetwork takes the per-network lock and then re-checks that the network
@@ -226,6 +269,7 @@ func (m *Manager) lockNetwork(name string) (*lock, error) {
 		}
 		return nil, err
 	}
+	sweepTemps(m.netDir(name), leasesFile)
 	return l, nil
 }
 
@@ -285,11 +329,15 @@ func (m *Manager) listNetworks() ([]*Network, error) {
 	return out, nil
 }
 
-// loadLeases reads NAME/endpoints.json; the caller holds the network lock.
+// leasesFile is NAME/endpoints.json.
+const leasesFile = "endpoints.json"
+
+// loadLeases reads NAME/endpoints.json; the caller holds the network lock
+// (info reads without it: leases are replaced by rename).
 // Leases written under another boot are discarded (see leaseFile.BootID).
 func (m *Manager) loadLeases(name string) (*leaseFile, error) {
 	lf := &leaseFile{BootID: bootID(), Endpoints: map[string]*Endpoint{}}
-	data, err := os.ReadFile(filepath.Join(m.netDir(name), "endpoints.json"))
+	data, err := os.ReadFile(filepath.Join(m.netDir(name), leasesFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return lf, nil
 	}
@@ -310,7 +358,7 @@ func (m *Manager) loadLeases(name string) (*leaseFile, error) {
 }
 
 func (m *Manager) saveLeases(name string, lf *leaseFile) error {
-	path := filepath.Join(m.netDir(name), "endpoints.json")
+	path := filepath.Join(m.netDir(name), leasesFile)
 	if len(lf.Endpoints) == 0 {
 		// No leases means no file: state after the last disconnect equals the
 		// state before the first connect.
