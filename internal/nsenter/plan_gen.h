@@ -62,6 +62,7 @@
 #define MOUNT_FS 1u
 #define MOUNT_KERNEL 2u
 #define MOUNT_TMPCOPYUP 3u
+#define MOUNT_ATTACH 4u
 #define MOUNTF_MQUEUE_USERNS 1u
 #define CGROUP_V1_BINDS 0u
 #define CGROUP_V2_NS 1u

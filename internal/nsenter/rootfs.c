@@ -469,12 +469,14 @@ void step_mount(struct reader *r)
 	for (uint32_t i = 0; i < nprop; i++)
 		prop[i] = (unsigned long)rd64(r);
 	uint64_t attr_set = rd64(r), attr_clr = rd64(r);
+	int mfd = (int)rd32(r);
 	int root = need_root();
 
 	int is_file = 0;
-	if (kind == MOUNT_BIND) {
+	if (kind == MOUNT_BIND || kind == MOUNT_ATTACH) {
 		struct stat st;
-		if (stat(src, &st) < 0)
+		int rc = kind == MOUNT_BIND ? stat(src, &st) : fstat(mfd, &st);
+		if (rc < 0)
 			fail("%s: stat %s: %s", pfx, src, errtext(errno));
 		is_file = !S_ISDIR(st.st_mode);
 	}
@@ -483,9 +485,17 @@ void step_mount(struct reader *r)
 		fail("%s: create mount target %s: %s", pfx, dest, errtext(errno));
 	const char *tp = fdpath(t, p1);
 	switch (kind) {
+	case MOUNT_ATTACH:
 	case MOUNT_BIND: {
-		if (mount(src, tp, "", MS_BIND | (flags & MS_REC), NULL) < 0)
+		if (kind == MOUNT_ATTACH) {
+			// The detached (idmapped) mount the runtime made; then the
+			// flags a bind takes only on a remount.
+			if (syscall(SYS_move_mount, mfd, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+				fail("%s: move_mount: %s", pfx, errtext(errno));
+			close(mfd);
+		} else if (mount(src, tp, "", MS_BIND | (flags & MS_REC), NULL) < 0) {
 			fail("%s: %s", pfx, errtext(errno));
+		}
 		// Bind mounts ignore most flags on the first call: remount to apply.
 		unsigned long extra = flags & ~(unsigned long)(MS_BIND | MS_REC | MS_REMOUNT);
 		if (extra) {

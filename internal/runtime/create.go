@@ -225,6 +225,21 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		so.Extra = append(so.Extra, sock)
 		consoleFd = so.ExtraFd(len(so.Extra) - 1)
 	}
+	idmapped, err := idmappedMounts(s, bundle, ns)
+	for _, f := range idmapped {
+		defer f.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	var mountFds map[int]uint32
+	for i, f := range idmapped {
+		if mountFds == nil {
+			mountFds = map[int]uint32{}
+		}
+		so.Extra = append(so.Extra, f)
+		mountFds[i] = uint32(so.ExtraFd(len(so.Extra) - 1))
+	}
 
 	st.CgroupPaths = cg.Paths()
 	hasHooks := s.Hooks != nil && (len(s.Hooks.Prestart) > 0 || len(s.Hooks.CreateRuntime) > 0)
@@ -256,6 +271,7 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		CgroupNS:        ns.has(specs.CgroupNamespace),
 		UnshareCgroupNS: ns.newNS(specs.CgroupNamespace),
 		CgroupPaths:     st.CgroupPaths,
+		MountFds:        mountFds,
 		PlacedEarly:     cg.Mode() == cgroups.ModeUnified,
 		NoPivot:         o.NoPivot, NoNewKeyring: o.NoNewKeyring,
 		ParentHooks: hasHooks,
@@ -418,14 +434,13 @@ func planNamespaces(s *specs.Spec) (*nsPlan, error) {
 		p.unshareAfter |= p.cloneflags &^ unix.CLONE_NEWPID
 		p.cloneflags &= unix.CLONE_NEWPID
 	}
+	p.uidMaps, p.gidMaps = sysMaps(s.Linux.UIDMappings), sysMaps(s.Linux.GIDMappings)
 	for _, m := range s.Linux.UIDMappings {
-		p.uidMaps = append(p.uidMaps, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
 		if m.ContainerID == 0 {
 			p.rootUID = int(m.HostID)
 		}
 	}
 	for _, m := range s.Linux.GIDMappings {
-		p.gidMaps = append(p.gidMaps, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
 		if m.ContainerID == 0 {
 			p.rootGID = int(m.HostID)
 		}

@@ -170,7 +170,7 @@ func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 		GidMappingsEnableSetgroups: os.Geteuid() == 0,
 		Setpgid:                    o.Setpgid,
 	}
-	if o.Cloneflags&unix.CLONE_NEWUSER != 0 {
+	if o.Cloneflags&unix.CLONE_NEWUSER != 0 && mapsRoot(o.UIDMaps) && mapsRoot(o.GIDMaps) {
 		// The runtime's host uid is not mapped in the new user namespace:
 		// become the namespace's root once the maps are written, or execve
 		// would drop every capability.
@@ -247,3 +247,35 @@ func startOnThread(cmd *exec.Cmd, join []nsutil.Namespace, affinity []uint64) er
 
 // ErrInitDied is returned when the child exits without reporting.
 var ErrInitDied = errors.New("init process exited unexpectedly")
+
+// UserNamespace returns a handle on a new user namespace with the given id
+// mappings, which no process holds once it returns (an idmapped mount's
+// mapping: MOUNT_ATTR_IDMAP takes a user namespace, not a table). A child
+// is started in the namespace, stopped where the executor waits for its
+// plan, its namespace opened, and the child killed.
+func UserNamespace(uidMaps, gidMaps []syscall.SysProcIDMap) (*os.File, error) {
+	p, err := Start(&Options{Cloneflags: unix.CLONE_NEWUSER, UIDMaps: uidMaps, GIDMaps: gidMaps}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("user namespace for an id mapping: %w", err)
+	}
+	defer func() {
+		p.Cmd.Process.Kill()
+		p.Cmd.Wait()
+		p.Conn.Close()
+	}()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", p.Pid))
+	if err != nil {
+		return nil, fmt.Errorf("user namespace for an id mapping: %w", err)
+	}
+	return f, nil
+}
+
+// mapsRoot reports whether id 0 of the namespace is mapped.
+func mapsRoot(m []syscall.SysProcIDMap) bool {
+	for _, x := range m {
+		if x.ContainerID == 0 && x.Size > 0 {
+			return true
+		}
+	}
+	return false
+}

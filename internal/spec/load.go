@@ -101,9 +101,6 @@ func Validate(s *specs.Spec, bundle string) error {
 		if m.Destination == "" {
 			return fmt.Errorf("mounts[%d]: destination is empty", i)
 		}
-		if len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
-			return fmt.Errorf("mounts[%d]: uidMappings and gidMappings (idmapped mounts) are not supported", i)
-		}
 	}
 	if err := refuseUnsupported(s.Linux); err != nil {
 		return err

@@ -87,14 +87,14 @@ func Fields() map[string]Class {
 		"Spec.Mounts.Type":                    InPlan,
 		"Spec.Mounts.Source":                  InPlan,
 		"Spec.Mounts.Options":                 InPlan,
-		"Spec.Mounts.UIDMappings":             Refused, // idmapped mounts
-		"Spec.Mounts.UIDMappings.ContainerID": Refused,
-		"Spec.Mounts.UIDMappings.HostID":      Refused,
-		"Spec.Mounts.UIDMappings.Size":        Refused,
-		"Spec.Mounts.GIDMappings":             Refused,
-		"Spec.Mounts.GIDMappings.ContainerID": Refused,
-		"Spec.Mounts.GIDMappings.HostID":      Refused,
-		"Spec.Mounts.GIDMappings.Size":        Refused,
+		"Spec.Mounts.UIDMappings":             Parent, // a detached idmapped mount the parent makes; the plan attaches it
+		"Spec.Mounts.UIDMappings.ContainerID": Parent,
+		"Spec.Mounts.UIDMappings.HostID":      Parent,
+		"Spec.Mounts.UIDMappings.Size":        Parent,
+		"Spec.Mounts.GIDMappings":             Parent,
+		"Spec.Mounts.GIDMappings.ContainerID": Parent,
+		"Spec.Mounts.GIDMappings.HostID":      Parent,
+		"Spec.Mounts.GIDMappings.Size":        Parent,
 
 		// Prestart, createRuntime, poststart and poststop run where the
 		// runtime runs (a hooks plan the parent starts); createContainer and

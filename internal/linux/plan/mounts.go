@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -36,8 +37,8 @@ func (c *compiler) rootfs(in *Init) error {
 	}
 	c.add(HostMount{Source: in.Rootfs, Target: in.Rootfs, FSType: "bind", Flags: unix.MS_BIND | unix.MS_REC, Err: "bind mount rootfs " + in.Rootfs})
 	c.add(OpenRoot{Path: in.Rootfs})
-	for _, m := range s.Mounts {
-		if err := c.mount(in, m); err != nil {
+	for i, m := range s.Mounts {
+		if err := c.mount(in, i, m); err != nil {
 			return fmt.Errorf("error mounting %q to rootfs at %q: %w", m.Source, m.Destination, err)
 		}
 	}
@@ -46,7 +47,7 @@ func (c *compiler) rootfs(in *Init) error {
 
 // mount adds one of the config's mounts: the one place that decides what
 // kind of mount it is and which flags, propagation and attributes it gets.
-func (c *compiler) mount(in *Init, m specs.Mount) error {
+func (c *compiler) mount(in *Init, i int, m specs.Mount) error {
 	if !filepath.IsAbs(m.Destination) {
 		// runc accepts relative destinations (as relative to /).
 		m.Destination = "/" + m.Destination
@@ -67,8 +68,20 @@ func (c *compiler) mount(in *Init, m specs.Mount) error {
 	for _, f := range po.Propagation {
 		st.Propagation = append(st.Propagation, uint64(f))
 	}
+	bind := rootfs.IsBind(m)
+	if bind && !filepath.IsAbs(st.Source) {
+		// As runc: a relative bind source is relative to the bundle.
+		st.Source = filepath.Join(in.Bundle, st.Source)
+	}
+	idmapped, _ := rootfs.IDMapped(m)
 	switch {
-	case rootfs.IsBind(m):
+	case idmapped:
+		fd, ok := in.MountFds[i]
+		if !bind || !ok {
+			return &ConfigError{errors.New("id-mapped mounts are only supported for bind-mounts")}
+		}
+		st.Kind, st.Fd = MountAttach, fd
+	case bind:
 		st.Kind = MountBind
 	case po.TmpCopyUp && m.Type == "tmpfs":
 		st.Kind = MountTmpCopyUp

@@ -123,6 +123,7 @@ type Mount struct {
 	Flags              uint64
 	Propagation        []uint64
 	AttrSet, AttrClear uint64
+	Fd                 uint32 // MountAttach
 }
 
 func (Mount) Op() Op { return OpMount }
@@ -141,6 +142,7 @@ func (s Mount) encode(e *encoder) {
 	}
 	e.u64(s.AttrSet)
 	e.u64(s.AttrClear)
+	e.u32(s.Fd)
 }
 
 // CgroupBind is one v1 hierarchy inside the container's /sys/fs/cgroup.

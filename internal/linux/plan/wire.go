@@ -52,7 +52,8 @@ const (
 	// OpMount: u32 kind (Mount*), u32 mount flags (MountF*), str error
 	// prefix, str source, str destination (clean, absolute), str fstype,
 	// str data, u64 mount(2) flags, []u64 propagation flags, u64
-	// mount_setattr attr_set, u64 attr_clr.
+	// mount_setattr attr_set, u64 attr_clr, u32 fd of a detached mount
+	// (MountAttach).
 	OpMount
 	// OpMountCgroup: str error prefix, str destination, u64 flags, u32
 	// mode (Cgroup*); CgroupV2Bind: str unified dir; CgroupV1Binds:
@@ -199,6 +200,9 @@ const (
 	MountKernel = 2
 	// MountTmpCopyUp: a tmpfs that starts with a copy of what it covers.
 	MountTmpCopyUp = 3
+	// MountAttach: a detached mount the parent made (an idmapped bind),
+	// attached with move_mount, then remounted for its flags as a bind.
+	MountAttach = 4
 )
 
 // Mount flags (OpMount).

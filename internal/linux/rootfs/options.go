@@ -126,8 +126,8 @@ func ParseOptions(opts []string) Parsed {
 		case o == "tmpcopyup":
 			p.TmpCopyUp = true
 		case o == "idmap" || o == "ridmap" || strings.HasPrefix(o, "x-"):
-			// x-* are for userspace helpers; idmapped mounts come with the
-			// mount idmap fields, handled elsewhere.
+			// x-* are for userspace helpers; idmap and ridmap make an
+			// idmapped mount (IDMapped).
 		default:
 			data = append(data, o)
 		}
@@ -149,7 +149,7 @@ func KnownOptions() []string {
 	for k := range recAttrOpts {
 		out = append(out, k)
 	}
-	out = append(out, "tmpcopyup")
+	out = append(out, "tmpcopyup", "idmap", "ridmap")
 	sort.Strings(out)
 	return out
 }
@@ -189,4 +189,19 @@ func PropagationName(f uintptr) string {
 		}
 	}
 	return "propagation"
+}
+
+// IDMapped reports whether m is an idmapped mount (the idmap or ridmap
+// option, or mappings of its own), and whether its mapping applies to the
+// whole tree (ridmap).
+func IDMapped(m specs.Mount) (idmapped, recursive bool) {
+	for _, o := range m.Options {
+		switch o {
+		case "idmap":
+			idmapped = true
+		case "ridmap":
+			idmapped, recursive = true, true
+		}
+	}
+	return idmapped || len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0, recursive
 }
