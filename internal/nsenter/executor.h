@@ -40,7 +40,7 @@ struct executor {
 extern struct executor ex;
 
 // fail reports the message and exits: on the init pipe (exit status 1)
-// before Ready, on stderr as "berth init: ..." (255) after it.
+// before Ready, on stderr (255) after it.
 __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...);
 // warn sends a warning the runtime logs.
 __attribute__((format(printf, 1, 2))) void warn(const char *fmt, ...);

@@ -259,7 +259,7 @@ func TestExecutorRunsAProcess(t *testing.T) {
 		t.Fatalf("exit %d, messages %+v, stdout %q, stderr %q", o.code, o.msgs, o.stdout, o.stderr)
 	}
 	o = execute(t, encode(plan.Ready{}, plan.Chdir{Dir: "/no/such", Err: "chdir"}), nil)
-	if o.code != 255 || len(o.msgs) != 1 || o.stderr != "berth init: chdir: no such file or directory\n" {
+	if o.code != 255 || len(o.msgs) != 1 || o.stderr != "chdir: no such file or directory\n" {
 		t.Fatalf("after ready: exit %d, messages %+v, stderr %q", o.code, o.msgs, o.stderr)
 	}
 	// A hooks plan: hooks in order, Ready, exit 0; the state on stdin.

@@ -69,8 +69,9 @@ __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (ex.pipe < 0) {
-		// After Ready the runtime may be gone: stderr and the exit status.
-		fprintf(stderr, "berth init: %s\n", msg);
+		// After Ready the runtime may be gone: stderr and the exit status,
+		// the message alone, as runc's init prints it then.
+		fprintf(stderr, "%s\n", msg);
 		_exit(255);
 	}
 	send_json("{\"type\":\"error\",\"error\":\"", msg, "\"}\n");

@@ -644,11 +644,16 @@ func TestRuntimeInitSetup(t *testing.T) {
 		}, 0, []string{"uid=0(root)"}, ""},
 		{"failing startContainer hook", func(s *specs.Spec) {
 			s.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{Path: "/bin/true"}, {Path: "/bin/sh", Args: []string{"sh", "-c", "echo $TERM; exit 2"}}}}
-		}, 255, nil, "berth init: error running startContainer hook #1: exit status 2, stdout: xterm\n"}, // (the rest of the message is on the next line)
+		}, 255, []string{"error running startContainer hook #1: exit status 2, stdout: xterm\n, stderr: \n"}, ""},
+
 		{"failing poststart hook", func(s *specs.Spec) {
 			s.Process.Args = []string{"sleep", "10"}
 			s.Hooks = &specs.Hooks{Poststart: []specs.Hook{{Path: "/bin/false"}}}
 		}, 1, nil, `level=error msg="berth run failed: error running poststart hook #0: exit status 1, stdout: , stderr: "` + "\n"},
+		{"env: each variable once, last value wins, an empty HOME is unset", func(s *specs.Spec) {
+			s.Process.Env = []string{"ONE=two", "HOME=/override", "ONE=", "HOME=", "PATH=/usr/bin:/bin"}
+			s.Process.Args = []string{"env"}
+		}, 0, []string{"ONE=\nPATH=/usr/bin:/bin\nHOME=/root\n"}, ""},
 		{"scheduler", func(s *specs.Spec) {
 			s.Process.Scheduler = &specs.Scheduler{Policy: specs.SchedBatch, Nice: 19}
 			s.Process.Args = []string{"sh", "-c", "cut -d' ' -f19,41 /proc/self/stat"}
@@ -717,10 +722,25 @@ func TestRuntimeInitSetup(t *testing.T) {
 			t.Errorf("%s: exit %d, stderr\n%s\nwant exit %d and\n%s", c.name, res.code, errLines(res.stderr), c.code, c.errLines)
 		}
 		for _, w := range c.stdout {
-			if !strings.Contains(res.stdout, w) {
-				t.Errorf("%s: %q missing from the container's view:\n%s", c.name, w, res.stdout)
+			if !strings.Contains(res.stdout+res.stderr, w) {
+				t.Errorf("%s: %q missing from the container's view:\n%s%s", c.name, w, res.stdout, res.stderr)
 			}
 		}
+	}
+}
+
+// TestRuntimeExecveErrorAfterStart: an execve that fails once the runtime
+// is gone (a script whose interpreter is missing) is one line on the
+// container's stderr, runc's words, and exit status 255.
+func TestRuntimeExecveErrorAfterStart(t *testing.T) {
+	r := newRT(t)
+	b := testutil.Bundle(t, nil, "/run.sh")
+	if err := os.WriteFile(filepath.Join(b, "rootfs", "run.sh"), []byte("#!/mmnnttbb foo bar\nsh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	res := r.run("run", "-b", b, r.id())
+	if res.code != 255 || res.stderr != "exec /run.sh: no such file or directory\n" {
+		t.Errorf("exit %d, stderr %q", res.code, res.stderr)
 	}
 }
 

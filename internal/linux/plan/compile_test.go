@@ -217,7 +217,7 @@ func TestCompileRefusals(t *testing.T) {
 			s.Hooks = &specs.Hooks{CreateContainer: []specs.Hook{{Path: "/bin/true"}, {Path: "/bin/true", Timeout: &z}}}
 		}, "error running createContainer hook #1: timeout must be positive"},
 		{"NUL in a path", func(s *specs.Spec) { s.Linux.MaskedPaths = []string{"/a\x00b"} }, `maskedPaths: "/a\x00b" contains a NUL byte`},
-		{"NUL in the env", func(s *specs.Spec) { s.Process.Env = []string{"A=\x00"} }, "contains a NUL byte"},
+		{"NUL in the env", func(s *specs.Spec) { s.Process.Env = []string{"A=\x00"} }, `invalid environment variable "A": contains nul byte`},
 		{"propagation", func(s *specs.Spec) { s.Linux.RootfsPropagation = "sideways" }, `invalid rootfsPropagation "sideways"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -363,5 +363,34 @@ func TestCompileHooksPlan(t *testing.T) {
 	b := res.Plan.Encode(7)
 	if !strings.Contains(string(b), `"pid":42`) {
 		t.Errorf("the runtime's hooks keep the state's pid")
+	}
+}
+
+func TestPrepareEnv(t *testing.T) {
+	for _, tt := range []struct {
+		in       []string
+		want     []string
+		fillHome bool
+		err      string
+	}{
+		{[]string{"A=1", "HOME=/h"}, []string{"A=1", "HOME=/h"}, false, ""},
+		{[]string{"HOME=/override", "HOME="}, nil, true, ""},
+		{[]string{"ONE=two", "ONE=", "PATH=/bin"}, []string{"ONE=", "PATH=/bin"}, true, ""},
+		{[]string{"ONE=two", "X=1", "ONE=three"}, []string{"X=1", "ONE=three"}, true, ""},
+		{[]string{"NEW=\n"}, []string{"NEW=\n"}, true, ""},
+		{[]string{"NOEQUALS"}, nil, false, "missing '='"},
+		{[]string{"=x"}, nil, false, "name cannot be empty"},
+		{[]string{"A=\x00"}, nil, false, "contains nul byte"},
+	} {
+		got, fill, err := prepareEnv(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%q: err %v, want %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tt.want) || fill != tt.fillHome {
+			t.Errorf("%q: %q fill=%v err=%v, want %q fill=%v", tt.in, got, fill, err, tt.want, tt.fillHome)
+		}
 	}
 }

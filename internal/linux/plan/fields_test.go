@@ -219,6 +219,7 @@ var planValues = map[string]any{
 	"Spec.Linux.Seccomp.Syscalls.ErrnoRet":   uptr(5),
 	"Spec.Linux.Seccomp.Syscalls.Args.Op":    specs.OpEqualTo,
 	"Spec.Process.Args":                      []string{"/bin/other"},
+	"Spec.Process.Env":                       []string{"A=b"},
 	"Spec.Process.Cwd":                       "/work",
 	"Spec.Process.Rlimits.Type":              "RLIMIT_CORE",
 	"Spec.Process.NoNewPrivileges":           false, // the base sets it

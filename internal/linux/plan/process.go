@@ -1,7 +1,9 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"math"
 	"strconv"
 	"strings"
@@ -125,8 +127,11 @@ func (c *compiler) process(ps processSpec, after func() error) error {
 			gids = append(gids, g)
 		}
 	}
-	env := append(append([]string(nil), p.Env...), ps.extraEnv...)
-	if err := noNUL("process", append(append([]string{p.Cwd}, p.Args...), env...)...); err != nil {
+	env, fillHome, err := prepareEnv(append(append([]string(nil), p.Env...), ps.extraEnv...))
+	if err != nil {
+		return err
+	}
+	if err := noNUL("process", append([]string{p.Cwd}, p.Args...)...); err != nil {
 		return err
 	}
 	var limits []Rlimit
@@ -140,12 +145,6 @@ func (c *compiler) process(ps processSpec, after func() error) error {
 	cwd := p.Cwd
 	if cwd == "" {
 		cwd = "/"
-	}
-	fillHome := true
-	for _, e := range env {
-		if strings.HasPrefix(e, "HOME=") {
-			fillHome = false
-		}
 	}
 	c.add(
 		Env{Env: env, FillHome: fillHome, UID: u.UID},
@@ -249,4 +248,39 @@ func (c *compiler) seccomp(f *seccomp.Filter) (*Seccomp, error) {
 		OtherErr: "seccomp: loading filter",
 		Program:  f.Program(),
 	}, nil
+}
+
+// prepareEnv is runc's: each variable once, its last value at the place of
+// its last occurrence; an empty HOME counts as unset (HOME comes from the
+// container's /etc/passwd then: fillHome).
+func prepareEnv(env []string) (out []string, fillHome bool, err error) {
+	fillHome = true
+	seen := make(map[string]bool, len(env))
+	for n := len(env) - 1; n >= 0; n-- {
+		kv := env[n]
+		i := strings.IndexByte(kv, '=')
+		switch {
+		case i < 0:
+			return nil, false, errors.New("invalid environment variable: missing '='")
+		case i == 0:
+			return nil, false, errors.New("invalid environment variable: name cannot be empty")
+		}
+		key, val := kv[:i], kv[i+1:]
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		if strings.IndexByte(kv, 0) >= 0 {
+			return nil, false, fmt.Errorf("invalid environment variable %q: contains nul byte (\\x00)", key)
+		}
+		if key == "HOME" {
+			if val == "" {
+				continue
+			}
+			fillHome = false
+		}
+		out = append(out, kv)
+	}
+	slices.Reverse(out)
+	return out, fillHome, nil
 }
