@@ -3,8 +3,8 @@ package plan
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
