@@ -125,6 +125,40 @@ func TestFaultRandomKillNetworkConnect(t *testing.T) {
 	w.mustBerth(t, "network", "rm", "fz")
 }
 
+// TestFaultRandomKillRuntime: `run -d` and `delete -f` SIGKILLed after a
+// random delay, 20 times each; delete -f then leaves nothing.
+func TestFaultRandomKillRuntime(t *testing.T) {
+	r := newRT(t)
+	b := testutil.Bundle(t, nil, "sleep", "100")
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	for _, op := range []string{"run -d", "delete -f"} {
+		killed := 0
+		for i := 0; i < 20; i++ {
+			id := r.id()
+			sc := newCtScope(r, id, b)
+			args := []string{"--root", r.root, "run", "-d", "-b", b, id}
+			if op == "delete -f" {
+				r.must("run", "-d", "-b", b, id)
+				args = []string{"--root", r.root, "delete", "-f", id}
+			}
+			cmd := exec.Command(berthBin, args...)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Duration(rng.Intn(60000)) * time.Microsecond)
+			cmd.Process.Kill()
+			if cmd.Wait() != nil {
+				killed++
+			}
+			if x := r.run("delete", "-f", id); x.code != 0 {
+				t.Errorf("%s, iteration %d: delete -f: %+v", op, i, x)
+			}
+			assertNone(t, fmt.Sprintf("%s, iteration %d", op, i), sc.leftovers(t))
+		}
+		t.Logf("%s killed at 20 random points (%d before it finished): delete -f left nothing each time", op, killed)
+	}
+}
+
 // TestFaultKillNetworkDisconnect: `disconnect` killed at each step, then
 // disconnect again finishes the job.
 func TestFaultKillNetworkDisconnect(t *testing.T) {
