@@ -149,36 +149,21 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 				// Known even when collected below: teardown removes its rules,
 				// which must not be reported again as leaked.
 				knownEp[n.Name+"/"+id] = true
+				// A dead endpoint: reported, and with fix torn down (its
+				// netns too when dropNetns) and its lease released.
+				kind, detail, dropNetns := "", "", true
 				switch {
 				case e.Pending:
-					e := e
-					if err := add(Problem{Kind: "unfinished-connect", Network: n.Name,
-						Detail: fmt.Sprintf("%s (%s) holds %s but its connect was killed before it finished", id, e.HostVeth, e.IPv4.Addr())},
-						func() error { return m.teardown(h, fw, e, true) }); err != nil {
-						return err
-					}
-					if fix {
-						delete(lf.Endpoints, id)
-						changed = true
-						continue
-					}
+					kind, detail = "unfinished-connect", fmt.Sprintf("%s (%s) holds %s but its connect was killed before it finished", id, e.HostVeth, e.IPv4.Addr())
 				case endpointStale(e):
-					e := e
-					if err := add(Problem{Kind: "stale-lease", Network: n.Name,
-						Detail: fmt.Sprintf("%s (%s) holds %s but its netns %s is gone", id, e.HostVeth, e.IPv4.Addr(), e.Netns)},
-						func() error { return m.teardown(h, fw, e, true) }); err != nil {
-						return err
-					}
-					if fix {
-						delete(lf.Endpoints, id)
-						changed = true
-						continue
-					}
+					kind, detail = "stale-lease", fmt.Sprintf("%s (%s) holds %s but its netns %s is gone", id, e.HostVeth, e.IPv4.Addr(), e.Netns)
 				case linkByName[e.HostVeth] == nil:
+					kind, detail, dropNetns = "missing-veth", fmt.Sprintf("%s holds %s but its veth %s is gone", id, e.IPv4.Addr(), e.HostVeth), false
+				}
+				if kind != "" {
 					e := e
-					if err := add(Problem{Kind: "missing-veth", Network: n.Name,
-						Detail: fmt.Sprintf("%s holds %s but its veth %s is gone", id, e.IPv4.Addr(), e.HostVeth)},
-						func() error { return m.teardown(h, fw, e, false) }); err != nil {
+					if err := add(Problem{Kind: kind, Network: n.Name, Detail: detail},
+						func() error { return m.teardown(h, fw, e, dropNetns) }); err != nil {
 						return err
 					}
 					if fix {
