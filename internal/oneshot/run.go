@@ -386,17 +386,32 @@ func (c *Container) Remove(o RemoveOptions) error {
 	return errors.Join(errs...)
 }
 
+// removeFiles unmounts the bundle and removes the container's directory,
+// its record last: a removal that fails or is killed half-way leaves the
+// record, through which rm finds (and finishes) the container again.
 func removeFiles(p Paths) error {
-	var errs []error
 	if layercache.IsOverlayBundle(p.Bundle) {
 		if err := layercache.RemoveBundle(p.Bundle); err != nil {
+			return err // nothing is removed through a bundle still mounted
+		}
+	}
+	var errs []error
+	ents, err := os.ReadDir(p.Dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, e := range ents {
+		if e.Name() == filepath.Base(p.Meta) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(p.Dir, e.Name())); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if err := os.RemoveAll(p.Dir); err != nil {
-		errs = append(errs, err)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
-	return errors.Join(errs...)
+	return os.RemoveAll(p.Dir)
 }
 
 // Start prepares a stopped container for a new run by its runner: it
