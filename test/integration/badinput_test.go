@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"berth/internal/testutil"
 )
@@ -241,5 +242,34 @@ func TestBadInputContainerFlags(t *testing.T) {
 			}
 			nwSameSnap(t, "network", before, w.snapshot(t))
 		})
+	}
+}
+
+// TestBadInputFullDisk: a state root with no room for state.json (a tmpfs
+// of one page) makes create fail with the kernel's error, and leaves no
+// state dir, cgroup or process: the create cleans up after itself.
+func TestBadInputFullDisk(t *testing.T) {
+	testutil.RequireRoot(t)
+	disk := t.TempDir()
+	if err := unix.Mount("tmpfs", disk, "tmpfs", 0, "size=4k"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(disk, unix.MNT_DETACH) })
+	r := &rt{t: t, root: filepath.Join(disk, "root")}
+	b := testutil.Bundle(t, nil, "sleep", "100")
+	for _, cmd := range []string{"create", "run"} {
+		id := r.id()
+		sc := newCtScope(r, id, b)
+		x := r.run(cmd, "-d", "-b", b, id)
+		if cmd == "create" {
+			x = r.run(cmd, "-b", b, id)
+		}
+		if x.code != 1 || !strings.Contains(x.stderr, "no space left on device") {
+			t.Errorf("%s on a full disk: %+v", cmd, x)
+		}
+		assertNone(t, cmd+" on a full disk", sc.leftovers(t))
+		if x := r.run("delete", "-f", id); x.code != 0 {
+			t.Errorf("delete -f after: %+v", x)
+		}
 	}
 }
