@@ -824,7 +824,9 @@ func parseDeviceRule(rule string) (specs.LinuxDeviceCgroup, error) {
 // the host's /dev (docker's and podman's rule).
 func (o *Options) devices(s *specs.Spec) error {
 	have := map[string]bool{}
-	add := func(hostPath, ctrPath string) error {
+	// The node and, as docker does, the device cgroup rule with the
+	// permissions asked (the runtime allows no configured node by itself).
+	add := func(hostPath, ctrPath, perms string) error {
 		var st unix.Stat_t
 		if err := unix.Stat(hostPath, &st); err != nil {
 			return &os.PathError{Op: "stat", Path: hostPath, Err: err}
@@ -844,8 +846,15 @@ func (o *Options) devices(s *specs.Spec) error {
 		have[ctrPath] = true
 		mode := os.FileMode(st.Mode & 0o777)
 		uid, gid := st.Uid, st.Gid
+		maj, mn := int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
 		s.Linux.Devices = append(s.Linux.Devices, specs.LinuxDevice{Path: ctrPath, Type: typ,
-			Major: int64(unix.Major(st.Rdev)), Minor: int64(unix.Minor(st.Rdev)), FileMode: &mode, UID: &uid, GID: &gid})
+			Major: maj, Minor: mn, FileMode: &mode, UID: &uid, GID: &gid})
+		if perms != "" {
+			if s.Linux.Resources == nil {
+				s.Linux.Resources = &specs.LinuxResources{}
+			}
+			s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: typ, Major: &maj, Minor: &mn, Access: perms})
+		}
 		return nil
 	}
 	for _, d := range o.Devices {
@@ -867,8 +876,8 @@ func (o *Options) devices(s *specs.Spec) error {
 		if !filepath.IsAbs(host) || !path.IsAbs(ctr) {
 			return fmt.Errorf("--device %q: paths must be absolute", d)
 		}
-		if strings.Trim(perms, "rwm") != "" || !strings.Contains(perms, "r") || !strings.Contains(perms, "w") {
-			return fmt.Errorf("--device %q: permissions %q: the runtime allows a configured device node read, write and mknod (as runc does), so only rwm (or rw) can be given", d, perms)
+		if perms == "" || strings.Trim(perms, "rwm") != "" {
+			return fmt.Errorf("--device %q: permissions %q: want a combination of r, w and m", d, perms)
 		}
 		fi, err := os.Stat(host)
 		if err != nil {
@@ -880,10 +889,10 @@ func (o *Options) devices(s *specs.Spec) error {
 					return nil
 				}
 				rel, _ := filepath.Rel(host, p)
-				return add(p, path.Join(ctr, filepath.ToSlash(rel)))
+				return add(p, path.Join(ctr, filepath.ToSlash(rel)), perms)
 			})
 		} else {
-			err = add(host, ctr)
+			err = add(host, ctr, perms)
 		}
 		if err != nil {
 			return fmt.Errorf("--device %q: %w", d, err)
@@ -906,7 +915,7 @@ func (o *Options) devices(s *specs.Spec) error {
 		if de.Type()&fs.ModeDevice == 0 || p == "/dev/console" || p == "/dev/ptmx" {
 			return nil
 		}
-		_ = add(p, p)
+		_ = add(p, p, "") // the allow-all rule covers them
 		return nil
 	})
 }

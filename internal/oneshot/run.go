@@ -110,7 +110,7 @@ func (c *Container) Run(stdio IO, started func(), warn func(string)) (int, error
 	}); err != nil {
 		return 125, err
 	}
-	logs, err := openLog(c.Paths.Log, stdio, c.Meta.Config.Tty)
+	logs, err := openLog(c.Paths.Log, stdio)
 	if err != nil {
 		return 125, err
 	}
@@ -473,14 +473,12 @@ type logSink struct {
 	stdout, stderr *os.File
 	wg             sync.WaitGroup
 	closers        []io.Closer
-	restore        func()
 	log            *os.File
 }
 
-// openLog opens the container log and the pipes into it. With a terminal
-// the runtime relays the pty to fd 1, so fd 1 itself becomes a pipe into
-// the log (and on to the real stdout, for a foreground run) until close.
-func openLog(path string, stdio IO, tty bool) (*logSink, error) {
+// openLog opens the container log and the pipes into it (with a terminal
+// the runtime relays the pty into the stdout pipe).
+func openLog(path string, stdio IO) (*logSink, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
@@ -513,39 +511,6 @@ func openLog(path string, stdio IO, tty bool) (*logSink, error) {
 		f.Close()
 		return nil, err
 	}
-	if tty {
-		var out *os.File
-		if stdio.Stdout != nil {
-			saved, err := unix.Dup(1)
-			if err != nil {
-				ls.close()
-				return nil, err
-			}
-			out = os.NewFile(uintptr(saved), "stdout")
-		}
-		pw, err := pipe("stdout", out)
-		if err != nil {
-			ls.close()
-			return nil, err
-		}
-		if err := unix.Dup3(int(pw.Fd()), 1, 0); err != nil {
-			pw.Close()
-			ls.close()
-			return nil, err
-		}
-		pw.Close()
-		ls.restore = func() {
-			if out != nil {
-				unix.Dup3(int(out.Fd()), 1, 0)
-			} else if null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
-				unix.Dup3(int(null.Fd()), 1, 0)
-				null.Close()
-			}
-		}
-		if out != nil {
-			ls.closers = append(ls.closers, out)
-		}
-	}
 	return ls, nil
 }
 
@@ -555,9 +520,6 @@ func (ls *logSink) close() {
 	ls.stdout.Close()
 	if ls.stderr != nil {
 		ls.stderr.Close()
-	}
-	if ls.restore != nil {
-		ls.restore()
 	}
 	done := make(chan struct{})
 	go func() { ls.wg.Wait(); close(done) }()

@@ -108,7 +108,7 @@ func (r *Runtime) Exec(id string, o ExecOptions) (int, error) {
 	var restore func()
 	if master != nil {
 		defer master.Close()
-		restore = relayTerminal(master)
+		restore = relayTerminal(master, o.Stdin, o.Stdout)
 	}
 	waitc := make(chan int, 1)
 	go func() {
@@ -136,7 +136,7 @@ func (r *Runtime) Exec(id string, o ExecOptions) (int, error) {
 			case unix.SIGCHLD, unix.SIGURG:
 			case unix.SIGWINCH:
 				if master != nil {
-					resize(master)
+					resize(master, o.Stdin)
 				}
 			default:
 				_ = unix.Kill(proc.Pid, sig.(unix.Signal))

@@ -84,7 +84,7 @@ func (r *Runtime) Run(id string, o RunOptions) (int, error) {
 			return 1, err
 		}
 		defer master.Close()
-		restore = relayTerminal(master)
+		restore = relayTerminal(master, o.Stdin, o.Stdout)
 	}
 	ph := r.phases()
 	rl.wait() // every signal from here on reaches the container
@@ -106,7 +106,7 @@ func (r *Runtime) Run(id string, o RunOptions) (int, error) {
 			status = reap(pid)
 		case unix.SIGWINCH:
 			if master != nil {
-				resize(master)
+				resize(master, o.Stdin)
 			}
 		case unix.SIGURG:
 			// Go's preemption signal; never forwarded.
@@ -188,32 +188,45 @@ func reap(initPid int) int {
 	}
 }
 
-// relayTerminal copies between our stdio and the pty master, putting our
-// terminal (if stdin is one) in raw mode; the returned func restores it.
-func relayTerminal(master *os.File) func() {
+// relayTerminal copies between the caller's stdio (in and out: the
+// create options', our own by default) and the pty master, putting in in
+// raw mode while it lasts when it is a terminal; the returned func waits
+// for the output to drain and restores the terminal.
+func relayTerminal(master, in, out *os.File) func() {
+	if in == nil {
+		in = os.Stdin
+	}
+	if out == nil {
+		out = os.Stdout
+	}
 	var oldState *term.State
-	if term.IsTerminal(int(os.Stdin.Fd())) {
-		if st, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
+	if term.IsTerminal(int(in.Fd())) {
+		if st, err := term.MakeRaw(int(in.Fd())); err == nil {
 			oldState = st
 		}
-		resize(master)
+		resize(master, in)
 	}
-	go io.Copy(master, os.Stdin)
+	go io.Copy(master, in)
 	done := make(chan struct{})
 	go func() {
-		io.Copy(os.Stdout, master)
+		io.Copy(out, master)
 		close(done)
 	}()
 	return func() {
 		<-done
 		if oldState != nil {
-			term.Restore(int(os.Stdin.Fd()), oldState)
+			term.Restore(int(in.Fd()), oldState)
 		}
 	}
 }
 
-func resize(master *os.File) {
-	if ws, err := unix.IoctlGetWinsize(int(os.Stdin.Fd()), unix.TIOCGWINSZ); err == nil {
+// resize gives the pty master the window size of the terminal in (our
+// stdin by default).
+func resize(master, in *os.File) {
+	if in == nil {
+		in = os.Stdin
+	}
+	if ws, err := unix.IoctlGetWinsize(int(in.Fd()), unix.TIOCGWINSZ); err == nil {
 		_ = unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, ws)
 	}
 }

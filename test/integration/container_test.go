@@ -412,7 +412,7 @@ func TestContainerBadInput(t *testing.T) {
 		{[]string{"run", "-a", "stdout", w.image, "true"}, "no attach"},
 		{[]string{"run", "--log-driver", "journald", w.image, "true"}, "k8s-file"},
 		{[]string{"run", "--security-opt", "apparmor=docker-default", w.image, "true"}, "AppArmor"},
-		{[]string{"run", "--device", "/dev/null:/dev/n:r", w.image, "true"}, "rwm"},
+		{[]string{"run", "--device", "/dev/null:/dev/n:rx", w.image, "true"}, "want a combination of r, w and m"},
 		{[]string{"run", "--platform", "linux/arm64", w.image, "true"}, "platform"},
 		{[]string{"run", "-u", "nobody", w.image, "true"}, "unable to find user nobody"},
 		{[]string{"run", "--network", "none", "-p", "80:80", w.image, "true"}, "bridge network"},
