@@ -62,7 +62,7 @@ func buildCRITools(t *testing.T, dir string) (critest, crictl string) {
 	} {
 		cmd := exec.Command("go", args...)
 		cmd.Dir = mod.Dir
-		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod -buildvcs=false")
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly -buildvcs=false")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("go %s in %s: %v\n%s", strings.Join(args, " "), mod.Dir, err, b)
 		}
@@ -451,9 +451,18 @@ func TestCRIBenchmark(t *testing.T) {
 	if err := os.WriteFile(params, []byte(fmt.Sprintf("containersNumber: %d\ncontainersNumberParallel: 1\npodsNumber: %d\npodsNumberParallel: 1\n", n, n)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// op -> handler -> durations (ns)
+	// op -> handler -> durations (ns); perRound: op -> "round handler" medians
 	samples := map[string]map[string][]int64{}
+	perRound := map[string][]string{}
 	var ops []string
+	median := func(v []int64) float64 {
+		if len(v) == 0 {
+			return 0
+		}
+		c := append([]int64(nil), v...)
+		sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
+		return float64(c[len(c)/2]) / 1e6
+	}
 	for round, h := range []string{"berth", "runc", "runc", "berth"} {
 		out := filepath.Join(e.dir, fmt.Sprintf("bench-%d-%s", round, h))
 		if err := os.MkdirAll(out, 0o755); err != nil {
@@ -478,27 +487,21 @@ func TestCRIBenchmark(t *testing.T) {
 			if err := json.Unmarshal(b, &set); err != nil {
 				t.Fatal(err)
 			}
-			for _, d := range set.Datapoints {
-				for i, op := range set.OperationsNames {
-					if i >= len(d.OperationsDurationsNs) {
-						continue
+			for i, op := range set.OperationsNames {
+				var round []int64
+				for _, d := range set.Datapoints {
+					if i < len(d.OperationsDurationsNs) {
+						round = append(round, d.OperationsDurationsNs[i])
 					}
-					if samples[op] == nil {
-						samples[op] = map[string][]int64{}
-						ops = append(ops, op)
-					}
-					samples[op][h] = append(samples[op][h], d.OperationsDurationsNs[i])
 				}
+				if samples[op] == nil {
+					samples[op] = map[string][]int64{}
+					ops = append(ops, op)
+				}
+				samples[op][h] = append(samples[op][h], round...)
+				perRound[op] = append(perRound[op], fmt.Sprintf("%s %.1f", h, median(round)))
 			}
 		}
-	}
-	median := func(v []int64) float64 {
-		if len(v) == 0 {
-			return 0
-		}
-		c := append([]int64(nil), v...)
-		sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
-		return float64(c[len(c)/2]) / 1e6
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "critest %s -benchmark, %d samples per handler and operation (median ms):\n", criToolsVersion, 2*n)
@@ -509,7 +512,7 @@ func TestCRIBenchmark(t *testing.T) {
 		if rm > 0 {
 			ratio = bm / rm
 		}
-		fmt.Fprintf(&b, "%-16s %10.1f %10.1f %7.2fx\n", op, bm, rm, ratio)
+		fmt.Fprintf(&b, "%-16s %10.1f %10.1f %7.2fx   rounds: %s\n", op, bm, rm, ratio, strings.Join(perRound[op], ", "))
 	}
 	t.Log(b.String())
 	if p := os.Getenv("BERTH_CRITEST_BENCH_OUT"); p != "" {
