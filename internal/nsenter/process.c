@@ -118,7 +118,8 @@ static int check_exec(const char *p, const char **why)
 
 // step_lookup resolves args[0] with exec.LookPath's rules and exact
 // wording: clients map "executable file not found" and "no such file or
-// directory" to 127, "permission denied" to 126.
+// directory" to 127, "permission denied" (a path given with a slash that
+// is not executable) to 126.
 void step_lookup(struct reader *r)
 {
 	uint32_t nargs;
@@ -149,7 +150,8 @@ void step_lookup(struct reader *r)
 	for (char **e = ex.envp; *e; e++)
 		if (strncmp(*e, "PATH=", 5) == 0)
 			path = *e + 5;
-	int perm = 0;
+	// exec.LookPath's search (which runc uses): a candidate that is not
+	// executable is skipped, as a missing one is.
 	for (const char *d = path;;) {
 		const char *c = strchr(d, ':');
 		size_t dl = c ? (size_t)(c - d) : strlen(d);
@@ -166,14 +168,10 @@ void step_lookup(struct reader *r)
 			ex.path = cand;
 			return;
 		}
-		if (e == EACCES)
-			perm = 1;
 		if (!c)
 			break;
 		d = c + 1;
 	}
-	if (perm)
-		fail("exec: %s: %s", nameq, errtext(EACCES));
 	fail("exec: %s: executable file not found in $PATH", nameq);
 }
 

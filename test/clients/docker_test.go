@@ -212,9 +212,6 @@ func dockerRun(t *testing.T, d *dockerd, rt string) {
 
 	t.Run("NotExecutableOnPath", func(t *testing.T) {
 		d.t = t
-		if rt == "berth" {
-			knownGap(t, "needs issue-14 executor: a command on PATH only as a non-executable file is \"executable file not found in $PATH\" (127), not \"permission denied\" (126); see TestRuntimePathLookupNotExecutable")
-		}
 		r := d.run(rt, nil, "notexec")
 		if r.code != 127 || !strings.Contains(r.stderr, "executable file not found in $PATH") {
 			t.Fatalf("docker run of /bin/notexec (mode 0644) by name: want exit 127 and \"executable file not found in $PATH\":\n%s", r)

@@ -49,12 +49,10 @@ func TestRuntimeTmpcopyup(t *testing.T) {
 // applet links point at a masked or non-executable file) is "not found" for
 // runc, whose init uses Go's exec.LookPath: every candidate that is not
 // executable is skipped, and the error is "executable file not found in
-// $PATH". Docker maps that to exit 127; berth says "permission denied",
-// which Docker maps to 126. The lookup is in the container init
-// (internal/nsenter/process.c, the one executor).
+// $PATH", which Docker maps to exit 127 (a "permission denied" would be
+// 126). The lookup is the executor's (internal/nsenter/process.c).
 func TestRuntimePathLookupNotExecutable(t *testing.T) {
 	testutil.RequireRoot(t)
-	knownGap(t, "needs issue-14 executor: PATH lookup reports \"executable file not found in $PATH\" when no candidate is executable, as exec.LookPath does")
 	bundle := testutil.Bundle(t, func(s *specs.Spec) {
 		s.Process.Env = []string{"PATH=/opt/a:/opt/b"}
 	}, "tool")
