@@ -104,6 +104,17 @@ func newApp() *cli.App {
 		if root := c.GlobalString("root"); filepath.Clean(root) == "/" {
 			return errors.New("Option --root argument should not be set to /")
 		}
+		if xdg := os.Getenv("XDG_RUNTIME_DIR"); !c.GlobalIsSet("root") && xdg != "" && c.GlobalString("root") == filepath.Join(xdg, "berth") {
+			// As runc: anything in XDG_RUNTIME_DIR needs the sticky bit,
+			// or the session's cleanup may prune it.
+			root := c.GlobalString("root")
+			if err := os.MkdirAll(root, 0o700); err != nil {
+				return fmt.Errorf("the path in $XDG_RUNTIME_DIR must be writable by the user: %w", err)
+			}
+			if err := os.Chmod(root, 0o700|os.ModeSticky); err != nil {
+				return fmt.Errorf("you should check permission of the path in $XDG_RUNTIME_DIR: %w", err)
+			}
+		}
 		return nil
 	}
 	cli.ErrWriter = fatalWriter{}

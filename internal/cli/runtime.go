@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -55,12 +56,42 @@ func newRuntime(c *cli.Context) (*runtime.Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	rootless, err := rootlessMode(c.GlobalString("rootless"))
+	if err != nil {
+		return nil, err
+	}
 	return &runtime.Runtime{
 		Root:          root,
 		Warn:          func(s string) { log.Warnf("%s", s) },
 		Debug:         func(s string) { log.Debugf("%s", s) },
+		Rootless:      rootless,
 		SystemdCgroup: c.GlobalBool("systemd-cgroup"),
 	}, nil
+}
+
+// rootlessMode is --rootless: true, false, or auto (runc's: rootless when
+// not root, or root inside a user namespace that is not the host's).
+func rootlessMode(v string) (bool, error) {
+	switch v {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	case "auto", "":
+		return os.Geteuid() != 0 || inUserNS(), nil
+	}
+	return false, fmt.Errorf("invalid --rootless value %q: want true, false or auto", v)
+}
+
+// inUserNS reports whether this process runs in a user namespace other
+// than the host's (its uid map is not the identity of every id).
+func inUserNS() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
 }
 
 // absPidFile resolves --pid-file against the caller's cwd (runc's revisePidFile).

@@ -32,7 +32,8 @@
 // child may send Error instead of its next message, exactly once, and
 // exits; the parent reports it as "error during container init: <msg>".
 // Log messages (warnings) may come at any time and do not advance the
-// ladder. A Sequence checks every message in both directions against the
+// ladder; nor does Pid, which a child that forked sends before anything
+// else. A Sequence checks every message in both directions against the
 // ladder.
 package ipc
 
@@ -61,7 +62,15 @@ const (
 	Ready       Type = "ready"       // child→parent: set up, about to wait/exec
 	Error       Type = "error"       // child→parent: setup failed (once, then exit)
 	Log         Type = "log"         // child→parent: a warning (any time)
+	// Pid (child→parent, first, only from a child that forked into a pid
+	// namespace it joined): the pid the process goes on as.
+	Pid Type = "pid"
 )
+
+// PidData is the payload of Pid.
+type PidData struct {
+	Pid int `json:"pid"`
+}
 
 // ctl are the control bytes of the parent's messages after the plan.
 var ctl = map[Type]byte{Placed: plan.CtlPlaced, Resume: plan.CtlResume, SeccompDone: plan.CtlSeccompDone}
@@ -157,9 +166,10 @@ func (c *Conn) Close() error { return c.f.Close() }
 
 // Sequence rejects messages, sent or received, that leave the ladder.
 type Sequence struct {
-	allowed map[Type][]Type // last message -> the next allowed
-	last    Type
-	done    bool
+	allowed  map[Type][]Type // last message -> the next allowed
+	last     Type
+	done     bool
+	sawChild bool
 }
 
 const start Type = ""
@@ -194,6 +204,17 @@ func ExecLadder() *Sequence {
 func (s *Sequence) Accept(t Type) error {
 	if t == Log {
 		return nil
+	}
+	if t == Pid {
+		// Only before anything else the child says.
+		if s.sawChild {
+			return fmt.Errorf("protocol error: %q after the child's first message", t)
+		}
+		s.sawChild = true
+		return nil
+	}
+	if _, parents := ctl[t]; !parents && t != Plan {
+		s.sawChild = true
 	}
 	if s.done {
 		return fmt.Errorf("protocol error: %q after the sequence ended", t)

@@ -66,6 +66,7 @@ void step_chroot(struct reader *r);
 void step_readonly_path(struct reader *r);
 void step_mask_paths(struct reader *r);
 void step_remount_readonly(struct reader *r);
+void step_readonly_tree(struct reader *r);
 
 void step_sysctl(struct reader *r);
 void step_proc_write(struct reader *r);

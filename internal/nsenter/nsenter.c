@@ -17,6 +17,13 @@
 //                                           namespaces owned by a joined userns,
 //                                           and always a new time namespace)
 //   _BERTH_TIMENS="monotonic S N\nboottime S N"  offsets for that time namespace
+//   _BERTH_MAPS=1                           first, wait for the runtime to
+//                                           write the id maps (CTL_MAPPED)
+//                                           and run again (see wait_maps)
+//   _BERTH_FORK=1                           after the joins, fork: the child
+//                                           goes on, in the pid namespace
+//                                           joined (a rootless runtime's
+//                                           joins, all made here)
 //   _BERTH_INITPIPE="fd"                    the init pipe: the plan comes
 //                                           on it, failures are reported on
 //                                           it; this process is set up by
@@ -63,8 +70,35 @@ static const char *berth_nsname(int t)
 	return "unknown";
 }
 
-__attribute__((constructor)) static void berth_nsenter(void)
+// wait_maps is for a child in a new user namespace whose maps the runtime
+// writes with newuidmap/newgidmap: it waits for them, then runs itself
+// again, now the namespace's root, so the execve grants it the
+// capabilities there that the first one, unmapped, lost.
+static void wait_maps(char **argv)
 {
+	const char *p = getenv("_BERTH_INITPIPE");
+	char b;
+	ssize_t n;
+	if (!p)
+		berth_fail("_BERTH_MAPS without an init pipe", EINVAL);
+	do
+		n = read(atoi(p), &b, 1);
+	while (n < 0 && errno == EINTR);
+	if (n != 1)
+		_exit(1); // the runtime went away
+	if (b != CTL_MAPPED)
+		berth_fail("unexpected message while waiting for the id maps", EPROTO);
+	unsetenv("_BERTH_MAPS");
+	execv("/proc/self/exe", argv);
+	berth_fail("run again as the user namespace's root", errno);
+}
+
+__attribute__((constructor)) static void berth_nsenter(int argc, char **argv, char **envp)
+{
+	(void)argc;
+	(void)envp;
+	if (getenv("_BERTH_MAPS"))
+		wait_maps(argv);
 	const char *s = getenv("_BERTH_SETNS");
 	const char *u = getenv("_BERTH_UNSHARE");
 	const char *t = getenv("_BERTH_TIMENS");
@@ -131,6 +165,22 @@ __attribute__((constructor)) static void berth_nsenter(void)
 		close(fd);
 	}
 	const char *p = getenv("_BERTH_INITPIPE");
+	if (p && getenv("_BERTH_FORK")) {
+		// A pid namespace joined here takes effect for children only:
+		// the process goes on as its child; this one reports that pid
+		// and leaves (the runtime reaps it, and adopts the child as a
+		// subreaper).
+		pid_t child = fork();
+		if (child < 0)
+			berth_fail("fork into the pid namespace", errno);
+		if (child > 0) {
+			char num[32];
+			ex.pipe = atoi(p);
+			snprintf(num, sizeof(num), "%d", (int)child);
+			send_json("{\"type\":\"pid\",\"data\":{\"pid\":", num, "}}\n");
+			_exit(0);
+		}
+	}
 	if (p)
 		berth_exec_plan(atoi(p)); // an init or exec process: finished here
 	unsetenv("_BERTH_CGROUP");

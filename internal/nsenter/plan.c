@@ -303,6 +303,7 @@ static void run_step(uint32_t op, struct reader *r)
 	case OP_IO_PRIORITY: step_io_priority(r); return;
 	case OP_PERSONALITY: step_personality(r); return;
 	case OP_MEMORY_POLICY: step_memory_policy(r); return;
+	case OP_READONLY_TREE: step_readonly_tree(r); return;
 	}
 	fail("plan: unknown step %u", op);
 }

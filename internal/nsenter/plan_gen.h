@@ -56,7 +56,8 @@
 #define OP_IO_PRIORITY 47u
 #define OP_PERSONALITY 48u
 #define OP_MEMORY_POLICY 49u
-#define OP_COUNT 50u
+#define OP_READONLY_TREE 50u
+#define OP_COUNT 51u
 
 #define MOUNT_BIND 0u
 #define MOUNT_FS 1u
@@ -71,6 +72,7 @@
 #define CTL_PLACED 'P'
 #define CTL_RESUME 'R'
 #define CTL_SECCOMP_DONE 'S'
+#define CTL_MAPPED 'M'
 
 // op_name names a step in error messages.
 static inline const char *op_name(unsigned op)
@@ -125,6 +127,7 @@ static inline const char *op_name(unsigned op)
 	case OP_IO_PRIORITY: return "io-priority";
 	case OP_PERSONALITY: return "personality";
 	case OP_MEMORY_POLICY: return "memory-policy";
+	case OP_READONLY_TREE: return "readonly-tree";
 	}
 	return "unknown";
 }

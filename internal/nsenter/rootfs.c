@@ -862,3 +862,17 @@ void step_remount_readonly(struct reader *r)
 	if (remount_bind(path, MS_RDONLY) < 0)
 		fail("remount %s: %s", path, errtext(errno));
 }
+
+void step_readonly_tree(struct reader *r)
+{
+	char *path = rdstr(r);
+	int t = in_root(need_root(), path, O_PATH | O_DIRECTORY, 0);
+	if (t < 0 && errno == ENOENT)
+		return;
+	if (t < 0)
+		fail("read-only %s: %s", path, errtext(errno));
+	struct mount_attr a = {.attr_set = MOUNT_ATTR_RDONLY};
+	if (syscall(SYS_mount_setattr, t, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof(a)) < 0)
+		fail("read-only %s: mount_setattr: %s", path, errtext(errno));
+	close(t);
+}

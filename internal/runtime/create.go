@@ -75,6 +75,9 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	if err := state.ValidateID(id); err != nil {
 		return nil, err
 	}
+	if r.Rootless && len(s.Process.User.AdditionalGids) > 0 {
+		return nil, errors.New("cannot set any additional groups in a rootless container")
+	}
 	if s.Process.Terminal && o.ConsoleSocket == "" && o.consoleConn == nil {
 		return nil, errors.New("cannot allocate tty if runc will detach without setting console socket")
 	}
@@ -178,7 +181,26 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		return nil, err
 	}
 	if err := cg.Create(); err != nil {
-		return nil, fmt.Errorf("unable to apply cgroup configuration: %w", err)
+		if !r.Rootless || cgPath != "" || !permissionError(err) {
+			return nil, fmt.Errorf("unable to apply cgroup configuration: %w", err)
+		}
+		// Rootless without a cgroup of its own to write to: runc's rule,
+		// no cgroup, if nothing needed one.
+		if derr := cg.Destroy(); derr != nil {
+			return nil, fmt.Errorf("unable to apply cgroup configuration: %w", errors.Join(err, derr))
+		}
+		if serr := cgroups.Disabled().Set(effectiveResources(s)); serr != nil {
+			return nil, fmt.Errorf("rootless needs no limits + no cgrouppath when no permission is granted for cgroups: %w", err)
+		}
+		if !ns.newNS(specs.PIDNamespace) {
+			r.warn("Creating a rootless container with no cgroup and no private pid namespace. " +
+				"Such configuration is strongly discouraged (as it is impossible to properly kill all container's processes)")
+		}
+		cg = cgroups.Disabled()
+		rec.CgroupPaths = nil
+		if err := writeCreating(st.Dir(), rec); err != nil {
+			return nil, err
+		}
 	}
 	if err := cg.Set(effectiveResources(s)); err != nil {
 		return nil, fmt.Errorf("unable to apply cgroup configuration: %w", err)
@@ -289,6 +311,19 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	}
 	if err := r.sendPlan(proc, res); err != nil {
 		return nil, fmt.Errorf("unable to start container process: %w", err)
+	}
+	if proc.Forks {
+		// init is the child's child, in the pid namespace it joined.
+		if err := proc.AwaitPid(); err != nil {
+			return nil, fmt.Errorf("unable to start container process: %w", err)
+		}
+		st.InitPid = proc.Pid
+		if start, _, err := state.ProcStart(proc.Pid); err == nil {
+			st.InitStart = start
+		}
+		for _, t := range nsutil.All() {
+			st.NamespacePaths[string(t)] = fmt.Sprintf("/proc/%d/ns/%s", proc.Pid, t.ProcName())
+		}
 	}
 	ph.done("plan compiled and sent")
 	rec.InitPid, rec.InitStart = st.InitPid, st.InitStart
@@ -562,4 +597,10 @@ func (r *Runtime) place(proc *spawn.Process, st *state.State, ns *nsPlan) error 
 		return fmt.Errorf("unable to start container process: %w", err)
 	}
 	return nil
+}
+
+// permissionError reports a cgroup the caller may not create (a rootless
+// runtime without a delegated cgroup).
+func permissionError(err error) bool {
+	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EROFS)
 }

@@ -47,6 +47,10 @@ func (r *Runtime) Exec(id string, o ExecOptions) (int, error) {
 		// Subscribed while the process is set up (see relay).
 		rl = startRelay(64)
 		defer func() { <-rl.stop() }()
+		// The process may be our grandchild (spawn's Forks): we adopt it.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			return 255, os.NewSyscallError("prctl(PR_SET_CHILD_SUBREAPER)", err)
+		}
 	}
 	c, err := r.Load(id)
 	if err != nil {
@@ -68,6 +72,10 @@ func (r *Runtime) Exec(id string, o ExecOptions) (int, error) {
 	if err := spec.ValidateProcess(p); err != nil {
 		c.Release()
 		return 255, err
+	}
+	if r.Rootless && len(p.User.AdditionalGids) > 0 {
+		c.Release()
+		return 255, errors.New("cannot set any additional groups in a rootless container")
 	}
 	if p.Terminal && o.Detach && o.ConsoleSocket == "" {
 		c.Release()
@@ -227,6 +235,11 @@ func (r *Runtime) spawnExec(c *Container, o ExecOptions) (_ *spawn.Process, mast
 	}
 	if err := r.sendPlan(proc, res); err != nil {
 		return nil, nil, fmt.Errorf("exec failed: %w", err)
+	}
+	if proc.Forks {
+		if err := proc.AwaitPid(); err != nil {
+			return nil, nil, fmt.Errorf("exec failed: %w", err)
+		}
 	}
 	err = r.follow(proc, nil, func(sf ipc.SeccompFd) error {
 		return handOverListener(proc, sf, s, c.OCIState(state.Running))

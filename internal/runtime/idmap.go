@@ -43,6 +43,11 @@ func idmappedMounts(s *specs.Spec, bundle string, ns *nsPlan) (files map[int]*os
 		if !rootfs.IsBind(m) {
 			return files, &plan.ConfigError{Err: errors.New("id-mapped mounts are only supported for bind-mounts")}
 		}
+		if os.Geteuid() != 0 {
+			// MOUNT_ATTR_IDMAP needs privileges over the filesystem's own
+			// user namespace, the host's.
+			return files, &plan.ConfigError{Err: errors.New("id-mapped mounts are not supported for rootless containers")}
+		}
 		uids, gids := m.UIDMappings, m.GIDMappings
 		joined := ""
 		if len(uids) == 0 && len(gids) == 0 {

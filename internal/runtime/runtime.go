@@ -28,6 +28,10 @@ type Runtime struct {
 	// namespace of its own into a network at create and unwires it at
 	// destroy (the one-shot path).
 	Network NetworkAttacher
+	// Rootless: the runtime runs without root on the host (--rootless, by
+	// default when its euid is not 0): a cgroup it may not create is done
+	// without, when the config asks for no limits and names no cgroup.
+	Rootless bool
 	// SystemdCgroup selects the systemd cgroup driver (--systemd-cgroup):
 	// each container is a transient systemd unit (see package systemd).
 	SystemdCgroup bool

@@ -2,6 +2,7 @@ package spawn
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -23,12 +24,46 @@ import (
 // mount_setattr read-only): it never appears in a mount table and goes away
 // with its last fd, so a runtime killed at any point leaves nothing behind.
 // Where that is refused (kernels before 5.12), a bind mount on a temp file,
-// detached right after it is opened, is the fallback.
+// detached right after it is opened, is the fallback. A rootless runtime
+// may make neither mount: then the binary itself is safe when the runtime's
+// user (the container's root at most) cannot write it, and otherwise a
+// sealed memfd copy is what the child runs.
 func sealedExe() (*os.File, error) {
 	if f, err := detachedExe(); err == nil {
 		return f, nil
 	}
-	return boundExe()
+	if f, err := boundExe(); err == nil || os.Geteuid() == 0 {
+		return f, err
+	}
+	if unix.Access("/proc/self/exe", unix.W_OK) != nil {
+		return os.OpenFile("/proc/self/exe", unix.O_PATH|unix.O_CLOEXEC, 0)
+	}
+	return memfdExe()
+}
+
+// memfdExe is a copy of the runtime binary in a memfd sealed against any
+// change (runc's answer, at the cost of the copy).
+func memfdExe() (*os.File, error) {
+	src, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	fd, err := unix.MemfdCreate("berth-exe", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, os.NewSyscallError("memfd_create", err)
+	}
+	f := os.NewFile(uintptr(fd), "berth-exe")
+	if _, err := io.Copy(f, src); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("copy runtime binary: %w", err)
+	}
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+		f.Close()
+		return nil, os.NewSyscallError("fcntl(F_ADD_SEALS)", err)
+	}
+	return f, nil
 }
 
 // boundExe is the fallback: a read-only bind mount on a temp file, opened

@@ -14,6 +14,7 @@
 package spawn
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -29,6 +30,7 @@ import (
 	"berth/internal/ipc"
 	"berth/internal/linux/cgroups"
 	"berth/internal/linux/nsutil"
+	"berth/internal/linux/plan"
 )
 
 // Options describe one child.
@@ -70,6 +72,9 @@ type Process struct {
 	Cmd  *exec.Cmd
 	Conn *ipc.Conn
 	Pid  int
+	// Forks: the child goes on as a grandchild in a pid namespace it joined
+	// (see Start); AwaitPid learns its pid.
+	Forks bool
 }
 
 // ExtraFd returns the child's fd number for o.Extra[i].
@@ -116,14 +121,20 @@ func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 	// nothing in init needs rseq.
 	env := []string{"_BERTH_INITPIPE=" + strconv.Itoa(pipeFd), "GLIBC_TUNABLES=glibc.pthread.rseq=0"}
 
+	// A runtime without privileges over the namespaces it joins (rootless,
+	// joining its container's user namespace, which owns the others)
+	// cannot setns them from here: the child joins them all, user first,
+	// and forks into a pid namespace it joined (Process.Forks).
+	inChild := os.Geteuid() != 0 && joins(o.Join, specs.UserNamespace)
 	var early, late []nsutil.Namespace
 	for _, n := range o.Join {
-		if n.Type.JoinedByConstructor() {
+		if inChild || n.Type.JoinedByConstructor() {
 			early = append(early, n)
 		} else {
 			late = append(late, n)
 		}
 	}
+	forks := inChild && joins(o.Join, specs.PIDNamespace)
 	var nsFiles []*os.File
 	defer func() {
 		for _, f := range nsFiles {
@@ -143,7 +154,11 @@ func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 		// belong to the host's user namespace), then user: it grants the
 		// capabilities the other joins need.
 		var parts []string
-		for _, n := range constructorOrder(early) {
+		order := constructorOrder(early)
+		if inChild {
+			order = nsutil.SortForJoin(early)
+		}
+		for _, n := range order {
 			f, err := os.Open(n.Path)
 			if err != nil {
 				parent.Close()
@@ -161,16 +176,31 @@ func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 	if o.TimeOffsets != "" {
 		env = append(env, "_BERTH_TIMENS="+o.TimeOffsets)
 	}
+	if forks {
+		env = append(env, "_BERTH_FORK=1")
+	}
+	// An unprivileged runtime may write only the one mapping of its own
+	// ids; anything more is newuidmap/newgidmap's (the ranges of
+	// /etc/subuid and /etc/subgid). The child waits for them, then runs
+	// itself again: only an execve as the namespace's root gives it the
+	// capabilities there, which the first one, unmapped, could not.
+	uidMaps, gidMaps := o.UIDMaps, o.GIDMaps
+	helpers := o.Cloneflags&unix.CLONE_NEWUSER != 0 && os.Geteuid() != 0 &&
+		!(selfMapping(o.UIDMaps, os.Geteuid()) && selfMapping(o.GIDMaps, os.Getegid()))
+	if helpers {
+		uidMaps, gidMaps = nil, nil
+		env = append(env, "_BERTH_MAPS=1")
+	}
 	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:  o.Cloneflags,
-		UidMappings: o.UIDMaps,
-		GidMappings: o.GIDMaps,
+		UidMappings: uidMaps,
+		GidMappings: gidMaps,
 		// Root may let the container call setgroups; runc denies it only rootless.
 		GidMappingsEnableSetgroups: os.Geteuid() == 0,
 		Setpgid:                    o.Setpgid,
 	}
-	if o.Cloneflags&unix.CLONE_NEWUSER != 0 && mapsRoot(o.UIDMaps) && mapsRoot(o.GIDMaps) {
+	if o.Cloneflags&unix.CLONE_NEWUSER != 0 && mapsRoot(uidMaps) && mapsRoot(gidMaps) {
 		// The runtime's host uid is not mapped in the new user namespace:
 		// become the namespace's root once the maps are written, or execve
 		// would drop every capability.
@@ -185,7 +215,53 @@ func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 		parent.Close()
 		return nil, err
 	}
-	return &Process{Cmd: cmd, Conn: ipc.NewConn(parent, seq), Pid: cmd.Process.Pid}, nil
+	if helpers {
+		err := writeMaps(cmd.Process.Pid, o.UIDMaps, o.GIDMaps)
+		if err == nil {
+			_, err = parent.Write([]byte{plan.CtlMapped})
+		}
+		if err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			parent.Close()
+			return nil, err
+		}
+	}
+	return &Process{Cmd: cmd, Conn: ipc.NewConn(parent, seq), Pid: cmd.Process.Pid, Forks: forks}, nil
+}
+
+func joins(ns []nsutil.Namespace, t specs.LinuxNamespaceType) bool {
+	for _, n := range ns {
+		if n.Type == nsutil.Type(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// AwaitPid is for a child that Forks: it reads the pid the child goes on
+// as (its first message), reaps the intermediate process and makes the
+// Process that one. The caller must be a subreaper (PR_SET_CHILD_SUBREAPER)
+// to wait for it later.
+func (p *Process) AwaitPid() error {
+	m, err := p.Conn.Recv()
+	if err != nil {
+		return err
+	}
+	if m.Type != ipc.Pid {
+		return fmt.Errorf("protocol error: %q before the process's pid", m.Type)
+	}
+	var v ipc.PidData
+	if err := json.Unmarshal(m.Data, &v); err != nil || v.Pid <= 0 {
+		return fmt.Errorf("malformed pid message: %s", m.Data)
+	}
+	p.Cmd.Wait() // the intermediate, which exited after the fork
+	proc, err := os.FindProcess(v.Pid)
+	if err != nil {
+		return err
+	}
+	p.Cmd.Process, p.Pid, p.Forks = proc, v.Pid, false
+	return nil
 }
 
 // constructorOrder sorts the namespaces the constructor joins: cgroup, then
@@ -278,4 +354,34 @@ func mapsRoot(m []syscall.SysProcIDMap) bool {
 		}
 	}
 	return false
+}
+
+// selfMapping reports the one mapping an unprivileged process may write
+// itself: a single id, its own.
+func selfMapping(m []syscall.SysProcIDMap, id int) bool {
+	return len(m) == 0 || len(m) == 1 && m[0].HostID == id && m[0].Size == 1
+}
+
+// writeMaps runs newuidmap and newgidmap (Debian's uidmap) for pid.
+func writeMaps(pid int, uids, gids []syscall.SysProcIDMap) error {
+	for _, t := range []struct {
+		tool string
+		maps []syscall.SysProcIDMap
+	}{{"newuidmap", uids}, {"newgidmap", gids}} {
+		if len(t.maps) == 0 {
+			continue
+		}
+		path, err := exec.LookPath(t.tool)
+		if err != nil {
+			return fmt.Errorf("the config maps more ids than this user's own: %s is needed (Debian package uidmap): %w", t.tool, err)
+		}
+		args := []string{strconv.Itoa(pid)}
+		for _, m := range t.maps {
+			args = append(args, strconv.Itoa(m.ContainerID), strconv.Itoa(m.HostID), strconv.Itoa(m.Size))
+		}
+		if out, err := exec.Command(path, args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s %s: %w: %s", t.tool, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
 }

@@ -21,6 +21,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	defer removeRootlessUser()
 	if p := os.Getenv("BERTH_BIN"); p != "" {
 		berthBin = p
 		return m.Run()
@@ -31,6 +32,11 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// The rootless tests run the binary as an ordinary user.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
 	berthBin = filepath.Join(dir, "berth")

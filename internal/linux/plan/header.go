@@ -39,6 +39,7 @@ func CHeader() string {
 	def("CTL_PLACED", fmt.Sprintf("'%c'", CtlPlaced))
 	def("CTL_RESUME", fmt.Sprintf("'%c'", CtlResume))
 	def("CTL_SECCOMP_DONE", fmt.Sprintf("'%c'", CtlSeccompDone))
+	def("CTL_MAPPED", fmt.Sprintf("'%c'", CtlMapped))
 	b.WriteString("\n// op_name names a step in error messages.\nstatic inline const char *op_name(unsigned op)\n{\n\tswitch (op) {\n")
 	for op := Op(1); op < opCount; op++ {
 		fmt.Fprintf(&b, "\tcase %s: return %q;\n", opMacro(op), op.String())

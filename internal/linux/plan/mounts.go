@@ -42,7 +42,37 @@ func (c *compiler) rootfs(in *Init) error {
 			return fmt.Errorf("error mounting %q to rootfs at %q: %w", m.Source, m.Destination, err)
 		}
 	}
+	if hostCgroupsReadonly(s.Mounts) {
+		c.add(ReadonlyTree{Path: "/sys/fs/cgroup"})
+	}
 	return c.devices(in)
+}
+
+// hostCgroupsReadonly reports a config whose /sys/fs/cgroup comes from a
+// read-only recursive bind of the host's (/sys rbind,ro: `spec --rootless`
+// writes it) and that mounts no cgroup view of its own. ro is not
+// recursive (runc), so the host's cgroupfs mounts below would stay
+// writable: CVE-2023-25809 gave a rootless container write access to its
+// user's delegated cgroups that way. They are made read-only with it.
+func hostCgroupsReadonly(mounts []specs.Mount) bool {
+	covered := false
+	for _, m := range mounts {
+		dest := filepath.Clean("/" + m.Destination)
+		if m.Type == "cgroup" || m.Type == "cgroup2" {
+			return false
+		}
+		if dest == "/sys/fs/cgroup" || strings.HasPrefix(dest, "/sys/fs/cgroup/") {
+			return false
+		}
+		po := rootfs.ParseOptions(m.Options)
+		if !rootfs.IsBind(m) || po.Flags&unix.MS_REC == 0 {
+			continue
+		}
+		if dest == "/" || dest == "/sys" || dest == "/sys/fs" {
+			covered = po.Flags&unix.MS_RDONLY != 0
+		}
+	}
+	return covered
 }
 
 // mount adds one of the config's mounts: the one place that decides what

@@ -645,3 +645,10 @@ func (s MemoryPolicy) encode(e *encoder) {
 	e.u32(s.Mode)
 	e.words(s.Nodes)
 }
+
+// ReadonlyTree makes every mount at and below Path (inside the root)
+// read-only.
+type ReadonlyTree struct{ Path string }
+
+func (ReadonlyTree) Op() Op              { return OpReadonlyTree }
+func (s ReadonlyTree) encode(e *encoder) { e.str(s.Path) }

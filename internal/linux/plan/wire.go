@@ -162,6 +162,9 @@ const (
 	OpPersonality
 	// OpMemoryPolicy: u32 mode with flags, bytes node mask (u64 words).
 	OpMemoryPolicy
+	// OpReadonlyTree: str path inside the root. Every mount at and below
+	// it read-only (mount_setattr AT_RECURSIVE); nothing there, nothing done.
+	OpReadonlyTree
 	opCount
 )
 
@@ -180,6 +183,7 @@ var opNames = [...]string{
 	OpUmask: "umask", OpChdir: "chdir", OpCapset: "capset", OpNoNewPrivs: "no-new-privs", OpReady: "ready",
 	OpWaitStart: "wait-start", OpExec: "exec", OpExit: "exit", OpAffinity: "affinity", OpScheduler: "scheduler",
 	OpIOPriority: "io-priority", OpPersonality: "personality", OpMemoryPolicy: "memory-policy",
+	OpReadonlyTree: "readonly-tree",
 }
 
 func (o Op) String() string {
@@ -224,4 +228,7 @@ const (
 	CtlPlaced      = 'P' // init is in its cgroups; limits and network are set
 	CtlResume      = 'R' // prestart and createRuntime hooks ran
 	CtlSeccompDone = 'S' // the parent took the seccomp listener
+	// CtlMapped comes before the plan, to a child in a user namespace whose
+	// maps newuidmap and newgidmap wrote (see internal/spawn).
+	CtlMapped = 'M'
 )
