@@ -65,6 +65,7 @@
 #define MOUNT_TMPCOPYUP 3u
 #define MOUNT_ATTACH 4u
 #define MOUNTF_MQUEUE_USERNS 1u
+#define MOUNTF_INHERIT_MODE 2u
 #define CGROUP_V1_BINDS 0u
 #define CGROUP_V2_NS 1u
 #define CGROUP_V2_BIND 2u

@@ -233,9 +233,11 @@ static int expand_dangling_parent(int root, const char *dir, char *out)
 // empty file) when missing, dangling symlinks followed in-root (an image's
 // /etc/resolv.conf -> /run/resolv.conf gets its target inside the rootfs,
 // never beside the symlink's host-side meaning); an O_PATH handle.
-static int ensure_target(int root, const char *dest0, int is_file)
+static int ensure_target(int root, const char *dest0, int is_file, int *created)
 {
 	char dest[PATHBUF], dir[PATHBUF], base[NAME_MAX + 1], next[PATHBUF];
+	if (created)
+		*created = 0;
 	if (clean_abs(dest0, dest) < 0)
 		return -1;
 	for (int hops = 0;; hops++) {
@@ -264,6 +266,8 @@ static int ensure_target(int root, const char *dest0, int is_file)
 				errno = err;
 				return -1;
 			}
+			if (created)
+				*created = 1;
 			return in_root(root, dest, O_PATH, 0);
 		}
 		// Something is there but does not resolve: a dangling symlink.
@@ -480,10 +484,21 @@ void step_mount(struct reader *r)
 			fail("%s: stat %s: %s", pfx, src, errtext(errno));
 		is_file = !S_ISDIR(st.st_mode);
 	}
-	int t = ensure_target(root, dest, is_file);
+	int created;
+	int t = ensure_target(root, dest, is_file, &created);
 	if (t < 0)
 		fail("%s: create mount target %s: %s", pfx, dest, errtext(errno));
 	const char *tp = fdpath(t, p1);
+	char moded[4096];
+	if ((mflags & MOUNTF_INHERIT_MODE) && !created) {
+		// The directory the tmpfs covers keeps its mode (runc).
+		struct stat st;
+		if (fstat(t, &st) == 0 && S_ISDIR(st.st_mode)) {
+			if ((size_t)snprintf(moded, sizeof(moded), "%s%smode=%o", data, *data ? "," : "", st.st_mode & 07777) >= sizeof(moded))
+				fail("%s: mount data too long", pfx);
+			data = moded;
+		}
+	}
 	switch (kind) {
 	case MOUNT_ATTACH:
 	case MOUNT_BIND: {
@@ -562,7 +577,7 @@ void step_mount_cgroup(struct reader *r)
 	int root = need_root();
 	if (mode > CGROUP_V2_BIND)
 		fail("plan: step %s: unknown cgroup mode %u", r->step, mode);
-	int t = ensure_target(root, dest, 0);
+	int t = ensure_target(root, dest, 0, NULL);
 	if (t < 0)
 		fail("%s: create mount target %s: %s", pfx, dest, errtext(errno));
 	int ro = (flags & MS_RDONLY) != 0;
@@ -833,6 +848,9 @@ void step_mask_paths(struct reader *r)
 		fail("stat /dev/null: %s", errtext(errno));
 	if (!S_ISCHR(st.st_mode) || major(st.st_rdev) != 1 || minor(st.st_rdev) != 3)
 		fail("/dev/null is not the null device");
+	// Every masked directory shares one empty read-only tmpfs (runc): the
+	// first gets it, the others a bind of it.
+	int shared = -1;
 	for (uint32_t i = 0; i < n; i++) {
 		int t = in_root(root, paths[i], O_PATH, 0);
 		if (t < 0 && errno == ENOENT)
@@ -840,17 +858,22 @@ void step_mask_paths(struct reader *r)
 		if (t < 0)
 			fail("masking %s: %s", paths[i], errtext(errno));
 		int rc = fstat(t, &st);
-		if (rc == 0) {
-			if (S_ISDIR(st.st_mode))
-				rc = mount("tmpfs", fdpath(t, p1), "tmpfs", MS_RDONLY, nz(data));
-			else
-				rc = mount(fdpath(null, p2), fdpath(t, p1), "", MS_BIND, NULL);
+		if (rc == 0 && S_ISDIR(st.st_mode) && shared >= 0) {
+			rc = mount(fdpath(shared, p2), fdpath(t, p1), "", MS_BIND, NULL);
+		} else if (rc == 0 && S_ISDIR(st.st_mode)) {
+			rc = mount("tmpfs", fdpath(t, p1), "tmpfs", MS_RDONLY, nz(data));
+			if (rc == 0 && (shared = in_root(root, paths[i], O_PATH | O_DIRECTORY, 0)) < 0)
+				rc = -1;
+		} else if (rc == 0) {
+			rc = mount(fdpath(null, p2), fdpath(t, p1), "", MS_BIND, NULL);
 		}
 		int err = errno;
 		close(t);
 		if (rc < 0)
 			fail("masking %s: %s", paths[i], errtext(err));
 	}
+	if (shared >= 0)
+		close(shared);
 	close(null);
 	close(root);
 	free(paths);

@@ -792,3 +792,55 @@ func writeProc(t *testing.T, body string) string {
 	}
 	return p
 }
+
+// TestRuntimeMountDetails: runc's rules for a tmpfs's mode (inherited from
+// the directory it covers, an explicit mode= wins, a target berth makes
+// keeps tmpfs's 1777), a read-only /dev (made so after its nodes), masked
+// directories sharing one tmpfs, and a path masked twice masked once.
+func TestRuntimeMountDetails(t *testing.T) {
+	r := newRT(t)
+	tmpfs := func(dest string, opts ...string) specs.Mount {
+		return specs.Mount{Destination: dest, Type: "tmpfs", Source: "tmpfs", Options: append([]string{"rw", "nodev", "nosuid"}, opts...)}
+	}
+	for _, tt := range []struct {
+		name   string
+		mutate func(*specs.Spec)
+		cmd    string
+		want   string
+	}{
+		{"mode inherited", func(s *specs.Spec) { s.Mounts = append(s.Mounts, tmpfs("/inherit")) },
+			"stat -c %a /inherit; grep -c ' /inherit tmpfs .*mode=710' /proc/self/mounts", "710\n1\n"},
+		{"explicit mode", func(s *specs.Spec) { s.Mounts = append(s.Mounts, tmpfs("/inherit", "mode=1500")) },
+			"stat -c %a /inherit", "1500\n"},
+		{"made target keeps the default", func(s *specs.Spec) { s.Mounts = append(s.Mounts, tmpfs("/new/deep/dir")) },
+			"stat -c %a /new/deep/dir; grep -c ' /new/deep/dir tmpfs .*mode=' /proc/self/mounts; true", "1777\n0\n"},
+		{"read-only /dev", func(s *specs.Spec) {
+			for i, m := range s.Mounts {
+				if m.Destination == "/dev" {
+					s.Mounts[i].Options = append(s.Mounts[i].Options, "ro")
+				}
+			}
+		}, "grep '^tmpfs /dev ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; test -c /dev/null && echo null", "ro\nnull\n"},
+		{"masked directories share one tmpfs, masked once", func(s *specs.Spec) {
+			s.Linux.MaskedPaths = append(s.Linux.MaskedPaths, "/m1", "/m2", "/m1", "/f")
+		}, `set -- $(stat -c %d /m1 /m2); [ "$1" = "$2" ] && echo same; grep -c ' /m1 ' /proc/self/mountinfo; grep -c ' /f ' /proc/self/mountinfo; touch /m2/x 2>&1 | grep -c Read-only`, "same\n1\n1\n1\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := testutil.Bundle(t, tt.mutate, "sh", "-c", tt.cmd)
+			for _, d := range []string{"inherit", "m1", "m2"} {
+				if err := os.Mkdir(filepath.Join(b, "rootfs", d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			os.Chmod(filepath.Join(b, "rootfs", "inherit"), 0o710)
+			os.WriteFile(filepath.Join(b, "rootfs", "f"), nil, 0o644)
+			res := r.run("run", "-b", b, r.id())
+			if res.code != 0 || res.stdout != tt.want {
+				t.Errorf("exit %d, stdout %q, want %q; stderr %s", res.code, res.stdout, tt.want, res.stderr)
+			}
+			if st, err := os.Stat(filepath.Join(b, "rootfs", "inherit")); err != nil || st.Mode().Perm() != 0o710 {
+				t.Errorf("the covered directory's own mode changed: %v %v", st.Mode(), err)
+			}
+		})
+	}
+}

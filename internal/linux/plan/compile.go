@@ -86,6 +86,9 @@ type compiler struct {
 	steps    []Step
 	warnings []string
 	host     *Host
+	// devReadonly: the config's /dev tmpfs is read-only, made so after
+	// pivot_root.
+	devReadonly bool
 }
 
 func (c *compiler) add(s ...Step) { c.steps = append(c.steps, s...) }
@@ -185,11 +188,14 @@ func CompileInit(in *Init) (*Result, error) {
 			c.add(ReadonlyPath{Path: path})
 		}
 		if len(s.Linux.MaskedPaths) > 0 {
-			mp := MaskPaths{Paths: s.Linux.MaskedPaths}
+			mp := MaskPaths{Paths: dedupePaths(s.Linux.MaskedPaths)}
 			if s.Linux.MountLabel != "" {
 				mp.TmpfsData = "context=" + s.Linux.MountLabel
 			}
 			c.add(mp)
+		}
+		if c.devReadonly {
+			c.add(RemountReadonly{Path: "/dev"})
 		}
 		if s.Root != nil && s.Root.Readonly {
 			c.add(RemountReadonly{Path: "/"})
@@ -358,4 +364,19 @@ func noNUL(what string, v ...string) error {
 		}
 	}
 	return nil
+}
+
+// dedupePaths drops repeats (by clean path): a path masked twice would be
+// mounted on twice (runc masks each once).
+func dedupePaths(paths []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range paths {
+		c := filepath.Clean("/" + p)
+		if !seen[c] {
+			seen[c] = true
+			out = append(out, p)
+		}
+	}
+	return out
 }

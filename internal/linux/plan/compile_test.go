@@ -124,11 +124,11 @@ func TestCompileMounts(t *testing.T) {
 				Propagation: []uint64{unix.MS_SLAVE | unix.MS_REC, unix.MS_SHARED},
 				AttrSet:     unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID, AttrClear: unix.MOUNT_ATTR_NOEXEC}},
 		{"rw clears ro", specs.Mount{Destination: "/m", Type: "tmpfs", Options: []string{"ro", "rw", "noexec", "exec", "strictatime"}},
-			Mount{Kind: MountFS, Source: "tmpfs", Dest: "/m", FSType: "tmpfs", Flags: unix.MS_STRICTATIME}},
+			Mount{Kind: MountFS, MountFlags: MountFInheritMode, Source: "tmpfs", Dest: "/m", FSType: "tmpfs", Flags: unix.MS_STRICTATIME}},
 		{"mqueue", specs.Mount{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid"}},
 			Mount{Kind: MountFS, Source: "mqueue", Dest: "/dev/mqueue", FSType: "mqueue", Flags: unix.MS_NOSUID}},
 		{"x- options are for helpers", specs.Mount{Destination: "/m", Type: "tmpfs", Options: []string{"x-systemd.automount", "size=1k"}},
-			Mount{Kind: MountFS, Source: "tmpfs", Dest: "/m", FSType: "tmpfs", Data: "size=1k"}},
+			Mount{Kind: MountFS, MountFlags: MountFInheritMode, Source: "tmpfs", Dest: "/m", FSType: "tmpfs", Data: "size=1k"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := spec.Default(false)

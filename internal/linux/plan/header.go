@@ -30,7 +30,7 @@ func CHeader() string {
 		v    uint32
 	}{
 		{"MOUNT_BIND", MountBind}, {"MOUNT_FS", MountFS}, {"MOUNT_KERNEL", MountKernel}, {"MOUNT_TMPCOPYUP", MountTmpCopyUp}, {"MOUNT_ATTACH", MountAttach},
-		{"MOUNTF_MQUEUE_USERNS", MountFMqueueUserNS},
+		{"MOUNTF_MQUEUE_USERNS", MountFMqueueUserNS}, {"MOUNTF_INHERIT_MODE", MountFInheritMode},
 		{"CGROUP_V1_BINDS", CgroupV1Binds}, {"CGROUP_V2_NS", CgroupV2NS}, {"CGROUP_V2_BIND", CgroupV2Bind},
 	} {
 		def(c.name, fmt.Sprintf("%du", c.v))

@@ -126,8 +126,27 @@ func (c *compiler) mount(in *Init, i int, m specs.Mount) error {
 	if m.Type == "mqueue" && in.UserNS {
 		st.MountFlags |= MountFMqueueUserNS
 	}
+	if st.Kind == MountFS && m.Type == "tmpfs" && !hasDataOption(po.Data, "mode") {
+		st.MountFlags |= MountFInheritMode
+	}
+	if dest == "/dev" && st.Kind == MountFS && st.Flags&unix.MS_RDONLY != 0 {
+		// runc: a read-only /dev is made read-only once its nodes and
+		// links are in it (after pivot_root).
+		st.Flags &^= unix.MS_RDONLY
+		c.devReadonly = true
+	}
 	c.add(st)
 	return nil
+}
+
+// hasDataOption reports whether the comma-separated data has key=.
+func hasDataOption(data, key string) bool {
+	for _, o := range strings.Split(data, ",") {
+		if strings.HasPrefix(o, key+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // cgroupMount gives the container its cgroup view: cgroup2 in its cgroup

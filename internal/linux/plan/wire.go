@@ -214,6 +214,10 @@ const (
 	// MountFMqueueUserNS: a user namespace without an ipc namespace of its
 	// own cannot mount mqueue; bind the host's /dev/mqueue instead (runc).
 	MountFMqueueUserNS = 1
+	// MountFInheritMode: a tmpfs without a mode= of its own takes the mode
+	// of the directory it covers, when that was there before (runc; a
+	// target the executor had to create keeps tmpfs's default, 1777).
+	MountFInheritMode = 2
 )
 
 // Cgroup mount modes (OpMountCgroup).
