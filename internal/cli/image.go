@@ -11,15 +11,15 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
+	"github.com/urfave/cli"
+	"golang.org/x/term"
+
+	"berth/internal/atomicfile"
 	"berth/internal/image"
 	"berth/internal/image/manifest"
 	"berth/internal/image/ref"
 	"berth/internal/image/registry"
-
-	"github.com/urfave/cli"
-	"golang.org/x/term"
 )
 
 // Image commands follow skopeo's syntax and flags, so scripts can swap the
@@ -380,7 +380,7 @@ func finishCopy(c *cli.Context, p *progress, res *image.Result) error {
 		log.Warnf("%s", w)
 	}
 	if f := c.String("digestfile"); f != "" {
-		if err := writeFileAtomic(f, []byte(res.Digest.String())); err != nil {
+		if err := atomicfile.Write(f, []byte(res.Digest.String()), 0o644); err != nil {
 			return fmt.Errorf("digestfile: %w", err)
 		}
 	}
@@ -606,17 +606,5 @@ func logoutAction(c *cli.Context) error {
 		return fmt.Errorf("logout: %w", err)
 	}
 	fmt.Fprintf(c.App.Writer, "Removed login credentials for %s\n", host)
-	return nil
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp := fmt.Sprintf("%s.tmp-%d-%d", path, os.Getpid(), time.Now().UnixNano())
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
 	return nil
 }

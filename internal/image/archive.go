@@ -17,14 +17,15 @@ import (
 	"strings"
 	"sync"
 
-	"berth/internal/image/layout"
-	"berth/internal/image/manifest"
-	"berth/internal/image/ref"
-
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"berth/internal/atomicfile"
+	"berth/internal/image/layout"
+	"berth/internal/image/manifest"
+	"berth/internal/image/ref"
 )
 
 // --- oci-archive: a tar of an OCI layout ---
@@ -124,21 +125,9 @@ func newOCIArchiveDest(r ref.Ref, opts Options) (destination, error) {
 // writeTarAtomic tars dir's tree (entries keep() accepts) into file via a
 // temporary file renamed into place, so a reader never sees half an
 // archive and a failure leaves any previous file intact.
-func writeTarAtomic(file, dir string, keep func(rel string) bool) (retErr error) {
-	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp-")
-	if err != nil {
-		return fmt.Errorf("write archive: %w", err)
-	}
-	defer func() {
-		if retErr != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	tw := tar.NewWriter(bw)
+func writeTarAtomic(file, dir string, keep func(rel string) bool) error {
 	var paths []string
-	err = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -159,48 +148,50 @@ func writeTarAtomic(file, dir string, keep func(rel string) bool) (retErr error)
 		return err
 	}
 	sort.Strings(paths)
-	for _, rel := range paths {
-		p := filepath.Join(dir, rel)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		h := &tar.Header{Name: filepath.ToSlash(rel), Mode: 0o644, Size: fi.Size(), Typeflag: tar.TypeReg, Format: tar.FormatPAX}
-		if fi.IsDir() {
-			h.Name += "/"
-			h.Mode, h.Size, h.Typeflag = 0o755, 0, tar.TypeDir
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if !fi.IsDir() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, f)
-			f.Close()
-			if err != nil {
+	err = atomicfile.WriteFunc(file, 0o644, func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 1<<20)
+		tw := tar.NewWriter(bw)
+		for _, rel := range paths {
+			if err := tarFile(tw, dir, rel); err != nil {
 				return err
 			}
 		}
+		if err := tw.Close(); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
+	if err != nil {
+		return fmt.Errorf("write archive: %w", err)
 	}
-	if err := tw.Close(); err != nil {
+	return nil
+}
+
+// tarFile writes dir/rel (a directory or a regular file) to tw.
+func tarFile(tw *tar.Writer, dir, rel string) error {
+	p := filepath.Join(dir, rel)
+	fi, err := os.Lstat(p)
+	if err != nil {
 		return err
 	}
-	if err := bw.Flush(); err != nil {
+	h := &tar.Header{Name: filepath.ToSlash(rel), Mode: 0o644, Size: fi.Size(), Typeflag: tar.TypeReg, Format: tar.FormatPAX}
+	if fi.IsDir() {
+		h.Name += "/"
+		h.Mode, h.Size, h.Typeflag = 0o755, 0, tar.TypeDir
+	}
+	if err := tw.WriteHeader(h); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
+	if fi.IsDir() {
+		return nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
 		return err
 	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
+	defer f.Close()
+	_, err = io.Copy(tw, f)
+	return err
 }
 
 // --- docker-archive: `docker save` format ---

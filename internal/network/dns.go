@@ -9,11 +9,11 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"berth/internal/atomicfile"
 )
 
 // Host files read when DNSConfig does not name others.
@@ -287,7 +287,7 @@ func WriteDNS(rootfs string, cfg DNSConfig, addrs []netip.Addr) error {
 // itself is written to a fresh O_EXCL|O_NOFOLLOW temp file and renamed over
 // the name, so a symlink at /etc/resolv.conf pointing at a host file
 // (CVE-2019-18837 style) is replaced, never written through.
-func WriteFileInRoot(rootfs, rel string, data []byte, perm uint32) (retErr error) {
+func WriteFileInRoot(rootfs, rel string, data []byte, perm uint32) error {
 	rel = filepath.Clean("/" + rel)[1:]
 	dir, base := filepath.Split(rel)
 	if base == "" || base == "." || base == ".." {
@@ -303,30 +303,10 @@ func WriteFileInRoot(rootfs, rel string, data []byte, perm uint32) (retErr error
 		return fmt.Errorf("open %s in %s: %w", dir, rootfs, err)
 	}
 	defer unix.Close(dirFd)
-	tmp := "." + base + ".berth-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	fd, err := unix.Openat(dirFd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
-	if err != nil {
-		return &os.PathError{Op: "create", Path: filepath.Join(rootfs, dir, tmp), Err: err}
-	}
-	f := os.NewFile(uintptr(fd), tmp)
-	defer func() {
-		f.Close()
-		if retErr != nil {
-			_ = unix.Unlinkat(dirFd, tmp, 0)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	// The umask may have narrowed perm; the file must be world-readable for a
-	// non-root container user to resolve names.
-	if err := unix.Fchmod(fd, perm); err != nil {
-		return &os.PathError{Op: "chmod", Path: tmp, Err: err}
-	}
 	// No fsync: these files are regenerated on every connect, and the
 	// rename already keeps readers from seeing a half-written file.
-	if err := unix.Renameat(dirFd, tmp, dirFd, base); err != nil {
-		return &os.PathError{Op: "rename", Path: filepath.Join(rootfs, rel), Err: err}
+	if err := atomicfile.WriteAt(dirFd, base, data, os.FileMode(perm), atomicfile.NoSync()); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Join(rootfs, rel), err)
 	}
 	return nil
 }

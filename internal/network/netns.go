@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"berth/internal/atomicfile"
 	"berth/internal/killpoint"
 	"berth/internal/state"
 )
@@ -155,7 +156,7 @@ func (m *Manager) writeMarker(mk *netnsMarker) error {
 		return err
 	}
 	// Not fsynced: a named netns does not survive a reboot either.
-	return writeFileAtomic(m.markerPath(mk.Netns), append(b, '\n'), 0o600, false)
+	return atomicfile.Write(m.markerPath(mk.Netns), append(b, '\n'), 0o600, atomicfile.NoSync())
 }
 
 // parseMarker decodes a marker file; a torn, empty or foreign-format one
@@ -208,7 +209,7 @@ func (m *Manager) markerFiles() ([]markerFile, error) {
 	var out []markerFile
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), ".") {
-			continue // writeFileAtomic's temp files
+			continue // atomicfile's temp files
 		}
 		b, err := os.ReadFile(filepath.Join(m.markerDir(), e.Name()))
 		if errors.Is(err, fs.ErrNotExist) {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"berth/internal/atomicfile"
 )
 
 // Sentinel errors; callers test them with errors.Is.
@@ -136,53 +138,6 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// writeFileAtomic writes data to path via a temp file in the same directory
-// and a rename, so readers never see a half-written file. durable adds an
-// fsync, for files that must survive a power loss.
-func writeFileAtomic(path string, data []byte, perm os.FileMode, durable bool) (retErr error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if retErr != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	if durable {
-		if err := f.Sync(); err != nil {
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
-
-// sweepTemps removes the temp files writeFileAtomic leaves in dir for the
-// files named when the writing process is killed between creating the
-// temp file and renaming it. The caller holds the lock every writer of
-// those files holds, so none of them is being written now: each lock, once
-// taken, sweeps what a holder that died left (lockGlobal: definitions,
-// lockNetwork: leases, lockNetns: markers).
-func sweepTemps(dir string, names ...string) {
-	for _, n := range names {
-		ms, _ := filepath.Glob(filepath.Join(dir, "."+n+".tmp-*"))
-		for _, p := range ms {
-			os.Remove(p)
-		}
-	}
-}
-
 // lock is an flock held on a file; Unlock releases and closes it.
 type lock struct{ f *os.File }
 
@@ -228,7 +183,7 @@ func (m *Manager) lockGlobal() (*lock, error) {
 	if ents, err := os.ReadDir(m.stateDir); err == nil {
 		for _, e := range ents {
 			if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
-				sweepTemps(m.netDir(e.Name()), "network.json")
+				atomicfile.RemoveTemps(m.netDir(e.Name()), "network.json")
 			}
 		}
 	}
@@ -244,7 +199,7 @@ func (m *Manager) lockNetns() (*lock, error) {
 	}
 	if ents, err := os.ReadDir(m.markerDir()); err == nil {
 		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".tmp-") {
+			if atomicfile.IsTemp(e.Name()) {
 				os.Remove(filepath.Join(m.markerDir(), e.Name()))
 			}
 		}
@@ -269,7 +224,7 @@ func (m *Manager) lockNetwork(name string) (*lock, error) {
 		}
 		return nil, err
 	}
-	sweepTemps(m.netDir(name), leasesFile)
+	atomicfile.RemoveTemps(m.netDir(name), leasesFile)
 	return l, nil
 }
 
@@ -299,7 +254,7 @@ func (m *Manager) saveNetwork(n *Network) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(m.netDir(n.Name), "network.json"), append(data, '\n'), 0o600, true)
+	return atomicfile.Write(filepath.Join(m.netDir(n.Name), "network.json"), append(data, '\n'), 0o600)
 }
 
 // listNetworks returns every persisted network, sorted by name.
@@ -376,7 +331,7 @@ func (m *Manager) saveLeases(name string, lf *leaseFile) error {
 	// leaseFile.BootID), and the rename is atomic against a crash of the
 	// process, so durability would buy nothing and cost a disk flush per
 	// connect.
-	return writeFileAtomic(path, append(data, '\n'), 0o600, false)
+	return atomicfile.Write(path, append(data, '\n'), 0o600, atomicfile.NoSync())
 }
 
 var cachedBootID string

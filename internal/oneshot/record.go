@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"berth/internal/atomicfile"
 	"berth/internal/state"
 )
 
@@ -166,7 +167,7 @@ func writeMeta(p Paths, m *Meta) error {
 	if err != nil {
 		return err
 	}
-	return state.WriteFileAtomic(p.Meta, b, 0o600)
+	return atomicfile.Write(p.Meta, b, 0o600)
 }
 
 // Load reads a container's record by name, full id or unique id prefix.

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"berth/internal/atomicfile"
 	"berth/internal/state"
 )
 
@@ -95,7 +96,7 @@ func writeVolume(meta string, v *Volume) error {
 	if err != nil {
 		return err
 	}
-	return state.WriteFileAtomic(meta, b, 0o600)
+	return atomicfile.Write(meta, b, 0o600)
 }
 
 // LoadVolume reads a volume's record.

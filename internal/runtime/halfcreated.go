@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"berth/internal/atomicfile"
 	"berth/internal/linux/cgroups"
 	"berth/internal/state"
 )
@@ -30,7 +31,7 @@ func writeCreating(dir string, rec creatingRecord) error {
 	if err != nil {
 		return err
 	}
-	return state.WriteFileAtomic(filepath.Join(dir, creatingFile), b, 0o600)
+	return atomicfile.Write(filepath.Join(dir, creatingFile), b, 0o600, atomicfile.NoSync())
 }
 
 // cleanHalfCreated kills the init and removes the cgroup a dead create left

@@ -20,6 +20,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"berth/internal/atomicfile"
 )
 
 // Errors whose text matches runc's: clients (containerd, podman) match them.
@@ -220,35 +222,11 @@ func (s *State) Marshal() ([]byte, error) {
 	return json.Marshal(s)
 }
 
-// SaveEncoded writes what Marshal returned as state.json, atomically.
+// SaveEncoded writes what Marshal returned as state.json, atomically. No
+// fsync: the record describes processes that a reboot ends anyway, and the
+// state root is meant to be a tmpfs (/run).
 func (s *State) SaveEncoded(b []byte) error {
-	return WriteFileAtomic(filepath.Join(s.dir, stateFile), b, 0o600)
-}
-
-// WriteFileAtomic writes data to a temp file beside path and renames it into
-// place, so readers see the old content or the new, never a part. No fsync:
-// the state root lives on tmpfs (/run) and does not survive a reboot anyway.
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir, base := filepath.Split(path)
-	f, err := os.CreateTemp(dir, "."+base+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return atomicfile.Write(filepath.Join(s.dir, stateFile), b, 0o600, atomicfile.NoSync())
 }
 
 // Status derives the status from live facts, in runc's order: frozen means

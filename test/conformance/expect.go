@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -198,28 +197,6 @@ func (e Expectations) Format() []byte {
 		fmt.Fprintf(&b, "%s => %s\n", x.Key, x.Reason)
 	}
 	return b.Bytes()
-}
-
-// WriteFileAtomic replaces path with data through a temp file and rename, so
-// an interrupted -update never leaves a half-written list.
-func WriteFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // Verdict compares a run with the expectations.

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"berth/internal/atomicfile"
 )
 
 func TestNormalizeDesc(t *testing.T) {
@@ -174,7 +176,7 @@ func TestLoadExpectationsMissingAndAtomicWrite(t *testing.T) {
 	if err != nil || len(e.Entries) != 0 {
 		t.Fatalf("missing file: %+v, %v", e, err)
 	}
-	if err := WriteFileAtomic(p, []byte("a #1: b => c\n")); err != nil {
+	if err := atomicfile.Write(p, []byte("a #1: b => c\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	e, err = LoadExpectations(p)

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"berth/internal/atomicfile"
 )
 
 func main() {
@@ -270,7 +272,7 @@ func conform(ctx context.Context, o options, stdout, stderr io.Writer) (int, err
 
 	if o.update {
 		up := Update(results, exp)
-		if err := WriteFileAtomic(o.expect, up.Format()); err != nil {
+		if err := atomicfile.Write(o.expect, up.Format(), 0o644); err != nil {
 			return 0, fmt.Errorf("update %s: %w", o.expect, err)
 		}
 		n := 0

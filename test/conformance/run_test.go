@@ -10,10 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"berth/internal/linux/rootfs"
 	"berth/internal/testutil"
-
-	"golang.org/x/sys/unix"
 )
 
 func TestUnescapeMount(t *testing.T) {

@@ -15,6 +15,8 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+
+	"berth/internal/atomicfile"
 )
 
 // The validation suite under test. v0.9.0 (2018) predates go.mod; this
@@ -122,7 +124,7 @@ func PrepareSuite(ctx context.Context, cacheDir string, log io.Writer) (Suite, e
 	if err := os.Rename(tmp, src); err != nil {
 		return Suite{}, err
 	}
-	if err := WriteFileAtomic(stampFile, []byte(want)); err != nil {
+	if err := atomicfile.Write(stampFile, []byte(want), 0o644); err != nil {
 		return Suite{}, err
 	}
 	return loadSuite(src)

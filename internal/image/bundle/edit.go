@@ -11,6 +11,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"berth/internal/atomicfile"
 	"berth/internal/linux/caps"
 )
 
@@ -46,35 +47,12 @@ func Load(bundle string) (*specs.Spec, error) {
 // Save writes BUNDLE/config.json atomically: a temp file in the bundle,
 // fsynced, renamed over the old one, so a reader (or a crash) sees the old
 // or the new config and never half of one.
-func Save(bundle string, s *specs.Spec) (retErr error) {
+func Save(bundle string, s *specs.Spec) error {
 	b, err := json.MarshalIndent(s, "", "\t")
 	if err != nil {
 		return err
 	}
-	b = append(b, '\n')
-	f, err := os.CreateTemp(bundle, ".config.json.tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if retErr != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(b); err != nil {
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), filepath.Join(bundle, ConfigName))
+	return atomicfile.Write(filepath.Join(bundle, ConfigName), append(b, '\n'), 0o644)
 }
 
 // Edit is a set of changes to a runtime config; zero fields change nothing.

@@ -29,11 +29,12 @@ import (
 	"sync"
 	"time"
 
-	"berth/internal/image/unpack"
-
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
+
+	"berth/internal/atomicfile"
+	"berth/internal/image/unpack"
 )
 
 // DefaultDir is where the cache lives unless BERTH_LAYERS or a flag says
@@ -345,12 +346,7 @@ func (c *Cache) addRef(bundle string, keys []string) error {
 	if err != nil {
 		return err
 	}
-	p := c.refPath(bundle)
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
+	return atomicfile.Write(c.refPath(bundle), b, 0o600)
 }
 
 func (c *Cache) dropRef(bundle string) error {

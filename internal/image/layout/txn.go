@@ -15,6 +15,8 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
+
+	"berth/internal/atomicfile"
 )
 
 // Txn stages blobs for one copy into a layout. Blobs are safe to write from
@@ -115,7 +117,7 @@ func checkLayoutDir(dir string) error {
 		return fmt.Errorf("open layout: %w", err)
 	}
 	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), stagePrefix) {
+		if !strings.HasPrefix(e.Name(), stagePrefix) && !atomicfile.IsTemp(e.Name()) {
 			return fmt.Errorf("open layout %s: directory is not empty and has no %s file; refusing to write an OCI layout into it", dir, ocispec.ImageLayoutFile)
 		}
 	}
@@ -300,6 +302,8 @@ func (t *Txn) Commit(entries ...Entry) (retErr error) {
 		return err
 	}
 	defer unlock()
+	// What a commit killed while holding the lock left.
+	atomicfile.RemoveTemps(t.dir, ocispec.ImageLayoutFile, ocispec.ImageIndexFile)
 
 	var moved []string
 	var madeDirs []string
@@ -318,7 +322,7 @@ func (t *Txn) Commit(entries ...Entry) (retErr error) {
 	layoutFile := filepath.Join(t.dir, ocispec.ImageLayoutFile)
 	if _, err := os.Stat(layoutFile); errors.Is(err, fs.ErrNotExist) {
 		b, _ := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
-		if err := t.writeFileAtomic(layoutFile, b); err != nil {
+		if err := t.writeFile(layoutFile, b); err != nil {
 			return err
 		}
 		moved = append(moved, layoutFile)
@@ -375,7 +379,7 @@ func (t *Txn) Commit(entries ...Entry) (retErr error) {
 	if err != nil {
 		return err
 	}
-	return t.writeFileAtomic(filepath.Join(t.dir, ocispec.ImageIndexFile), b)
+	return t.writeFile(filepath.Join(t.dir, ocispec.ImageIndexFile), b)
 }
 
 // tagEntry puts e into manifests: an entry carrying the same tag is
@@ -418,31 +422,13 @@ func tagEntry(ms []ocispec.Descriptor, e Entry) []ocispec.Descriptor {
 	return out
 }
 
-func (t *Txn) writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(t.stage, ".file-")
-	if err != nil {
+func (t *Txn) writeFile(path string, b []byte) error {
+	var opts []atomicfile.Option
+	if t.noSync {
+		opts = append(opts, atomicfile.NoSync())
+	}
+	if err := atomicfile.Write(path, b, 0o644, opts...); err != nil {
 		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil && !t.noSync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	if !t.noSync {
-		return syncDir(filepath.Dir(path))
 	}
 	return nil
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+
+	"berth/internal/atomicfile"
 )
 
 // Credentials are what a registry login needs: a user and password, an
@@ -334,25 +336,7 @@ func editAuthFile(file string, edit func(top, auths map[string]json.RawMessage) 
 	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 		return fmt.Errorf("write auth file: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".auth-*.json")
-	if err != nil {
-		return fmt.Errorf("write auth file: %w", err)
-	}
-	_, err = tmp.Write(append(out, '\n'))
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), file)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	if err := atomicfile.Write(file, append(out, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write auth file: %w", err)
 	}
 	return nil

@@ -29,6 +29,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"berth/internal/atomicfile"
 )
 
 const x32Bit = 0x40000000
@@ -145,11 +147,7 @@ func main() {
 	if err != nil {
 		log.Fatalf("formatting output: %v", err)
 	}
-	tmp := *out + ".tmp"
-	if err := os.WriteFile(tmp, src, 0o644); err != nil {
-		log.Fatal(err)
-	}
-	if err := os.Rename(tmp, *out); err != nil {
+	if err := atomicfile.Write(*out, src, 0o644); err != nil {
 		log.Fatal(err)
 	}
 }
