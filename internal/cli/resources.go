@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -242,6 +244,18 @@ func updateResources(c *cli.Context) (*specs.LinuxResources, error) {
 		}
 		return &v, nil
 	}
+	// Memory sizes take units, as runc's update does: "100M", "1g", "512KiB"
+	// (binary multiples), or -1 for unlimited.
+	size := func(name string) (*int64, error) {
+		if !c.IsSet(name) {
+			return nil, nil
+		}
+		v, err := ramInBytes(c.String(name))
+		if err != nil {
+			return nil, fmt.Errorf("invalid value for %s: %w", name, err)
+		}
+		return &v, nil
+	}
 	var err error
 	cpu := &specs.LinuxCPU{}
 	mem := &specs.LinuxMemory{}
@@ -270,13 +284,13 @@ func updateResources(c *cli.Context) (*specs.LinuxResources, error) {
 	if *cpu != (specs.LinuxCPU{}) {
 		res.CPU = cpu
 	}
-	if mem.Limit, err = i64("memory"); err != nil {
+	if mem.Limit, err = size("memory"); err != nil {
 		return nil, err
 	}
-	if mem.Reservation, err = i64("memory-reservation"); err != nil {
+	if mem.Reservation, err = size("memory-reservation"); err != nil {
 		return nil, err
 	}
-	if mem.Swap, err = i64("memory-swap"); err != nil {
+	if mem.Swap, err = size("memory-swap"); err != nil {
 		return nil, err
 	}
 	if mem.Limit != nil || mem.Reservation != nil || mem.Swap != nil {
@@ -293,6 +307,31 @@ func updateResources(c *cli.Context) (*specs.LinuxResources, error) {
 		res.Pids = &specs.LinuxPids{Limit: &v}
 	}
 	return res, nil
+}
+
+var ramSizeRE = regexp.MustCompile(`^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$`)
+
+// ramInBytes parses a memory size as docker's units.RAMInBytes does (what
+// runc update uses): a number, an optional k/m/g/t/p (binary multiples,
+// case-insensitive) and an optional "i"/"b"; "-1" is unlimited.
+func ramInBytes(s string) (int64, error) {
+	if s == "-1" {
+		return -1, nil
+	}
+	m := ramSizeRE.FindStringSubmatch(s)
+	if m == nil {
+		return 0, fmt.Errorf("invalid size: %q", s)
+	}
+	f, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid size: %q", s)
+	}
+	mult := map[string]float64{"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}[strings.ToLower(m[2])]
+	v := f * mult
+	if v >= math.MaxInt64 {
+		return 0, fmt.Errorf("size %q out of range", s)
+	}
+	return int64(v), nil
 }
 
 // psTable runs the host's ps (default -ef) and keeps the header and the rows
