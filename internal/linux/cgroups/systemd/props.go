@@ -213,7 +213,7 @@ type ioWeight struct {
 
 // resourceProperties maps r to unit properties for a host in mode m.
 // withDevices adds the device policy (Set; Update never changes devices).
-// Validation is the cgroupfs driver's (planV1/planV2 run first in Set), so
+// Validation is the cgroupfs driver's (cgroups.Validate runs first in Set), so
 // this only translates.
 func resourceProperties(r *specs.LinuxResources, m cgroups.Mode, withDevices bool, f systemdFeatures, ioDev func(major, minor int64) (string, bool)) ([]sd.Property, error) {
 	if r == nil {

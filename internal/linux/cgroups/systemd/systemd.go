@@ -1,6 +1,6 @@
 // Package systemd is the systemd cgroup driver (runc's --systemd-cgroup): the
 // container's cgroup is a transient systemd unit created over D-Bus. It is the
-// one package below internal/linux that takes third-party code: the D-Bus
+// one package below internal/linux that speaks D-Bus, through a well-kept
 // client (godbus) and systemd's API on it (go-systemd).
 package systemd
 
@@ -24,7 +24,7 @@ import (
 // in the slice cgroupsPath names ("slice:prefix:name" makes the scope
 // "prefix-name.scope" in "slice"; a name ending in ".slice" makes a slice
 // unit instead). Limits are unit properties where systemd has them (see
-// systemd_props.go) and cgroup files for the rest; the cgroup files
+// props.go) and cgroup files for the rest; the cgroup files
 // themselves are driven by the cgroupfs driver of the host's mode, which the
 // systemd manager wraps: reads (stats, pids, freezer, events) go straight to
 // it, and so do writes once systemd has been told.
@@ -50,9 +50,9 @@ type systemdConn interface {
 // dialSystemd connects to systemd: the system bus, or, for root without a
 // bus daemon, systemd's private socket.
 var dialSystemd = func() (systemdConn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), systemdTimeout)
-	defer cancel()
-	c, err := sd.NewWithContext(ctx)
+	// Not a context with a deadline: godbus closes the connection when its
+	// context ends. The dial is to a local socket.
+	c, err := sd.NewWithContext(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("systemd cgroup driver: connect to systemd over D-Bus: %w", err)
 	}
@@ -219,6 +219,8 @@ type manager struct {
 	dial  func() (systemdConn, error)
 	// loaded: built by Load, the unit may be gone or never have been one.
 	loaded bool
+	// started: this manager asked systemd for the unit.
+	started bool
 
 	conn     systemdConn
 	features systemdFeatures
@@ -311,6 +313,7 @@ func (m *manager) start(pid int) error {
 		}
 		pid = h.Pid()
 	}
+	m.started = true // from here on, Destroy asks systemd
 	err = m.startUnit(c, m.baseProperties(pid))
 	if err != nil {
 		h.Kill()
@@ -429,7 +432,7 @@ func (m *manager) setProperties(c systemdConn, props []sd.Property) error {
 	if err := c.SetUnitPropertiesContext(ctx, m.unit.Name, true, props...); err != nil {
 		return fmt.Errorf("systemd cgroup driver: setting properties of %s: %w", m.unit.Name, err)
 	}
-	if _, err := c.GetUnitPropertyContext(ctx, m.unit.Name, "ControlGroup"); err != nil {
+	if _, err := c.GetUnitPropertyContext(ctx, m.unit.Name, "ActiveState"); err != nil {
 		return fmt.Errorf("systemd cgroup driver: %s: %w", m.unit.Name, err)
 	}
 	return nil
@@ -446,6 +449,11 @@ func isNoSuchUnit(err error) bool {
 func (m *manager) Destroy() error {
 	defer m.close()
 	cgroups.KillPlaceholder(m.trackingDir())
+	if !m.loaded && !m.started {
+		// This manager never got a unit (its create failed before):
+		// only directories can be left.
+		return m.Manager.Destroy()
+	}
 	c, err := m.connect()
 	if err != nil {
 		// No systemd (any more): the files are all there is.
