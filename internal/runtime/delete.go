@@ -48,16 +48,11 @@ func (r *Runtime) Delete(id string, force bool) error {
 	}
 	defer c.Release()
 	ph.done("load state")
-	switch st := c.Status(); st {
-	case state.Stopped:
-	case state.Created:
-		if err := c.kill(); err != nil {
-			return err
-		}
-	case state.Running, state.Paused:
-		if !force {
-			return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, st)
-		}
+	st := c.Status()
+	if !st.CanDelete() && !force {
+		return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, st)
+	}
+	if st.Alive() {
 		if err := c.kill(); err != nil {
 			return err
 		}

@@ -36,9 +36,7 @@ func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
 		return err
 	}
 	defer c.Release()
-	switch c.Status() {
-	case state.Created, state.Running, state.Paused:
-	default:
+	if !c.Status().CanKill() {
 		if all {
 			return nil
 		}

@@ -30,9 +30,7 @@ func (r *Runtime) Pause(id string) error {
 		return err
 	}
 	defer c.Release()
-	switch c.Status() {
-	case state.Running, state.Created:
-	default:
+	if !c.Status().CanPause() {
 		return state.ErrNotRunning
 	}
 	cg, err := c.mustCgroup()
@@ -49,7 +47,7 @@ func (r *Runtime) Resume(id string) error {
 		return err
 	}
 	defer c.Release()
-	if c.Status() != state.Paused {
+	if !c.Status().CanResume() {
 		return state.ErrNotPaused
 	}
 	cg, err := c.mustCgroup()
@@ -66,7 +64,7 @@ func (r *Runtime) Pids(id string) ([]int, error) {
 		return nil, err
 	}
 	defer c.Release()
-	if c.Status() == state.Stopped {
+	if !c.Status().Alive() {
 		return nil, nil
 	}
 	cg, err := c.mustCgroup()
@@ -84,7 +82,7 @@ func (r *Runtime) Update(id string, res *specs.LinuxResources) error {
 		return err
 	}
 	defer c.Release()
-	if c.Status() == state.Stopped {
+	if !c.Status().Alive() {
 		return state.ErrNotRunning
 	}
 	cg, err := c.mustCgroup()
@@ -139,7 +137,7 @@ func (r *Runtime) Events(ctx context.Context, id string, interval time.Duration,
 	if err != nil {
 		return err
 	}
-	if c.Status() == state.Stopped {
+	if !c.Status().Alive() {
 		c.Release()
 		return fmt.Errorf("container with id %s is not running", id)
 	}

@@ -159,7 +159,7 @@ func (r *Runtime) teardown(id string) error {
 		return err
 	}
 	defer c.Release()
-	if c.Status() != state.Stopped {
+	if c.Status().Alive() {
 		_ = c.kill()
 	}
 	return r.destroy(c, r.phases())

@@ -26,13 +26,13 @@ func (r *Runtime) Start(id string) error {
 	}
 	defer c.Release()
 	ph.done("load state")
-	switch st := c.Status(); st {
-	case state.Created:
-	case state.Stopped:
-		return errors.New("cannot start a container that has stopped")
-	case state.Running:
-		return errors.New("cannot start an already running container")
-	default:
+	if st := c.Status(); !st.CanStart() {
+		switch st {
+		case state.Stopped:
+			return errors.New("cannot start a container that has stopped")
+		case state.Running:
+			return errors.New("cannot start an already running container")
+		}
 		return fmt.Errorf("cannot start a container in the %s state", st)
 	}
 	return r.startLocked(c, ph)

@@ -34,17 +34,6 @@ var (
 	ErrNotPaused  = errors.New("container not paused")
 )
 
-// Status is a container status as `state` reports it.
-type Status string
-
-const (
-	Creating Status = "creating" // only ever seen by hooks
-	Created  Status = "created"
-	Running  Status = "running"
-	Paused   Status = "paused"
-	Stopped  Status = "stopped"
-)
-
 const (
 	stateFile = "state.json"
 	// FifoName is the create/start barrier: init blocks opening it for writing
