@@ -610,3 +610,58 @@ func TestSystemdLoadedWithoutSystemd(t *testing.T) {
 		t.Errorf("destroy without systemd: %v (dir left: %v)", err, exists(dir))
 	}
 }
+
+// TestSystemdApply: Apply(pid) is runc's order: the scope starts with pid
+// in it, no placeholder.
+func TestSystemdApply(t *testing.T) {
+	f := newFakeV2(t, "system.slice")
+	sys := withFakeSystemd(t, f.root)
+	m, err := New("machine.slice:libpod:abc", "abc", nil, cgroups.WithRoot(f.root), cgroups.WithMode(cgroups.ModeUnified))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fake makes the scope's directory in the slice's.
+	os.MkdirAll(filepath.Join(f.root, "machine.slice"), 0o755)
+	for n, c := range v2Files {
+		os.WriteFile(filepath.Join(f.root, "machine.slice", n), []byte(c), 0o644)
+	}
+	if err := m.Apply(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	props := propMap(t, sys.started["libpod-abc.scope"])
+	if pids := props["PIDs"].([]uint32); len(pids) != 1 || int(pids[0]) != os.Getpid() || props["Slice"] != "machine.slice" {
+		t.Errorf("started with %v", props)
+	}
+	if b, _ := os.ReadFile(filepath.Join(f.root, "machine.slice", "libpod-abc.scope", "cgroup.procs")); !strings.Contains(string(b), fmt.Sprint(os.Getpid())) {
+		t.Errorf("cgroup.procs = %q", b)
+	}
+}
+
+// TestSystemdSliceUnit: a name ending in ".slice" makes a slice unit, which
+// systemd starts empty: no placeholder, no Delegate, Wants on the parent.
+func TestSystemdSliceUnit(t *testing.T) {
+	f := newFakeV2(t, "system.slice")
+	sys := withFakeSystemd(t, f.root)
+	m, err := New("system.slice:x:system-ct.slice", "ct", nil, cgroups.WithRoot(f.root), cgroups.WithMode(cgroups.ModeUnified))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Paths()[""]; got != filepath.Join(f.root, "system.slice", "system-ct.slice") {
+		t.Fatalf("path %s", got)
+	}
+	// The fake puts a unit without a Slice property at the root.
+	os.MkdirAll(filepath.Join(f.root, "system.slice", "system-ct.slice"), 0o755)
+	if err := m.Create(); err != nil {
+		t.Fatal(err)
+	}
+	props := propMap(t, sys.started["system-ct.slice"])
+	if _, ok := props["PIDs"]; ok {
+		t.Errorf("a slice started with PIDs: %v", props)
+	}
+	if _, ok := props["Delegate"]; ok {
+		t.Errorf("a slice with Delegate: %v", props)
+	}
+	if w, _ := props["Wants"].([]string); len(w) != 1 || w[0] != "system.slice" {
+		t.Errorf("Wants = %v", props["Wants"])
+	}
+}
