@@ -8,6 +8,11 @@
 //
 // More guest suites (the runtime's v2 integration tests) are added to
 // guestSuites.
+//
+// systemd_test.go boots a second kind of guest: a Debian root with systemd
+// as pid 1 (image_test.go builds and caches it), on cgroup v2 and on the
+// hybrid hierarchy, where berth and runc run the parity checks of
+// test/cgroupv2/checks with and without the systemd cgroup driver.
 package cgroupv2
 
 import (
