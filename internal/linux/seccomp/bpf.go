@@ -129,15 +129,23 @@ func (a *assembler) assemble() ([]unix.SockFilter, error) {
 		var fixed []int // new layout, only built when a trampoline is needed
 		changed := false
 		for p, id := range order {
-			nd := &nodes[id]
 			var tramps []int
-			if isCond(nd.code) {
-				for _, t := range []*int{&nd.tt, &nd.tf} {
-					if d := pos[*t] - p - 1; d > 255 {
-						nodes = append(nodes, node{insn: insn{code: opJa}, tt: *t})
+			if isCond(nodes[id].code) {
+				for _, onFalse := range [2]bool{false, true} {
+					target := nodes[id].tt
+					if onFalse {
+						target = nodes[id].tf
+					}
+					if d := pos[target] - p - 1; d > 255 {
+						// The append may move nodes: index it afresh, never
+						// through a pointer taken before.
+						nodes = append(nodes, node{insn: insn{code: opJa}, tt: target})
 						tramp := len(nodes) - 1
-						nd = &nodes[id] // append may have moved the slice
-						*t = tramp
+						if onFalse {
+							nodes[id].tf = tramp
+						} else {
+							nodes[id].tt = tramp
+						}
 						tramps = append(tramps, tramp)
 					}
 				}
