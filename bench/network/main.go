@@ -79,7 +79,7 @@ func run(env []string, cmds [][]string) error {
 		key := strings.Join(c, " ")
 		perCmd[key] = append(perCmd[key], time.Since(t0))
 		if err != nil && !tolerate {
-			return fmt.Errorf("%s: %v: %s", key, err, out)
+			return fmt.Errorf("%s: %w: %s", key, err, out)
 		}
 	}
 	return nil

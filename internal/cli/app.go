@@ -102,7 +102,7 @@ func newApp() *cli.App {
 			return err
 		}
 		if root := c.GlobalString("root"); filepath.Clean(root) == "/" {
-			return errors.New("Option --root argument should not be set to /")
+			return errors.New("Option --root argument should not be set to /") //nolint:staticcheck // runc's message, byte for byte
 		}
 		if xdg := os.Getenv("XDG_RUNTIME_DIR"); !c.GlobalIsSet("root") && xdg != "" && c.GlobalString("root") == filepath.Join(xdg, "berth") {
 			// As runc: anything in XDG_RUNTIME_DIR needs the sticky bit,

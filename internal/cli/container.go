@@ -283,7 +283,7 @@ Examples:
 						if err := ct.Start(); err != nil {
 							return err
 						}
-						return startMonitor(c, ct, false)
+						return startMonitor(ct, false)
 					})
 				},
 			},
@@ -326,7 +326,7 @@ func containerRunOrCreate(c *cli.Context, start bool) error {
 		return nil
 	}
 	if detach {
-		return startMonitor(c, ct, true)
+		return startMonitor(ct, true)
 	}
 	stdin := os.Stdin
 	if !o.Interactive {
@@ -609,7 +609,7 @@ func parseMountFlag(s string) (vol, tmpfs string, err error) {
 // startMonitor runs the container under a background berth process (the
 // monitor: conmon's job), and returns once the container runs (printing
 // its id when printID) or failed to start (with docker's exit code).
-func startMonitor(c *cli.Context, ct *oneshot.Container, printID bool) error {
+func startMonitor(ct *oneshot.Container, printID bool) error {
 	mlog, err := os.OpenFile(ct.Paths.MonitorLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return withCode(125, err)

@@ -52,7 +52,7 @@ func containerCommands() []cli.Command {
 					return err
 				}
 				if f := c.String("format"); f != "" {
-					return withCodeOrNil(125, printTemplate(f, docs))
+					return withCodeOrNil(printTemplate(f, docs))
 				}
 				return printJSON(os.Stdout, docs)
 			},
@@ -101,7 +101,7 @@ func containerCommands() []cli.Command {
 					if err := ct.Start(); err != nil {
 						return err
 					}
-					return startMonitor(c, ct, false)
+					return startMonitor(ct, false)
 				})
 			},
 		},
@@ -296,7 +296,7 @@ Examples:
 				if err != nil {
 					return withCode(125, err)
 				}
-				return withCodeOrNil(125, psTable(pids, c.Args().Tail()))
+				return withCodeOrNil(psTable(pids, c.Args().Tail()))
 			},
 		},
 		{
@@ -391,7 +391,7 @@ Examples:
 				} else if term.IsTerminal(int(os.Stdout.Fd())) {
 					return withCode(125, errors.New("export: refusing to write a tar stream to a terminal (redirect it or use --output)"))
 				}
-				return withCodeOrNil(125, ct.Export(w))
+				return withCodeOrNil(ct.Export(w))
 			},
 		},
 		refusedCommand("attach", "berth has no attach: follow the output with `berth container logs -f NAME`, or run a shell with `berth container exec -it NAME sh`"),
@@ -416,11 +416,12 @@ func refusedCommand(name, why string) cli.Command {
 		Action: func(c *cli.Context) error { return withCode(125, fmt.Errorf("container %s: %s", name, why)) }}
 }
 
-func withCodeOrNil(code int, err error) error {
+// withCodeOrNil gives a failure berth's own exit code, 125 (docker's).
+func withCodeOrNil(err error) error {
 	if err == nil {
 		return nil
 	}
-	return withCode(code, err)
+	return withCode(125, err)
 }
 
 func stopTimeout(c *cli.Context, ct *oneshot.Container) time.Duration {
@@ -619,7 +620,7 @@ func containerPs(c *cli.Context) error {
 		for _, ct := range shown {
 			docs = append(docs, ct.Inspect())
 		}
-		return withCodeOrNil(125, printTemplate(f, docs))
+		return withCodeOrNil(printTemplate(f, docs))
 	}
 }
 
@@ -665,7 +666,7 @@ func containerLogs(c *cli.Context) error {
 		_, err := io.WriteString(w, e.Text)
 		return err
 	})
-	return withCodeOrNil(125, err)
+	return withCodeOrNil(err)
 }
 
 func containerExec(c *cli.Context) error {
@@ -728,13 +729,13 @@ func containerCp(c *cli.Context) error {
 		if err != nil {
 			return withCode(125, err)
 		}
-		return withCodeOrNil(125, ct.CopyFrom(src, dst, o))
+		return withCodeOrNil(ct.CopyFrom(src, dst, o))
 	case dstIn:
 		ct, err := oneshot.Load(c.String("home"), dstName)
 		if err != nil {
 			return withCode(125, err)
 		}
-		return withCodeOrNil(125, ct.CopyTo(src, dst, o))
+		return withCodeOrNil(ct.CopyTo(src, dst, o))
 	}
 	return withCode(125, errors.New("cp: one side must be NAME:PATH"))
 }

@@ -126,12 +126,11 @@ type demoRun struct {
 
 func (d *demoRun) step(title string) { fmt.Printf("\n==> %s\n", title) }
 
-func (d *demoRun) berth(netns string, args ...string) (string, error) {
+func (d *demoRun) berth(netns string, args ...string) error {
 	fmt.Printf("    $ berth %s\n", strings.Join(args, " "))
-	var out strings.Builder
 	run := func() error {
 		cmd := exec.Command(d.exe, args...)
-		cmd.Stdout = io.MultiWriter(&out, newIndent(os.Stdout))
+		cmd.Stdout = newIndent(os.Stdout)
 		cmd.Stderr = newIndent(os.Stderr)
 		return cmd.Run()
 	}
@@ -142,9 +141,9 @@ func (d *demoRun) berth(netns string, args ...string) (string, error) {
 		err = run()
 	}
 	if err != nil {
-		return out.String(), fmt.Errorf("berth %s: %w", args[0], err)
+		return fmt.Errorf("berth %s: %w", args[0], err)
 	}
-	return out.String(), nil
+	return nil
 }
 
 // indent prefixes every line written through it.
@@ -234,7 +233,7 @@ func runDemo(c *cli.Context) (retErr error) {
 
 	d.step("copy the image into an OCI layout (instead of skopeo copy)")
 	layoutRef := "oci:" + filepath.Join(work, "images", "demo") + ":latest"
-	if _, err := d.berth("", "copy", "--quiet", "--src-tls-verify=false", "docker://"+reg.Addr+"/berth/demo:latest", layoutRef); err != nil {
+	if err := d.berth("", "copy", "--quiet", "--src-tls-verify=false", "docker://"+reg.Addr+"/berth/demo:latest", layoutRef); err != nil {
 		return err
 	}
 
@@ -243,10 +242,10 @@ func runDemo(c *cli.Context) (retErr error) {
 	if err := os.MkdirAll(filepath.Dir(bundle), 0o755); err != nil {
 		return err
 	}
-	if _, err := d.berth("", "unpack", "--image", strings.TrimPrefix(layoutRef, "oci:"), bundle); err != nil {
+	if err := d.berth("", "unpack", "--image", strings.TrimPrefix(layoutRef, "oci:"), bundle); err != nil {
 		return err
 	}
-	cleanups = append(cleanups, func() error { _, err := d.berth("", "bundle", "rm", bundle); return err })
+	cleanups = append(cleanups, func() error { err := d.berth("", "bundle", "rm", bundle); return err })
 
 	d.step("wire a network (instead of ip, brctl and iptables), inside a private \"host\" namespace")
 	hostPath, err := demo.CreateNetns(hostNS)
@@ -256,18 +255,18 @@ func runDemo(c *cli.Context) (retErr error) {
 	cleanups = append(cleanups, func() error { return demo.DeleteNetns(hostNS) })
 	fmt.Printf("    (the namespace %s stands in for the host, so this machine's own links and firewall stay untouched)\n", hostNS)
 	netArgs := []string{"network", "--state-dir", netState}
-	if _, err := d.berth(hostPath, append(netArgs, "create", "--subnet", "10.231.7.0/24", netName)...); err != nil {
+	if err := d.berth(hostPath, append(netArgs, "create", "--subnet", "10.231.7.0/24", netName)...); err != nil {
 		return err
 	}
 	cleanups = append(cleanups, func() error {
-		_, err := d.berth(hostPath, append(netArgs, "rm", netName)...)
+		err := d.berth(hostPath, append(netArgs, "rm", netName)...)
 		return err
 	})
-	if _, err := d.berth(hostPath, append(netArgs, "connect", "--netns", ctrNS, "--create-netns", "--rootfs", bundle, "--hostname", "berth-demo", netName)...); err != nil {
+	if err := d.berth(hostPath, append(netArgs, "connect", "--netns", ctrNS, "--create-netns", "--rootfs", bundle, "--hostname", "berth-demo", netName)...); err != nil {
 		return err
 	}
 	cleanups = append(cleanups, func() error {
-		_, err := d.berth(hostPath, append(netArgs, "disconnect", "--netns", ctrNS, netName)...)
+		err := d.berth(hostPath, append(netArgs, "disconnect", "--netns", ctrNS, netName)...)
 		return err
 	})
 	peerAddr := "10.231.7.1:7777"
@@ -281,17 +280,17 @@ func runDemo(c *cli.Context) (retErr error) {
 	d.step("point the bundle at the network namespace and set its process (instead of a config script)")
 	hostIDs, _ := json.Marshal(nsIDs("self"))
 	args, _ := json.Marshal(append(append([]string(nil), demo.Payload...), "--peer", peerAddr))
-	if _, err := d.berth("", "bundle", "edit", bundle, "--netns", filepath.Join(demo.NetnsDir, ctrNS),
+	if err := d.berth("", "bundle", "edit", bundle, "--netns", filepath.Join(demo.NetnsDir, ctrNS),
 		"--hostname", "berth-demo", "--terminal=false", "--args", string(args), "--env", "BERTH_DEMO_HOST_NS="+string(hostIDs)); err != nil {
 		return err
 	}
 
 	d.step("run the container (instead of runc run)")
 	cleanups = append(cleanups, func() error {
-		_, err := d.berth("", "--root", d.root, "delete", "--force", ctrID)
+		err := d.berth("", "--root", d.root, "delete", "--force", ctrID)
 		return err
 	})
-	if _, err := d.berth("", "--root", d.root, "run", "-b", bundle, ctrID); err != nil {
+	if err := d.berth("", "--root", d.root, "run", "-b", bundle, ctrID); err != nil {
 		return err
 	}
 	return nil

@@ -365,7 +365,7 @@ func copyAction(c *cli.Context) error {
 	}
 	ctx, cancel := imgContext()
 	defer cancel()
-	p := startProgress(c, errWriter(c), c.Bool("quiet"))
+	p := startProgress(errWriter(c), c.Bool("quiet"))
 	opts.Progress = p.event
 	res, err := image.Copy(ctx, src, dst, opts)
 	p.stop(err == nil)
@@ -398,7 +398,7 @@ func pullAction(c *cli.Context) error {
 	}
 	ctx, cancel := imgContext()
 	defer cancel()
-	p := startProgress(c, errWriter(c), c.Bool("quiet"))
+	p := startProgress(errWriter(c), c.Bool("quiet"))
 	opts.Progress = p.event
 	res, dst, err := image.Pull(ctx, c.Args().Get(0), c.String("store"), c.Args().Get(1), opts)
 	p.stop(err == nil)

@@ -12,7 +12,6 @@ import (
 	"berth/internal/image/manifest"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/urfave/cli"
 	"golang.org/x/term"
 )
 
@@ -42,7 +41,7 @@ type blobProgress struct {
 // plainInterval is how often the non-terminal summary line is printed.
 const plainInterval = 2 * time.Second
 
-func startProgress(c *cli.Context, w io.Writer, quiet bool) *progress {
+func startProgress(w io.Writer, quiet bool) *progress {
 	p := &progress{w: w, quiet: quiet, blobs: map[digest.Digest]*blobProgress{}, stopCh: make(chan struct{}), start: time.Now()}
 	if quiet {
 		return p

@@ -57,7 +57,7 @@ func netManager(c *cli.Context) *network.Manager {
 	return network.New(opts...)
 }
 
-func oneArg(c *cli.Context, what string) (string, error) {
+func oneArg(c *cli.Context) (string, error) {
 	if c.NArg() != 1 {
 		return "", fmt.Errorf("%s: expects exactly one argument, a network name (got %d)", c.Command.Name, c.NArg())
 	}
@@ -104,7 +104,7 @@ Example:
 		formatFlag,
 	},
 	Action: func(c *cli.Context) error {
-		name, err := oneArg(c, "create")
+		name, err := oneArg(c)
 		if err != nil {
 			return err
 		}
@@ -177,7 +177,7 @@ Example:
 		formatFlag,
 	),
 	Action: func(c *cli.Context) error {
-		name, err := oneArg(c, "connect")
+		name, err := oneArg(c)
 		if err != nil {
 			return err
 		}
@@ -277,7 +277,7 @@ Example:
     # berth network disconnect web --container c2`,
 	Flags: targetFlags,
 	Action: func(c *cli.Context) error {
-		name, err := oneArg(c, "disconnect")
+		name, err := oneArg(c)
 		if err != nil {
 			return err
 		}

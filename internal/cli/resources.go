@@ -221,7 +221,7 @@ func updateResources(c *cli.Context) (*specs.LinuxResources, error) {
 		}
 	}
 	if c.IsSet("l3-cache-schema") || c.IsSet("mem-bw-schema") {
-		return nil, errors.New("Intel RDT is not supported by berth")
+		return nil, errors.New("Intel RDT is not supported by berth") //nolint:staticcheck // a proper name starts the sentence
 	}
 	res := &specs.LinuxResources{}
 	u64 := func(name string) (*uint64, error) {

@@ -421,7 +421,7 @@ command in a new hello-world container named container1:
 				}
 			}
 			if _, err := os.Stat(spec.File); err == nil {
-				return fmt.Errorf("File %s exists. Remove it first", spec.File)
+				return fmt.Errorf("File %s exists. Remove it first", spec.File) //nolint:staticcheck // runc's message, byte for byte
 			} else if !errors.Is(err, os.ErrNotExist) {
 				return err
 			}

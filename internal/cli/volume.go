@@ -106,7 +106,7 @@ Examples:
 						list = append(list, v)
 					}
 					if f := c.String("format"); f != "" {
-						return withCodeOrNil(125, printTemplate(f, list))
+						return withCodeOrNil(printTemplate(f, list))
 					}
 					return printJSON(os.Stdout, list)
 				},

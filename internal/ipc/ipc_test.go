@@ -1,6 +1,7 @@
 package ipc
 
 import (
+	"errors"
 	"io"
 	"os"
 	"testing"
@@ -91,7 +92,7 @@ func TestConnRoundTrip(t *testing.T) {
 		t.Fatalf("got %+v, %v", m, err)
 	}
 	child.Close()
-	if _, err := parent.Recv(); err != io.EOF {
+	if _, err := parent.Recv(); !errors.Is(err, io.EOF) {
 		t.Fatalf("want EOF after close, got %v", err)
 	}
 }

@@ -203,7 +203,7 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 			if err := add(Problem{Kind: "unfinished-network", Network: n.Name,
 				Detail: "its create was killed before it finished (prune finishes it; berth network rm " + n.Name + " removes it)"},
 				func() error {
-					if _, _, err := ensureBridge(h, n); err != nil {
+					if _, err := ensureBridge(h, n); err != nil {
 						return err
 					}
 					if err := m.ensureFirewall(n); err != nil {
@@ -217,7 +217,7 @@ func (m *Manager) scan(fix, unused bool) (*Report, error) {
 		}
 		if br := linkByName[n.Bridge]; br == nil {
 			if err := add(Problem{Kind: "missing-bridge", Network: n.Name, Detail: "bridge " + n.Bridge + " does not exist"},
-				func() error { _, _, err := ensureBridge(h, n); return err }); err != nil {
+				func() error { _, err := ensureBridge(h, n); return err }); err != nil {
 				return nil, err
 			}
 		}

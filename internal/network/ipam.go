@@ -75,7 +75,7 @@ func firstHost(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
 func parseSubnet(s string, want6 bool) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%w: subnet %q: %v", ErrInvalid, s, err)
+		return netip.Prefix{}, fmt.Errorf("%w: subnet %q: %w", ErrInvalid, s, err)
 	}
 	if p.Addr().Is4() == want6 || p.Addr().Is4In6() {
 		fam := "IPv4"

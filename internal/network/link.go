@@ -102,20 +102,20 @@ func randomMAC() net.HardwareAddr {
 }
 
 // ensureBridge makes the bridge exist, carry the gateway addresses and be up,
-// with forwarding on. created says whether it had to be created.
-func ensureBridge(h *netlink.Handle, n *Network) (br netlink.Link, created bool, err error) {
-	br, err = h.LinkByName(n.Bridge)
+// with forwarding on.
+func ensureBridge(h *netlink.Handle, n *Network) (netlink.Link, error) {
+	br, err := h.LinkByName(n.Bridge)
 	if err != nil && !isNotFound(err) {
-		return nil, false, fmt.Errorf("bridge %s: %w", n.Bridge, err)
+		return nil, fmt.Errorf("bridge %s: %w", n.Bridge, err)
 	}
 	if br != nil && br.Type() != "bridge" {
-		return nil, false, fmt.Errorf("%s exists and is a %s, not a bridge", n.Bridge, br.Type())
+		return nil, fmt.Errorf("%s exists and is a %s, not a bridge", n.Bridge, br.Type())
 	}
 	if br != nil && !n.BridgeExisted && n.BridgeMAC != "" && br.Attrs().HardwareAddr.String() == n.BridgeMAC {
 		if _, ok := aliasNet(br); !ok {
 			// Created by a create killed before it set the alias.
 			if err := h.LinkSetAlias(br, linkAlias(n.Name)); err != nil {
-				return br, false, fmt.Errorf("bridge %s alias: %w", n.Bridge, err)
+				return br, fmt.Errorf("bridge %s alias: %w", n.Bridge, err)
 			}
 		}
 	}
@@ -130,23 +130,22 @@ func ensureBridge(h *netlink.Handle, n *Network) (br netlink.Link, created bool,
 		}
 		nb := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, HardwareAddr: mac}}
 		if err := h.LinkAdd(nb); err != nil {
-			return nil, false, fmt.Errorf("create bridge %s: %w", n.Bridge, err)
+			return nil, fmt.Errorf("create bridge %s: %w", n.Bridge, err)
 		}
-		created = true
 		if br, err = h.LinkByName(n.Bridge); err != nil {
-			return nil, created, fmt.Errorf("bridge %s: %w", n.Bridge, err)
+			return nil, fmt.Errorf("bridge %s: %w", n.Bridge, err)
 		}
 		killpoint.At("network create: bridge created")
 		// The kernel ignores an alias in the creating request.
 		if err := h.LinkSetAlias(br, linkAlias(n.Name)); err != nil {
-			return br, created, fmt.Errorf("bridge %s alias: %w", n.Bridge, err)
+			return br, fmt.Errorf("bridge %s alias: %w", n.Bridge, err)
 		}
 	}
 	if n.Subnet6.IsValid() {
 		// The gateway must not autoconfigure from router advertisements of
 		// its own containers.
 		if err := writeSysctl("net.ipv6.conf."+n.Bridge+".accept_ra", "0"); err != nil {
-			return br, created, err
+			return br, err
 		}
 	}
 	addrs := []*netlink.Addr{{IPNet: prefixNet(netip.PrefixFrom(n.Gateway, n.Subnet.Bits()))}}
@@ -155,26 +154,26 @@ func ensureBridge(h *netlink.Handle, n *Network) (br netlink.Link, created bool,
 	}
 	for _, a := range addrs {
 		if err := h.AddrReplace(br, a); err != nil {
-			return br, created, fmt.Errorf("address %s on %s: %w", a.IPNet, n.Bridge, err)
+			return br, fmt.Errorf("address %s on %s: %w", a.IPNet, n.Bridge, err)
 		}
 	}
 	if err := h.LinkSetUp(br); err != nil {
-		return br, created, fmt.Errorf("bridge %s up: %w", n.Bridge, err)
+		return br, fmt.Errorf("bridge %s up: %w", n.Bridge, err)
 	}
 	// route_localnet lets 127.0.0.1:hostPort be DNATed out through the
 	// bridge (the portmap plugin's approach).
 	if err := writeSysctl("net.ipv4.conf."+n.Bridge+".route_localnet", "1"); err != nil {
-		return br, created, err
+		return br, err
 	}
 	if err := writeSysctl("net.ipv4.ip_forward", "1"); err != nil {
-		return br, created, err
+		return br, err
 	}
 	if n.Subnet6.IsValid() {
 		if err := writeSysctl("net.ipv6.conf.all.forwarding", "1"); err != nil {
-			return br, created, err
+			return br, err
 		}
 	}
-	return br, created, nil
+	return br, nil
 }
 
 func prefixNet(p netip.Prefix) *net.IPNet {

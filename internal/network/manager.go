@@ -100,7 +100,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (_ *Network, retE
 		if err := compatible(n, o); err != nil {
 			return nil, err
 		}
-		if _, _, err := ensureBridge(h, n); err != nil {
+		if _, err := ensureBridge(h, n); err != nil {
 			return nil, err
 		}
 		if err := m.ensureFirewall(n); err != nil {
@@ -218,7 +218,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (_ *Network, retE
 		}
 		os.RemoveAll(m.netDir(n.Name))
 	}()
-	if _, _, err := ensureBridge(h, n); err != nil {
+	if _, err := ensureBridge(h, n); err != nil {
 		return nil, err
 	}
 	killpoint.At("network create: bridge up")
@@ -554,7 +554,7 @@ func (m *Manager) Connect(ctx context.Context, name string, o ConnectOptions) (_
 		}
 		defer g.Unlock()
 		if !healthy {
-			if br, _, err = ensureBridge(h, n); err != nil {
+			if br, err = ensureBridge(h, n); err != nil {
 				return nil, err
 			}
 			if err := m.ensureFirewall(n); err != nil {

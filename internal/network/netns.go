@@ -68,10 +68,11 @@ func openNetns(path string) (*os.File, fileID, error) {
 	}
 	var st unix.Stat_t
 	var sfs unix.Statfs_t
-	if err := unix.Fstat(int(f.Fd()), &st); err == nil {
+	err = unix.Fstat(int(f.Fd()), &st)
+	if err == nil {
 		err = unix.Fstatfs(int(f.Fd()), &sfs)
 	}
-	if sfs.Type != unix.NSFS_MAGIC {
+	if err != nil || sfs.Type != unix.NSFS_MAGIC {
 		f.Close()
 		return nil, fileID{}, fmt.Errorf("%s is not a namespace file", path)
 	}

@@ -494,7 +494,7 @@ func openLog(path string, stdio IO) (*logSink, error) {
 		go func() {
 			defer ls.wg.Done()
 			defer r.Close()
-			var dst io.Writer = w.stream(stream)
+			dst := w.stream(stream)
 			if to != nil {
 				dst = io.MultiWriter(dst, to)
 			}

@@ -212,7 +212,7 @@ func dirEmpty(d string) (bool, error) {
 	}
 	defer f.Close()
 	_, err = f.Readdirnames(1)
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return true, nil
 	}
 	return false, err

@@ -28,7 +28,7 @@ func (r *Runtime) follow(proc *spawn.Process, onHooks func() error, onSeccomp fu
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				werr := proc.Cmd.Wait()
-				return fmt.Errorf("%w (%v)", spawn.ErrInitDied, werr)
+				return fmt.Errorf("%w (%v)", spawn.ErrInitDied, werr) //nolint:errorlint // the wait status is detail for the reader; callers test ErrInitDied only
 			}
 			return err
 		}

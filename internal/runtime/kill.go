@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -43,7 +44,7 @@ func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
 		return state.ErrNotRunning
 	}
 	err = c.signal(sig, all)
-	if all && err == state.ErrNotRunning {
+	if all && errors.Is(err, state.ErrNotRunning) {
 		return nil
 	}
 	return err

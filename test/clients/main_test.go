@@ -10,6 +10,7 @@
 package clients
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -197,7 +198,8 @@ func runCmdIO(t *testing.T, dir string, env []string, stdin string, files []*os.
 		r.stderr += fmt.Sprintf("\n[killed by the test after %s]", commandTimeout)
 	}
 	if err != nil {
-		if ee, ok := err.(*exec.ExitError); ok {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
 			r.code = ee.ExitCode()
 		} else {
 			r.code = -1

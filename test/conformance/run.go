@@ -282,7 +282,7 @@ func (s *Sandbox) Clean() error {
 		out, err := exec.CommandContext(ctx, s.Runtime, "--root", s.Root, "delete", "--force", e.Name()).CombinedOutput()
 		cancel()
 		if _, serr := os.Lstat(filepath.Join(s.Root, e.Name())); serr == nil {
-			errs = append(errs, fmt.Errorf("container %s survived delete --force (%v): %s", e.Name(), err, strings.TrimSpace(string(out))))
+			errs = append(errs, fmt.Errorf("container %s survived delete --force (%w): %s", e.Name(), err, strings.TrimSpace(string(out))))
 		}
 	}
 	mounts, err := mountsUnder(s.Tmp)

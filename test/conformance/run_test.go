@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"io"
 	"os"
@@ -94,7 +95,7 @@ func TestParseFlags(t *testing.T) {
 			}
 		})
 	}
-	if _, err := parseFlags([]string{"-h"}, io.Discard); err != flag.ErrHelp {
+	if _, err := parseFlags([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v", err)
 	}
 }

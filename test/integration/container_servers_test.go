@@ -174,7 +174,7 @@ func debBuild(t *testing.T) (string, string, error) {
 		if len(tail) > 3000 {
 			tail = tail[len(tail)-3000:]
 		}
-		return "", "", fmt.Errorf("mmdebstrap: %v\n%s", err, tail)
+		return "", "", fmt.Errorf("mmdebstrap: %w\n%s", err, tail)
 	}
 	t.Logf("mmdebstrap (%s): %v", strings.Join(debPackages, ", "), time.Since(start).Round(time.Second))
 	tmpLayout := filepath.Join(work, "layout")

@@ -13,6 +13,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -170,7 +171,8 @@ func imgBerth(t *testing.T, env []string, stdin string, args ...string) imgResul
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
 	res := imgResult{stdout: o.String(), stderr: e.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
 		res.code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatalf("berth %v: %v", args, err)

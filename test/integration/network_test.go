@@ -541,7 +541,7 @@ func TestNetworkConcurrentConnects(t *testing.T) {
 				err = json.Unmarshal([]byte(out), &eps[i])
 			}
 			if err != nil {
-				errs[i] = fmt.Errorf("connect %d: %v: %s", i, err, out)
+				errs[i] = fmt.Errorf("connect %d: %w: %s", i, err, out)
 			}
 		}(i)
 	}
@@ -553,7 +553,7 @@ func TestNetworkConcurrentConnects(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			if out, err := w.berth("network", "prune"); err != nil || strings.TrimSpace(out) != "" {
-				pruneErrs[i] = fmt.Errorf("prune during connects: %v: %q", err, out)
+				pruneErrs[i] = fmt.Errorf("prune during connects: %w: %q", err, out)
 			}
 		}(i)
 	}
@@ -588,7 +588,7 @@ func TestNetworkConcurrentConnects(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			if out, err := w.berth("network", "disconnect", "par", "--netns", fmt.Sprintf("p%d", i)); err != nil {
-				errs[i] = fmt.Errorf("disconnect %d: %v: %s", i, err, out)
+				errs[i] = fmt.Errorf("disconnect %d: %w: %s", i, err, out)
 			}
 		}(i)
 	}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -42,7 +43,7 @@ func newRootlessUser(t *testing.T) *rootlessUser {
 	rlOnce.Do(func() {
 		if _, err := user.Lookup(rlName); err != nil {
 			if out, err := exec.Command("useradd", "--create-home", "--shell", "/bin/sh", rlName).CombinedOutput(); err != nil {
-				rlErr = fmt.Errorf("useradd: %v: %s", err, out)
+				rlErr = fmt.Errorf("useradd: %w: %s", err, out)
 				return
 			}
 		}
@@ -131,7 +132,8 @@ func (u *rootlessUser) berth(t *testing.T, xdg string, args ...string) result {
 	out.Close()
 	errf.Close()
 	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
 		code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatal(err)

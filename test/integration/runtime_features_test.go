@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -195,7 +196,8 @@ func TestRuntimeUmociBundleInteractive(t *testing.T) {
 		stdin.Write([]byte("tty; echo umoci-$((40+2)); exit 9\n"))
 	}()
 	out, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 9 {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 9 {
 		t.Fatalf("exit: %v\n%s", err, out)
 	}
 	if !strings.Contains(string(out), "/dev/pts/0") || !strings.Contains(string(out), "umoci-42") {

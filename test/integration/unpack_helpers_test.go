@@ -38,7 +38,7 @@ func unpackMkimage(t *testing.T) string {
 		cmd := exec.Command("go", "build", "-o", unpackMkimageBin, "./bench/unpack/mkimage")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			unpackMkimageErr = fmt.Errorf("building mkimage: %v\n%s", err, out)
+			unpackMkimageErr = fmt.Errorf("building mkimage: %w\n%s", err, out)
 		}
 	})
 	if unpackMkimageErr != nil {

@@ -78,7 +78,7 @@ func (c *Cache) Lock(exclusive bool) (func(), error) {
 	}
 	for {
 		err = unix.Flock(int(f.Fd()), how)
-		if err != unix.EINTR {
+		if !errors.Is(err, unix.EINTR) {
 			break
 		}
 	}

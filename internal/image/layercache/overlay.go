@@ -121,7 +121,7 @@ func mountOverlay(target string, lowers []string, upper, work string) error {
 	}
 	data := "lowerdir=" + strings.Join(escapeAll(lowers), ":") + ",upperdir=" + upper + ",workdir=" + work
 	if len(data) >= 4096 {
-		return fmt.Errorf("overlay with %d layers does not fit mount(2) options, and the new mount API failed: %v", len(lowers), err)
+		return fmt.Errorf("overlay with %d layers does not fit mount(2) options, and the new mount API failed: %w", len(lowers), err)
 	}
 	if err := unix.Mount("overlay", target, "overlay", 0, data); err != nil {
 		return fmt.Errorf("mount overlay on %s: %w", target, err)

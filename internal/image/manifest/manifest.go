@@ -134,7 +134,7 @@ func Parse(raw []byte, contentType string) (*Parsed, error) {
 		if err := checkSchema(probe.SchemaVersion); err != nil {
 			return nil, err
 		}
-		if err := validateImage(&m, mt); err != nil {
+		if err := validateImage(&m); err != nil {
 			return nil, err
 		}
 		p.Kind, p.Manifest = Image, &m
@@ -189,7 +189,7 @@ func checkDescriptor(d ocispec.Descriptor) error {
 // AttestationAnnotation marks buildx attestation manifests in an index.
 const AttestationAnnotation = "vnd.docker.reference.type"
 
-func validateImage(m *ocispec.Manifest, mt string) error {
+func validateImage(m *ocispec.Manifest) error {
 	if err := checkDescriptor(m.Config); err != nil {
 		return fmt.Errorf("malformed manifest: config: %w", err)
 	}

@@ -241,11 +241,11 @@ func helperGet(ctx context.Context, name, registry string) (Credentials, error) 
 			if strings.Contains(strings.ToLower(out), "credentials not found") {
 				continue
 			}
-			return Credentials{}, fmt.Errorf("%w: %s get %s: %v: %s", ErrHelper, prog, server, err, strings.TrimSpace(out))
+			return Credentials{}, fmt.Errorf("%w: %s get %s: %w: %s", ErrHelper, prog, server, err, strings.TrimSpace(out))
 		}
 		var r struct{ Username, Secret string }
 		if err := json.Unmarshal([]byte(out), &r); err != nil {
-			return Credentials{}, fmt.Errorf("%w: %s get %s: output is not JSON: %v", ErrHelper, prog, server, err)
+			return Credentials{}, fmt.Errorf("%w: %s get %s: output is not JSON: %w", ErrHelper, prog, server, err)
 		}
 		c := Credentials{Source: prog}
 		if r.Username == "<token>" {

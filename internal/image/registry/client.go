@@ -177,7 +177,7 @@ func New(ctx context.Context, named ref.Named, push bool, opts Options) (*Client
 		scopes = append(scopes, "repository:"+opts.MountFrom+":"+transport.PullScope)
 	}
 	var rt http.RoundTripper
-	err = c.retry(ctx, "connect to "+named.Registry, func() error {
+	err = c.retry(ctx, func() error {
 		var err error
 		rt, err = transport.NewWithContext(ctx, reg, c.creds.authenticator(), base, scopes)
 		return err
@@ -291,7 +291,7 @@ func loadCertDir(cfg *tls.Config, dir string, explicit bool) error {
 }
 
 // retry runs op until it succeeds, fails permanently, or retries run out.
-func (c *Client) retry(ctx context.Context, what string, op func() error) error {
+func (c *Client) retry(ctx context.Context, op func() error) error {
 	var err error
 	for attempt := 0; ; attempt++ {
 		err = op()
@@ -385,7 +385,7 @@ func (c *Client) url(format string, a ...any) string {
 // (the body already closed).
 func (c *Client) request(ctx context.Context, what, method, u string, hdr http.Header, body func() io.Reader, size int64, ok ...int) (*http.Response, error) {
 	var resp *http.Response
-	err := c.retry(ctx, what, func() error {
+	err := c.retry(ctx, func() error {
 		var err error
 		resp, err = c.requestOnce(ctx, what, method, u, hdr, body, size, ok...)
 		return err
@@ -474,7 +474,7 @@ func (c *Client) GetManifest(ctx context.Context, id string) (raw []byte, mediaT
 	}
 	what := "fetch manifest " + c.Named.Name() + refSep(id) + id
 	hdr := http.Header{"Accept": {manifest.AcceptHeader}}
-	err = c.retry(ctx, what, func() error {
+	err = c.retry(ctx, func() error {
 		resp, err := c.requestOnce(ctx, what, http.MethodGet, c.url("/manifests/%s", id), hdr, nil, 0, http.StatusOK)
 		if err != nil {
 			return err
@@ -635,7 +635,7 @@ func (c *Client) MountBlob(ctx context.Context, d digest.Digest, from string) (b
 // for each attempt and must return the blob from its start.
 func (c *Client) PutBlob(ctx context.Context, desc ocispec.Descriptor, open func() (io.ReadCloser, error)) error {
 	what := "upload blob " + desc.Digest.String()
-	return c.retry(ctx, what, func() error {
+	return c.retry(ctx, func() error {
 		resp, err := c.requestOnce(ctx, what, http.MethodPost, c.url("/blobs/uploads/"), nil, nil, 0, http.StatusAccepted, http.StatusCreated)
 		if err != nil {
 			return err

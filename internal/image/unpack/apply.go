@@ -151,7 +151,7 @@ func (a *applier) dir(p string, create bool) (int, error) {
 		return fd, nil
 	}
 	fd, err := openat2(a.rootfd, p[1:], &inRoot)
-	if err != nil && create && (err == unix.ENOENT || err == unix.ENOTDIR) {
+	if err != nil && create && (errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR)) {
 		fd, err = a.mkdirAll(p)
 	}
 	if err != nil {
@@ -443,7 +443,7 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
 	switch hdr.Typeflag {
 	case tar.TypeXGlobalHeader:
 		return nil
-	case tar.TypeDir, tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse, tar.TypeSymlink, tar.TypeLink,
+	case tar.TypeDir, tar.TypeReg, tar.TypeGNUSparse, tar.TypeSymlink, tar.TypeLink,
 		tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 	default:
 		return invalid("unsupported entry type %q", hdr.Typeflag)
@@ -467,7 +467,7 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		err = a.mkdir(pfd, p, base, hdr)
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeGNUSparse: // archive/tar reads TypeRegA as TypeReg
 		err = a.file(pfd, base, hdr, tr, m)
 	case tar.TypeSymlink:
 		err = a.symlink(pfd, base, hdr, m)
@@ -531,13 +531,13 @@ func (a *applier) clear(pfd int, base string, keepDir bool) (isDir bool, err err
 
 func (a *applier) mkdir(pfd int, p, base string, hdr *tar.Header) error {
 	err := unix.Mkdirat(pfd, base, 0o700)
-	if err == unix.EEXIST && a.opts.KeepDirlinks && a.isDirlink(pfd, p, base) {
+	if errors.Is(err, unix.EEXIST) && a.opts.KeepDirlinks && a.isDirlink(pfd, p, base) {
 		// umoci --keep-dirlinks: a directory entry over a symlink that
 		// resolves (inside the root) to a directory keeps the symlink. The
 		// entry's attributes are not applied through it.
 		return nil
 	}
-	if err == unix.EEXIST {
+	if errors.Is(err, unix.EEXIST) {
 		var isDir bool
 		if isDir, err = a.clear(pfd, base, true); err != nil {
 			return err
@@ -619,10 +619,10 @@ func (a *applier) setMeta(fd int, m meta, mode uint32, withTimes bool) error {
 }
 
 func (a *applier) tolerableXattr(k string, err error) bool {
-	if err == unix.ENOTSUP {
+	if errors.Is(err, unix.ENOTSUP) {
 		return true // the file system has no xattrs of this namespace
 	}
-	return a.opts.Rootless && (err == unix.EPERM || err == unix.EACCES) &&
+	return a.opts.Rootless && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)) &&
 		(strings.HasPrefix(k, "trusted.") || strings.HasPrefix(k, "security."))
 }
 
@@ -678,7 +678,7 @@ func futimens(fd int, atime, mtime time.Time) error {
 func (a *applier) file(pfd int, base string, hdr *tar.Header, tr *tar.Reader, m meta) error {
 	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	fd, err := unix.Openat(pfd, base, flags, 0o600)
-	if err == unix.EEXIST {
+	if errors.Is(err, unix.EEXIST) {
 		if _, err = a.clear(pfd, base, false); err != nil {
 			return err
 		}
@@ -835,7 +835,7 @@ func (a *applier) copyFromLower(lower, target string, pfd int, base string) erro
 	defer lf.Close()
 	how := unix.OpenHow{Flags: unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
 	sfd, err := openat2(int(lf.Fd()), target[1:], &how)
-	if err == unix.ELOOP {
+	if errors.Is(err, unix.ELOOP) {
 		return invalid("hardlink to a symlink in a lower layer: %s", target)
 	}
 	if err != nil {
@@ -944,7 +944,7 @@ func (a *applier) whiteout(parent, base string) error {
 		return nil
 	}
 	pfd, err := a.dirNoCache(parent)
-	if err == unix.ENOENT || err == unix.ENOTDIR {
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 		return nil // nothing below to hide
 	}
 	if err != nil {
@@ -978,7 +978,7 @@ func (a *applier) opaque(dir string) error {
 		return nil
 	}
 	fd, err := a.dirNoCache(dir)
-	if err == unix.ENOENT || err == unix.ENOTDIR {
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 		return nil
 	}
 	if err != nil {
@@ -1007,7 +1007,7 @@ func (a *applier) hideLower(fd int, dir string) error {
 			continue
 		}
 		cfd, err := unix.Openat(fd, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err == unix.ENOTDIR || err == unix.ELOOP {
+		if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
 			continue
 		}
 		if err != nil {

@@ -101,7 +101,7 @@ func (z *igzipReader) Read(b []byte) (int, error) {
 			if msg == "" {
 				msg = werr.Error()
 			}
-			z.err = fmt.Errorf("gzip: %s (igzip %v)", strings.TrimPrefix(msg, "igzip: "), werr)
+			z.err = fmt.Errorf("gzip: %s (igzip %w)", strings.TrimPrefix(msg, "igzip: "), werr)
 		}
 		return n, z.err
 	}

@@ -247,7 +247,7 @@ func (l *Layer) produce(ctx context.Context, p *pipe, limit int64) {
 			} else {
 				chunkPool.Put(bp)
 			}
-			if rerr == io.EOF {
+			if errors.Is(rerr, io.EOF) {
 				break
 			}
 			if rerr != nil {
@@ -308,7 +308,7 @@ func readVerified(ctx context.Context, blob io.Reader, p *pipe, want digest.Dige
 			} else {
 				chunkPool.Put(bp)
 			}
-			if rerr == io.EOF {
+			if errors.Is(rerr, io.EOF) {
 				break
 			}
 			if rerr != nil {

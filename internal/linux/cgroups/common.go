@@ -71,17 +71,17 @@ func removeTree(dir string, deadline time.Time) error {
 		delay := time.Millisecond
 		for {
 			err := unix.Rmdir(d)
-			if err == nil || err == unix.ENOENT {
+			if errors.Is(err, nil) || errors.Is(err, unix.ENOENT) {
 				break
 			}
-			if err == unix.ENOTEMPTY && isRegularTree(d) {
+			if errors.Is(err, unix.ENOTEMPTY) && isRegularTree(d) {
 				// A fake cgroupfs (tests) holds real files.
 				err = os.RemoveAll(d)
 				if err == nil {
 					break
 				}
 			}
-			if (err == unix.EBUSY || err == unix.EAGAIN) && time.Now().Before(deadline) {
+			if (errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EAGAIN)) && time.Now().Before(deadline) {
 				time.Sleep(delay)
 				if delay < 50*time.Millisecond {
 					delay *= 2
@@ -107,7 +107,7 @@ func isRegularTree(d string) bool {
 func waitEmpty(dir string, deadline time.Time) error {
 	delay := time.Millisecond
 	for {
-		pids, err := readPids(dir, true)
+		pids, err := readPids(dir)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return nil
@@ -138,7 +138,7 @@ func checkEmpty(dirs []string, frozen func() (bool, error)) error {
 			continue
 		}
 		present = true
-		pids, err := readPids(d, true)
+		pids, err := readPids(d)
 		// Reading can race with the cgroup's removal.
 		if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENODEV) {
 			return fmt.Errorf("unable to get cgroup PIDs: %w", err)

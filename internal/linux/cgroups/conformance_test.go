@@ -1,6 +1,7 @@
 package cgroups
 
 import (
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -356,7 +357,7 @@ func TestConformancePlacement(t *testing.T) {
 		}
 		want["systemd/ct/cgroup.procs"] = "42"
 		compareWrites(t, f.diff(t), want)
-		if _, err := m.CgroupFD(); err != ErrNoCgroupFD {
+		if _, err := m.CgroupFD(); !errors.Is(err, ErrNoCgroupFD) {
 			t.Errorf("CgroupFD on v1 = %v", err)
 		}
 	})

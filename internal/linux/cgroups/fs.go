@@ -96,8 +96,8 @@ func readKV(dir, name string) (map[string]uint64, error) {
 	return m, nil
 }
 
-// readPids reads cgroup.procs of dir and, when recursive, of every descendant.
-func readPids(dir string, recursive bool) ([]int, error) {
+// readPids reads cgroup.procs of dir and of every descendant.
+func readPids(dir string) ([]int, error) {
 	var pids []int
 	walk := func(d string) error {
 		b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
@@ -112,9 +112,6 @@ func readPids(dir string, recursive bool) ([]int, error) {
 			pids = append(pids, pid)
 		}
 		return nil
-	}
-	if !recursive {
-		return pids, walk(dir)
 	}
 	err := filepath.WalkDir(dir, func(p string, de os.DirEntry, err error) error {
 		if err != nil {

@@ -16,13 +16,12 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	case "hog":
 		// Touch 1 MiB chunks until the OOM killer stops us.
-		var keep [][]byte
 		for {
 			b := make([]byte, 1<<20)
 			for i := range b {
 				b[i] = 1
 			}
-			keep = append(keep, b)
+			hogged = append(hogged, b)
 		}
 	case "spin":
 		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
@@ -32,3 +31,6 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 }
+
+// hogged keeps the hog's memory reachable.
+var hogged [][]byte

@@ -211,7 +211,7 @@ func (m *v1Manager) Pids() ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	pids, err := readPids(d, true)
+	pids, err := readPids(d)
 	if err != nil {
 		return nil, fmt.Errorf("list cgroup processes: %w", err)
 	}

@@ -422,7 +422,7 @@ func validateHugepages(hs []specs.LinuxHugepageLimit) error {
 		// The size becomes part of a file name: keep it to "2MB", "1GB", "64KB".
 		s := h.Pagesize
 		if len(s) < 3 || !strings.HasSuffix(s, "B") || strings.Trim(s[:len(s)-2], "0123456789") != "" ||
-			!strings.Contains("KMG", s[len(s)-2:len(s)-1]) {
+			!strings.ContainsAny(s[len(s)-2:len(s)-1], "KMG") {
 			return fmt.Errorf("invalid resources: hugepage size %q (want a size like 2MB or 1GB)", s)
 		}
 	}

@@ -206,7 +206,7 @@ func (m *v2Manager) Frozen() (bool, error) {
 }
 
 func (m *v2Manager) Pids() ([]int, error) {
-	pids, err := readPids(m.dir, true)
+	pids, err := readPids(m.dir)
 	if err != nil {
 		return nil, fmt.Errorf("list cgroup processes: %w", err)
 	}

@@ -2,6 +2,7 @@ package mobyprofile
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -187,7 +188,8 @@ func helper() int {
 	}
 	err = exec.Command("/bin/sh", "-c", "exit 7").Run()
 	code := -1
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
 		code = ee.ExitCode()
 	}
 	res = append(res, outcome{Name: "exec sh", Ret: uint64(code)})
