@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The test command (README): installs what the tests need, then runs every
-# test: unit and integration tests (root-only ones run when this runs as
-# root; CI=true turns their skips into failures), critest's CRI conformance
-# set, short fuzz runs, and the runtime-tools validation suite against berth.
+# The test command (README): installs what the tests need, then runs the
+# linters and every test: unit and integration tests (root-only ones run
+# when this runs as root; CI=true turns their skips into failures),
+# critest's CRI conformance set, short fuzz runs, and the runtime-tools
+# validation suite against berth.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,9 @@ if [[ -n "$unformatted" ]]; then
 	echo "gofmt needed:"; echo "$unformatted"; exit 1
 fi
 go vet ./...
+# golangci-lint, pinned (scripts/lint.sh builds it from the module proxy on
+# first use); the import rules are a test (internal/depcheck) and run below.
+bash scripts/lint.sh
 (cd third_party/md2man && go vet ./... && go test -count=1 ./...)
 go test -count=1 -timeout 45m ./... "$@"
 if [[ $(id -u) == 0 ]]; then
