@@ -99,7 +99,7 @@ func (c *Container) Exec(o ExecOptions, warn func(string)) (int, error) {
 	}
 	rt := c.Runtime(warn)
 	code, err := rt.Exec(c.Meta.Name, runtime.ExecOptions{
-		Process: &p, Detach: o.Detach, Stdin: stdin, Stdout: o.Stdout, Stderr: o.Stderr,
+		Process: &p, Detach: o.Detach, Stdin: stdin, Stdout: o.Stdout, Stderr: o.Stderr, KeepONLCR: true,
 	})
 	if err != nil {
 		return ExitCode(err), err

@@ -138,7 +138,7 @@ func (c *Container) loop(stdio IO, logs *logSink, started func(), warn func(stri
 		rt := c.Runtime(warn)
 		var startedAt time.Time
 		code, err := rt.Run(c.Meta.Name, runtime.RunOptions{
-			CreateOptions: runtime.CreateOptions{Bundle: c.Paths.Bundle, Stdin: stdio.Stdin, Stdout: logs.stdout, Stderr: logs.stderr},
+			CreateOptions: runtime.CreateOptions{Bundle: c.Paths.Bundle, Stdin: stdio.Stdin, Stdout: logs.stdout, Stderr: logs.stderr, KeepONLCR: true},
 			Started: func() {
 				startedAt = time.Now().UTC()
 				if err := c.Update(func(m *Meta) {

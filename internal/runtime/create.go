@@ -33,8 +33,12 @@ type CreateOptions struct {
 	NoPivot       bool
 	NoNewKeyring  bool
 	PreserveFds   int
-	// Stdio for the container when it has no terminal (the caller's own).
+	// Stdio for the container when it has no terminal (the caller's own),
+	// and the ends of a foreground terminal's relay when it has one.
 	Stdin, Stdout, Stderr *os.File
+	// KeepONLCR: a foreground terminal keeps turning "\n" into "\r\n", as
+	// a terminal emulator's pty does (podman, docker); runc clears it.
+	KeepONLCR bool
 	// consoleConn, when set, receives the pty master instead of ConsoleSocket
 	// (foreground run with a terminal).
 	consoleConn *os.File

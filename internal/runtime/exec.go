@@ -34,6 +34,8 @@ type ExecOptions struct {
 	// Cgroup maps a controller ("" for all) to a sub-cgroup of the container's.
 	Cgroup                map[string]string
 	Stdin, Stdout, Stderr *os.File
+	// KeepONLCR: as CreateOptions'.
+	KeepONLCR bool
 }
 
 // Exec runs a new process inside a running (or created) container: it joins
@@ -116,7 +118,7 @@ func (r *Runtime) Exec(id string, o ExecOptions) (int, error) {
 	var restore func()
 	if master != nil {
 		defer master.Close()
-		restore = relayTerminal(master, o.Stdin, o.Stdout)
+		restore = relayTerminal(master, o.Stdin, o.Stdout, o.KeepONLCR)
 	}
 	waitc := make(chan int, 1)
 	go func() {

@@ -84,7 +84,7 @@ func (r *Runtime) Run(id string, o RunOptions) (int, error) {
 			return 1, err
 		}
 		defer master.Close()
-		restore = relayTerminal(master, o.Stdin, o.Stdout)
+		restore = relayTerminal(master, o.Stdin, o.Stdout, o.KeepONLCR)
 	}
 	ph := r.phases()
 	rl.wait() // every signal from here on reaches the container
@@ -191,8 +191,17 @@ func reap(initPid int) int {
 // relayTerminal copies between the caller's stdio (in and out: the
 // create options', our own by default) and the pty master, putting in in
 // raw mode while it lasts when it is a terminal; the returned func waits
-// for the output to drain and restores the terminal.
-func relayTerminal(master, in, out *os.File) func() {
+// for the output to drain and restores the terminal. Unless keepONLCR, the
+// pty stops turning "\n" into "\r\n" (runc's foreground terminal).
+func relayTerminal(master, in, out *os.File, keepONLCR bool) func() {
+	if !keepONLCR {
+		// As runc: the container's newlines reach the caller as "\n", not
+		// the "\r\n" a pty makes of them.
+		if t, err := unix.IoctlGetTermios(int(master.Fd()), unix.TCGETS); err == nil {
+			t.Oflag &^= unix.ONLCR
+			_ = unix.IoctlSetTermios(int(master.Fd()), unix.TCSETS, t)
+		}
+	}
 	if in == nil {
 		in = os.Stdin
 	}

@@ -105,6 +105,22 @@ func TestRuntimeConsoleSocket(t *testing.T) {
 	}
 }
 
+// TestRuntimeForegroundTerminalNewlines: a foreground run's pty stops
+// turning "\n" into "\r\n" (runc clears ONLCR on the master it relays),
+// while a console-socket master (TestRuntimeConsoleSocket) is the engine's
+// and keeps the pty's defaults.
+func TestRuntimeForegroundTerminalNewlines(t *testing.T) {
+	r := newRT(t)
+	b := testutil.Bundle(t, func(s *specs.Spec) { s.Process.Terminal = true }, "sh", "-c", "tty; echo one; echo two")
+	res := r.run("run", "-b", b, r.id())
+	if res.code != 0 {
+		t.Fatalf("run: %+v", res)
+	}
+	if !strings.Contains(res.stdout, "/dev/pts/0\none\ntwo\n") || strings.Contains(res.stdout, "\r") {
+		t.Errorf("foreground terminal output %q, want newlines without carriage returns", res.stdout)
+	}
+}
+
 func TestRuntimePreserveFdsAndListenFds(t *testing.T) {
 	r := newRT(t)
 	b := testutil.Bundle(t, nil, "sh", "-c", "cat <&3; cat <&4; echo LISTEN_FDS=$LISTEN_FDS LISTEN_PID=$LISTEN_PID; ls /proc/self/fd/5 2>/dev/null || echo no-fd-5")
