@@ -15,20 +15,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli"
 
 	"berth/internal/oneshot"
-)
-
-// Version is berth's version; the build may override it with -ldflags -X.
-var (
-	Version = "0.1.0"
-	Commit  = ""
 )
 
 var commands []cli.Command
@@ -119,17 +111,6 @@ func newApp() *cli.App {
 	}
 	cli.ErrWriter = fatalWriter{}
 	return app
-}
-
-func versionString() string {
-	v := Version
-	if Commit != "" {
-		v += "\ncommit: " + Commit
-	}
-	v += "\nspec: " + specs.Version
-	v += "\ngo: " + runtime.Version()
-	v += "\nlibseccomp: none (pure-Go seccomp)"
-	return v
 }
 
 func defaultRoot() string {

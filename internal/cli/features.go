@@ -50,7 +50,7 @@ func init() {
 				},
 				Annotations: map[string]string{
 					"org.opencontainers.runc.checkpoint.enabled": "false",
-					"dev.berth.version":                          Version,
+					"dev.berth.version":                          version(),
 					"dev.berth.seccomp":                          "pure-Go compiler",
 				},
 				PotentiallyUnsafeConfigAnnotations: []string{"bundle"},

@@ -205,6 +205,19 @@ func TestRuntimeCLIContract(t *testing.T) {
 	if out := r.must("--version"); !strings.HasPrefix(out, "berth version ") || !strings.Contains(out, "spec: ") {
 		t.Errorf("version: %q", out)
 	}
+	// The release build takes its version and commit from git (runc's
+	// layout: go-runc parses "commit: ").
+	_, file, _, _ := runtime.Caller(0)
+	git := exec.Command("git", "rev-parse", "HEAD")
+	git.Dir = filepath.Dir(file)
+	if head, err := git.Output(); err == nil {
+		out := r.must("--version")
+		rev := strings.TrimSpace(string(head))
+		if !regexp.MustCompile(`^berth version (0\.0\.0-[0-9]+-g|[0-9]+\.[0-9]+\.[0-9]+)`).MatchString(out) ||
+			!regexp.MustCompile(`(?m)^commit: `+rev+`(-dirty)?$`).MatchString(out) {
+			t.Errorf("version %q does not come from the build (HEAD %s)", out, rev)
+		}
+	}
 }
 
 func TestRuntimeMissingExecutable(t *testing.T) {
