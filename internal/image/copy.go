@@ -23,14 +23,14 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
 	"berth/internal/image/layout"
 	"berth/internal/image/manifest"
 	"berth/internal/image/ref"
 	"berth/internal/image/registry"
-
-	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sync/errgroup"
 )
 
 // Options configure a copy. The zero value copies the host platform with
@@ -94,37 +94,6 @@ type Result struct {
 	// Warnings the caller should show (a single-platform source whose
 	// platform is not the one asked for).
 	Warnings []string
-}
-
-// source is where images come from.
-type source interface {
-	// Manifest returns the top manifest when d is "", else the manifest
-	// with digest d.
-	Manifest(ctx context.Context, d digest.Digest) (raw []byte, mediaType string, err error)
-	// Blob opens a blob; the copy verifies it.
-	Blob(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error)
-	Close() error
-}
-
-// destination is where images go. PutBlob and HasBlob are called
-// concurrently; the rest from one goroutine.
-type destination interface {
-	HasBlob(ctx context.Context, desc ocispec.Descriptor) (bool, error)
-	// PutBlob stores a blob from open (called again to retry from the
-	// start). The stream is unverified: PutBlob must check digest and
-	// size and keep nothing that does not match.
-	PutBlob(ctx context.Context, desc ocispec.Descriptor, open func() (io.ReadCloser, error)) error
-	// PutManifest stores a manifest that Commit will not name (index
-	// children).
-	PutManifest(ctx context.Context, m *manifest.Parsed) error
-	// Commit stores the top manifest under the destination reference.
-	Commit(ctx context.Context, m *manifest.Parsed) error
-	// Abort undoes whatever can be undone after a failure.
-	Abort()
-	// OCIOnly destinations get Docker media types converted.
-	OCIOnly() bool
-	// Index reports whether the destination can store an index (--all).
-	Index() bool
 }
 
 // Copy copies the image at src to dst.

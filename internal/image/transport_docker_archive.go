@@ -1,3 +1,6 @@
+// docker-archive: the `docker save` format (manifest.json, the configs and
+// uncompressed layers), read from a possibly compressed tar.
+
 package image
 
 import (
@@ -9,12 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
@@ -22,179 +22,10 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"berth/internal/atomicfile"
 	"berth/internal/image/layout"
 	"berth/internal/image/manifest"
 	"berth/internal/image/ref"
 )
-
-// --- oci-archive: a tar of an OCI layout ---
-
-func openOCIArchive(r ref.Ref) (source, error) {
-	tmp, err := os.MkdirTemp("", "berth-oci-archive-")
-	if err != nil {
-		return nil, err
-	}
-	cleanup := func() { os.RemoveAll(tmp) }
-	if err := extractLayoutTar(r.Path, tmp); err != nil {
-		cleanup()
-		return nil, err
-	}
-	l, err := layout.Open(tmp)
-	if err != nil {
-		cleanup()
-		return nil, fmt.Errorf("oci-archive %s: %w", r.Path, err)
-	}
-	return newLayoutSource(l, r.Tag, cleanup)
-}
-
-// extractLayoutTar unpacks an OCI layout tar. Only plain files and
-// directories with local names are accepted: a layout has nothing else, and
-// a link or "../" entry in an archive someone handed us could write outside
-// dir.
-func extractLayoutTar(file, dir string) error {
-	f, err := os.Open(file)
-	if err != nil {
-		return notFound(fmt.Errorf("oci-archive: %w", err))
-	}
-	defer f.Close()
-	tr := tar.NewReader(bufio.NewReaderSize(f, 1<<20))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("oci-archive %s: %w", file, err)
-		}
-		name := path.Clean(strings.TrimPrefix(h.Name, "./"))
-		if name == "." {
-			continue
-		}
-		if !filepath.IsLocal(name) {
-			return fmt.Errorf("oci-archive %s: entry %q escapes the archive", file, h.Name)
-		}
-		p := filepath.Join(dir, name)
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return err
-			}
-			out, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-			if err != nil {
-				return fmt.Errorf("oci-archive %s: %w", file, err)
-			}
-			_, err = io.Copy(out, tr)
-			if cerr := out.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("oci-archive %s: %w", file, err)
-			}
-		default:
-			return fmt.Errorf("oci-archive %s: entry %q has type %q; a layout holds only files and directories", file, h.Name, string(h.Typeflag))
-		}
-	}
-}
-
-func newOCIArchiveDest(r ref.Ref, opts Options) (destination, error) {
-	tmp, err := os.MkdirTemp("", "berth-oci-archive-")
-	if err != nil {
-		return nil, err
-	}
-	opts.NoSync = true // scratch: the archive file is what must be durable
-	d, err := newLayoutDest(filepath.Join(tmp, "layout"), r.Tag, opts, nil)
-	if err != nil {
-		os.RemoveAll(tmp)
-		return nil, err
-	}
-	d.cleanup = func() { os.RemoveAll(tmp) }
-	d.onCommit = func() error {
-		defer os.RemoveAll(tmp)
-		return writeTarAtomic(r.Path, filepath.Join(tmp, "layout"), func(rel string) bool {
-			return !strings.HasPrefix(rel, ".berth")
-		})
-	}
-	return d, nil
-}
-
-// writeTarAtomic tars dir's tree (entries keep() accepts) into file via a
-// temporary file renamed into place, so a reader never sees half an
-// archive and a failure leaves any previous file intact.
-func writeTarAtomic(file, dir string, keep func(rel string) bool) error {
-	var paths []string
-	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
-			return nil
-		}
-		if !keep(rel) {
-			if e.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		paths = append(paths, rel)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	sort.Strings(paths)
-	err = atomicfile.WriteFunc(file, 0o644, func(w io.Writer) error {
-		bw := bufio.NewWriterSize(w, 1<<20)
-		tw := tar.NewWriter(bw)
-		for _, rel := range paths {
-			if err := tarFile(tw, dir, rel); err != nil {
-				return err
-			}
-		}
-		if err := tw.Close(); err != nil {
-			return err
-		}
-		return bw.Flush()
-	})
-	if err != nil {
-		return fmt.Errorf("write archive: %w", err)
-	}
-	return nil
-}
-
-// tarFile writes dir/rel (a directory or a regular file) to tw.
-func tarFile(tw *tar.Writer, dir, rel string) error {
-	p := filepath.Join(dir, rel)
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return err
-	}
-	h := &tar.Header{Name: filepath.ToSlash(rel), Mode: 0o644, Size: fi.Size(), Typeflag: tar.TypeReg, Format: tar.FormatPAX}
-	if fi.IsDir() {
-		h.Name += "/"
-		h.Mode, h.Size, h.Typeflag = 0o755, 0, tar.TypeDir
-	}
-	if err := tw.WriteHeader(h); err != nil {
-		return err
-	}
-	if fi.IsDir() {
-		return nil
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(tw, f)
-	return err
-}
-
-// --- docker-archive: `docker save` format ---
 
 type dockerArchiveEntry struct {
 	Config   string   `json:"Config"`
@@ -568,147 +399,8 @@ func (d *dockerArchiveDest) Commit(ctx context.Context, m *manifest.Parsed) erro
 	return writeTarAtomic(d.r.Path, out, func(string) bool { return true })
 }
 
-func (d *dockerArchiveDest) Abort()        { os.RemoveAll(d.tmp) }
+func (d *dockerArchiveDest) Abort() { os.RemoveAll(d.tmp) }
+
 func (d *dockerArchiveDest) OCIOnly() bool { return false }
-func (d *dockerArchiveDest) Index() bool   { return false }
 
-// --- dir: containers/image's directory format ---
-
-const dirVersion = "Directory Transport Version: 1.1\n"
-
-type dirSource struct{ dir string }
-
-func openDirSource(dir string) (source, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "version"))
-	if err != nil {
-		return nil, notFound(fmt.Errorf("dir %s: %w", dir, err))
-	}
-	if !strings.HasPrefix(string(b), "Directory Transport Version: 1.") {
-		return nil, fmt.Errorf("dir %s: unsupported version file %q", dir, strings.TrimSpace(string(b)))
-	}
-	return &dirSource{dir: dir}, nil
-}
-
-func (s *dirSource) Manifest(ctx context.Context, d digest.Digest) ([]byte, string, error) {
-	p := filepath.Join(s.dir, "manifest.json")
-	if d != "" {
-		p = filepath.Join(s.dir, d.Encoded()+".manifest.json")
-	}
-	b, err := readLimited(p, manifest.MaxSize)
-	return b, "", err
-}
-
-func (s *dirSource) Blob(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
-	f, err := os.Open(filepath.Join(s.dir, desc.Digest.Encoded()))
-	if err != nil {
-		return nil, fmt.Errorf("dir %s: blob %s: %w", s.dir, desc.Digest, err)
-	}
-	return f, nil
-}
-
-func (s *dirSource) Close() error { return nil }
-
-func readLimited(p string, limit int64) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, notFound(err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is more than %d bytes", p, limit)
-	}
-	return b, nil
-}
-
-// dirDest builds the directory next to its final place and swaps it in at
-// Commit.
-type dirDest struct {
-	dir, tmp string
-}
-
-func newDirDest(dir string) (destination, error) {
-	if fi, err := os.Stat(dir); err == nil {
-		if !fi.IsDir() {
-			return nil, fmt.Errorf("dir %s: not a directory", dir)
-		}
-		ents, _ := os.ReadDir(dir)
-		if _, verr := os.Stat(filepath.Join(dir, "version")); verr != nil && len(ents) > 0 {
-			return nil, fmt.Errorf("dir %s: not empty and not an image directory; refusing to overwrite it", dir)
-		}
-	}
-	if err := os.MkdirAll(filepath.Dir(filepath.Clean(dir)), 0o755); err != nil {
-		return nil, err
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(dir)), "."+filepath.Base(dir)+".tmp-")
-	if err != nil {
-		return nil, err
-	}
-	return &dirDest{dir: dir, tmp: tmp}, nil
-}
-
-func (d *dirDest) HasBlob(context.Context, ocispec.Descriptor) (bool, error) { return false, nil }
-
-func (d *dirDest) PutBlob(ctx context.Context, desc ocispec.Descriptor, open func() (io.ReadCloser, error)) error {
-	rc, err := open()
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	return writeVerified(filepath.Join(d.tmp, desc.Digest.Encoded()), layout.NewVerifier(rc, desc, "blob "+desc.Digest.String()))
-}
-
-func writeVerified(p string, r io.Reader) error {
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(f, r)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(p)
-	}
-	return err
-}
-
-func (d *dirDest) PutManifest(ctx context.Context, m *manifest.Parsed) error {
-	return os.WriteFile(filepath.Join(d.tmp, m.Digest.Encoded()+".manifest.json"), m.Raw, 0o644)
-}
-
-func (d *dirDest) Commit(ctx context.Context, m *manifest.Parsed) error {
-	if err := os.WriteFile(filepath.Join(d.tmp, "manifest.json"), m.Raw, 0o644); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(d.tmp, "version"), []byte(dirVersion), 0o644); err != nil {
-		return err
-	}
-	if err := os.Chmod(d.tmp, 0o755); err != nil {
-		return err
-	}
-	old := ""
-	if _, err := os.Stat(d.dir); err == nil {
-		old = d.tmp + ".old"
-		if err := os.Rename(d.dir, old); err != nil {
-			return err
-		}
-	}
-	if err := os.Rename(d.tmp, d.dir); err != nil {
-		if old != "" {
-			os.Rename(old, d.dir)
-		}
-		return err
-	}
-	if old != "" {
-		os.RemoveAll(old)
-	}
-	return nil
-}
-
-func (d *dirDest) Abort()        { os.RemoveAll(d.tmp) }
-func (d *dirDest) OCIOnly() bool { return false }
-func (d *dirDest) Index() bool   { return true }
+func (d *dockerArchiveDest) Index() bool { return false }
