@@ -197,23 +197,7 @@ func runDemo(c *cli.Context) (retErr error) {
 	os.Setenv("BERTH_NETWORK_STATE", netState)
 	var cleanups []func() error
 	defer func() {
-		d.step("clean up (in reverse, and nothing may fail)")
-		for i := len(cleanups) - 1; i >= 0; i-- {
-			if err := cleanups[i](); err != nil {
-				retErr = errors.Join(retErr, err)
-			}
-		}
-		leftovers := demoLeftovers(work, hostNS, ctrNS)
-		if c.String("work") == "" {
-			if err := os.RemoveAll(work); err != nil {
-				retErr = errors.Join(retErr, err)
-			}
-		}
-		if len(leftovers) > 0 {
-			retErr = errors.Join(retErr, fmt.Errorf("left behind: %s", strings.Join(leftovers, ", ")))
-		} else {
-			fmt.Println("    nothing left behind: no container, mount, netns, link or lease of the demo remains")
-		}
+		retErr = errors.Join(retErr, d.cleanUp(cleanups, work, c.String("work") == "", hostNS, ctrNS))
 		if retErr == nil {
 			fmt.Println("\ndemo finished: image → layout → bundle → network → container, all with one binary.")
 		}
@@ -245,7 +229,7 @@ func runDemo(c *cli.Context) (retErr error) {
 	if err := d.berth("", "unpack", "--image", strings.TrimPrefix(layoutRef, "oci:"), bundle); err != nil {
 		return err
 	}
-	cleanups = append(cleanups, func() error { err := d.berth("", "bundle", "rm", bundle); return err })
+	cleanups = append(cleanups, func() error { return d.berth("", "bundle", "rm", bundle) })
 
 	d.step("wire a network (instead of ip, brctl and iptables), inside a private \"host\" namespace")
 	hostPath, err := demo.CreateNetns(hostNS)
@@ -258,17 +242,11 @@ func runDemo(c *cli.Context) (retErr error) {
 	if err := d.berth(hostPath, append(netArgs, "create", "--subnet", "10.231.7.0/24", netName)...); err != nil {
 		return err
 	}
-	cleanups = append(cleanups, func() error {
-		err := d.berth(hostPath, append(netArgs, "rm", netName)...)
-		return err
-	})
+	cleanups = append(cleanups, func() error { return d.berth(hostPath, append(netArgs, "rm", netName)...) })
 	if err := d.berth(hostPath, append(netArgs, "connect", "--netns", ctrNS, "--create-netns", "--rootfs", bundle, "--hostname", "berth-demo", netName)...); err != nil {
 		return err
 	}
-	cleanups = append(cleanups, func() error {
-		err := d.berth(hostPath, append(netArgs, "disconnect", "--netns", ctrNS, netName)...)
-		return err
-	})
+	cleanups = append(cleanups, func() error { return d.berth(hostPath, append(netArgs, "disconnect", "--netns", ctrNS, netName)...) })
 	peerAddr := "10.231.7.1:7777"
 	peer, err := demo.StartPeer(hostPath, peerAddr, "hello from the peer on the bridge")
 	if err != nil {
@@ -286,14 +264,36 @@ func runDemo(c *cli.Context) (retErr error) {
 	}
 
 	d.step("run the container (instead of runc run)")
-	cleanups = append(cleanups, func() error {
-		err := d.berth("", "--root", d.root, "delete", "--force", ctrID)
-		return err
-	})
+	cleanups = append(cleanups, func() error { return d.berth("", "--root", d.root, "delete", "--force", ctrID) })
 	if err := d.berth("", "--root", d.root, "run", "-b", bundle, ctrID); err != nil {
 		return err
 	}
 	return nil
+}
+
+// cleanUp runs the cleanups in reverse (every one, whatever fails), removes
+// the work directory when the demo made it, and fails when anything of
+// the demo is left.
+func (d *demoRun) cleanUp(cleanups []func() error, work string, removeWork bool, hostNS, ctrNS string) error {
+	d.step("clean up (in reverse, and nothing may fail)")
+	var errs []error
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		if err := cleanups[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	leftovers := demoLeftovers(work, hostNS, ctrNS)
+	if removeWork {
+		if err := os.RemoveAll(work); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(leftovers) > 0 {
+		errs = append(errs, fmt.Errorf("left behind: %s", strings.Join(leftovers, ", ")))
+	} else {
+		fmt.Println("    nothing left behind: no container, mount, netns, link or lease of the demo remains")
+	}
+	return errors.Join(errs...)
 }
 
 // demoLeftovers lists what the demo created and still exists.
