@@ -467,11 +467,12 @@ func planNamespaces(s *specs.Spec) (*nsPlan, error) {
 	}
 	joinedUser := p.types[specs.UserNamespace] && p.paths[specs.UserNamespace] != ""
 	if joinedUser {
-		// New namespaces must belong to the joined user namespace: create
-		// them after the join (pid excepted: it needs a fork, and a pid
-		// namespace owned by the host user namespace still works).
-		p.unshareAfter |= p.cloneflags &^ unix.CLONE_NEWPID
-		p.cloneflags &= unix.CLONE_NEWPID
+		// New namespaces must belong to the joined user namespace, or the
+		// container's root could not use them (mount its proc, set its
+		// hostname): they are unshared after the join, a new pid namespace
+		// by a fork into it (spawn's Forks), as runc's nsexec does.
+		p.unshareAfter |= p.cloneflags
+		p.cloneflags = 0
 	}
 	p.uidMaps, p.gidMaps = sysMaps(s.Linux.UIDMappings), sysMaps(s.Linux.GIDMappings)
 	for _, m := range s.Linux.UIDMappings {

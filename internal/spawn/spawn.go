@@ -45,7 +45,8 @@ type Options struct {
 	Join []nsutil.Namespace
 	// UnshareAfterJoin are new namespaces to create in the child before
 	// its runtime starts: after joining a user namespace (so it owns them),
-	// and a new time namespace (so its offsets can still be written).
+	// and a new time namespace (so its offsets can still be written). A
+	// new pid namespace here makes the child fork into it (Process.Forks).
 	UnshareAfterJoin uintptr
 	// TimeOffsets are written for a new time namespace, in
 	// /proc/PID/timens_offsets format.
@@ -73,7 +74,7 @@ type Process struct {
 	Conn *ipc.Conn
 	Pid  int
 	// Forks: the child goes on as a grandchild in a pid namespace it joined
-	// (see Start); AwaitPid learns its pid.
+	// or unshared (see Start); AwaitPid learns its pid.
 	Forks bool
 }
 
@@ -134,7 +135,7 @@ func Start(o *Options, seq *ipc.Sequence) (*Process, error) {
 			late = append(late, n)
 		}
 	}
-	forks := inChild && joins(o.Join, specs.PIDNamespace)
+	forks := inChild && joins(o.Join, specs.PIDNamespace) || o.UnshareAfterJoin&unix.CLONE_NEWPID != 0
 	var nsFiles []*os.File
 	defer func() {
 		for _, f := range nsFiles {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"berth/internal/testutil"
 )
@@ -300,6 +301,90 @@ func TestRuntimeExecUserNamespace(t *testing.T) {
 	r.must("delete", "-f", id)
 	if res := r.run("exec", id, "true"); res.code != 255 {
 		t.Errorf("exec into deleted container: %+v", res)
+	}
+}
+
+// TestRuntimeJoinUserNamespace: a container joining another's user
+// namespace (by its /proc path and by a bind-mounted nsfd) gets new
+// namespaces owned by it, so its root mounts proc and sets the hostname
+// (runc's userns.bats "userns join other container userns").
+func TestRuntimeJoinUserNamespace(t *testing.T) {
+	r := newRT(t)
+	userns := func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
+		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 210000, Size: 65536}}
+	}
+	b := testutil.Bundle(t, userns, "sleep", "100")
+	for d := b; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	target := r.id()
+	r.must("run", "-d", "-b", b, target)
+	defer r.run("delete", "-f", target)
+	var st struct{ Pid int }
+	json.Unmarshal([]byte(r.must("state", target)), &st)
+	procPath := fmt.Sprintf("/proc/%d/ns/user", st.Pid)
+	want, err := os.Readlink(procPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsfd := filepath.Join(t.TempDir(), "userns")
+	if err := os.WriteFile(nsfd, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(procPath, nsfd, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(nsfd, unix.MNT_DETACH)
+	// A network namespace the user namespace does not own (runc's "wrong
+	// userns owner"): joined as it is; sysfs, which it would refuse, is a
+	// bind of the host's.
+	netns := "berth-it-uj-" + strconv.Itoa(os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", netns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	defer exec.Command("ip", "netns", "del", netns).Run()
+	netnsPath := "/var/run/netns/" + netns
+	for _, c := range []struct{ path, net string }{{procPath, ""}, {nsfd, ""}, {nsfd, netnsPath}} {
+		path := c.path
+		b := testutil.Bundle(t, func(s *specs.Spec) {
+			s.Hostname = "joined"
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: path})
+			if c.net == "" {
+				return
+			}
+			for i, n := range s.Linux.Namespaces {
+				if n.Type == specs.NetworkNamespace {
+					s.Linux.Namespaces[i].Path = c.net
+				}
+			}
+			for i, m := range s.Mounts {
+				if m.Type == "sysfs" {
+					s.Mounts[i] = specs.Mount{Destination: m.Destination, Type: "bind", Source: "/sys", Options: []string{"rbind"}}
+				}
+			}
+		}, "sleep", "100")
+		for d := b; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+			os.Chmod(d, 0o755)
+		}
+		id := r.id()
+		r.must("run", "-d", "-b", b, id)
+		out := r.must("exec", id, "sh", "-c", "readlink /proc/self/ns/user; cat /proc/self/uid_map /proc/self/gid_map; hostname; echo pid1=$(cat /proc/1/comm); readlink /proc/self/ns/net")
+		r.must("delete", "-f", id)
+		wants := []string{want + "\n", "0     200000      65536", "0     210000      65536", "joined\n", "pid1=sleep\n"}
+		if c.net != "" {
+			var stt unix.Stat_t
+			if err := unix.Stat(c.net, &stt); err != nil {
+				t.Fatal(err)
+			}
+			wants = append(wants, fmt.Sprintf("net:[%d]\n", stt.Ino))
+		}
+		for _, w := range wants {
+			if !strings.Contains(out, w) {
+				t.Errorf("joining %s: exec printed %q, want %q in it", path, out, w)
+			}
+		}
 	}
 }
 
