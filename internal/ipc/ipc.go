@@ -11,6 +11,9 @@
 //	  ---- Plan ------------------------->
 //	  place in cgroups, limits,            mounts, devices, hostname
 //	  network (in parallel)                (in parallel)
+//	  <--------------------- MountSource -   for an idmapped mount, or a bind
+//	  open it in init's mount namespace      source init cannot reach
+//	  ---- MountSourceFd ('F' + fd) ----->   (may follow Placed)
 //	  ---- Placed ('P') ----------------->
 //	                                       unshare cgroup namespace
 //	  <--------------------- Hooks -------   only when prestart/createRuntime hooks exist
@@ -33,7 +36,9 @@
 // exits; the parent reports it as "error during container init: <msg>".
 // Log messages (warnings) may come at any time and do not advance the
 // ladder; nor does Pid, which a child that forked sends before anything
-// else. A Sequence checks every message in both directions against the
+// else, nor a MountSource request (while init mounts, before Hooks and
+// Ready), which the parent answers with MountSourceFd before the child
+// sends anything else. A Sequence checks every message in both directions against the
 // ladder.
 package ipc
 
@@ -45,6 +50,8 @@ import (
 	"io"
 	"os"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"berth/internal/linux/plan"
 )
@@ -65,7 +72,17 @@ const (
 	// Pid (child→parent, first, only from a child that forked into a pid
 	// namespace it joined): the pid the process goes on as.
 	Pid Type = "pid"
+	// MountSource (child→parent): open the source of mount Data.Mount;
+	// MountSourceFd (parent→child): here it is, as SCM_RIGHTS.
+	MountSource   Type = "mountSource"
+	MountSourceFd Type = "mountSourceFd"
 )
+
+// MountSourceData is the payload of MountSource: the mount's index in the
+// config.
+type MountSourceData struct {
+	Mount int `json:"mount"`
+}
 
 // PidData is the payload of Pid.
 type PidData struct {
@@ -136,6 +153,30 @@ func (c *Conn) Send(t Type) error {
 	return err
 }
 
+// SendFile writes MountSourceFd with f as its SCM_RIGHTS.
+func (c *Conn) SendFile(t Type, f *os.File) error {
+	if t != MountSourceFd {
+		return fmt.Errorf("protocol error: %q carries no file", t)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.accept(t); err != nil {
+		return err
+	}
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), []byte{plan.CtlMountSource}, unix.UnixRights(int(f.Fd())), nil, 0)
+		return !errors.Is(serr, unix.EAGAIN)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
 // Recv reads the child's next message, checking its place in the ladder.
 // io.EOF means the child closed without another message.
 func (c *Conn) Recv() (Message, error) {
@@ -169,7 +210,10 @@ type Sequence struct {
 	allowed  map[Type][]Type // last message -> the next allowed
 	last     Type
 	done     bool
+	mounting bool // the ladder has mounts (init's): MountSource may come
 	sawChild bool
+	// mountAsked: a MountSource awaits its MountSourceFd.
+	mountAsked bool
 }
 
 const start Type = ""
@@ -178,7 +222,7 @@ const start Type = ""
 // whenever the parent is ready, while the child may already have failed;
 // the child's messages after it are hooks, seccomp, ready in that order.
 func InitLadder() *Sequence {
-	return &Sequence{allowed: map[Type][]Type{
+	return &Sequence{mounting: true, allowed: map[Type][]Type{
 		start:       {Plan},
 		Plan:        {Placed, Error},
 		Placed:      {Hooks, Seccomp, Ready, Error},
@@ -213,8 +257,27 @@ func (s *Sequence) Accept(t Type) error {
 		s.sawChild = true
 		return nil
 	}
-	if _, parents := ctl[t]; !parents && t != Plan {
+	if _, parents := ctl[t]; !parents && t != Plan && t != MountSourceFd {
 		s.sawChild = true
+	}
+	switch {
+	case t == MountSource:
+		if s.done || s.mountAsked || !s.mounting {
+			return fmt.Errorf("protocol error: unexpected %q after %q", t, nameOf(s.last))
+		}
+		if s.last != Plan && s.last != Placed {
+			return fmt.Errorf("protocol error: unexpected %q after %q", t, nameOf(s.last))
+		}
+		s.mountAsked = true
+		return nil
+	case t == MountSourceFd:
+		if !s.mountAsked {
+			return fmt.Errorf("protocol error: %q without a request", t)
+		}
+		s.mountAsked = false
+		return nil
+	case s.mountAsked && t != Placed && t != Error:
+		return fmt.Errorf("protocol error: %q while a mount source request is open", t)
 	}
 	if s.done {
 		return fmt.Errorf("protocol error: %q after the sequence ended", t)

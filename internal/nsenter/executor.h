@@ -50,6 +50,10 @@ void send_json(const char *head, const char *msg, const char *tail);
 // `unexpected` if it is not want. A closed pipe exits quietly: the runtime
 // is gone, nobody is left to tell.
 void recv_ctl(char want, const char *unexpected);
+// ask_mount_source asks the runtime for the source of the config's mount
+// index (ipc.MountSource) and returns the fd it sends (an open_tree mount
+// or an O_PATH file); a CTL_PLACED that comes first is kept for recv_ctl.
+int ask_mount_source(uint32_t index, const char *pfx);
 // errtext is Go's wording of an errno: strerror with a lower-case start.
 const char *errtext(int err);
 

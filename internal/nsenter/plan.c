@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -101,12 +102,51 @@ static void read_full(int fd, char *buf, size_t n)
 	}
 }
 
+// placed_early: CTL_PLACED came while a mount source was awaited.
+static int placed_early;
+
 void recv_ctl(char want, const char *unexpected)
 {
 	char b;
+	if (want == CTL_PLACED && placed_early) {
+		placed_early = 0;
+		return;
+	}
 	read_full(ex.pipe, &b, 1);
 	if (b != want)
 		fail("%s", unexpected);
+}
+
+int ask_mount_source(uint32_t index, const char *pfx)
+{
+	char num[16];
+	snprintf(num, sizeof(num), "%u", index);
+	send_json("{\"type\":\"mountSource\",\"data\":{\"mount\":", num, "}}\n");
+	for (;;) {
+		char b;
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} u;
+		struct iovec iov = {.iov_base = &b, .iov_len = 1};
+		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+		ssize_t n = recvmsg(ex.pipe, &m, MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(1); // the runtime went away (or failed the request itself)
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		int fd = -1;
+		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(&fd, CMSG_DATA(c), sizeof(int));
+		if (b == CTL_PLACED && fd < 0 && !placed_early) {
+			placed_early = 1;
+			continue;
+		}
+		if (b != CTL_MOUNT_SOURCE || fd < 0)
+			fail("%s: unexpected message while waiting for the mount source", pfx);
+		return fd;
+	}
 }
 
 uint32_t rd32(struct reader *r)

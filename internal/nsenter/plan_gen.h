@@ -66,6 +66,7 @@
 #define MOUNT_ATTACH 4u
 #define MOUNTF_MQUEUE_USERNS 1u
 #define MOUNTF_INHERIT_MODE 2u
+#define MOUNTF_ASK_SOURCE 4u
 #define CGROUP_V1_BINDS 0u
 #define CGROUP_V2_NS 1u
 #define CGROUP_V2_BIND 2u
@@ -74,6 +75,7 @@
 #define CTL_RESUME 'R'
 #define CTL_SECCOMP_DONE 'S'
 #define CTL_MAPPED 'M'
+#define CTL_MOUNT_SOURCE 'F'
 
 // op_name names a step in error messages.
 static inline const char *op_name(unsigned op)

@@ -473,13 +473,22 @@ void step_mount(struct reader *r)
 	for (uint32_t i = 0; i < nprop; i++)
 		prop[i] = (unsigned long)rd64(r);
 	uint64_t attr_set = rd64(r), attr_clr = rd64(r);
-	int mfd = (int)rd32(r);
+	uint32_t index = rd32(r);
 	int root = need_root();
 
-	int is_file = 0;
+	int is_file = 0, mfd = -1;
 	if (kind == MOUNT_BIND || kind == MOUNT_ATTACH) {
 		struct stat st;
-		int rc = kind == MOUNT_BIND ? stat(src, &st) : fstat(mfd, &st);
+		int rc = -1;
+		if (kind == MOUNT_BIND)
+			rc = stat(src, &st);
+		if (rc < 0 && (kind == MOUNT_ATTACH || (mflags & MOUNTF_ASK_SOURCE))) {
+			// The runtime opens it, from this mount namespace, with the
+			// host's privileges (an idmapped mount; a source this user
+			// namespace's root cannot reach).
+			mfd = ask_mount_source(index, pfx);
+			rc = fstat(mfd, &st);
+		}
 		if (rc < 0)
 			fail("%s: stat %s: %s", pfx, src, errtext(errno));
 		is_file = !S_ISDIR(st.st_mode);
@@ -507,10 +516,11 @@ void step_mount(struct reader *r)
 			// flags a bind takes only on a remount.
 			if (syscall(SYS_move_mount, mfd, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
 				fail("%s: move_mount: %s", pfx, errtext(errno));
-			close(mfd);
-		} else if (mount(src, tp, "", MS_BIND | (flags & MS_REC), NULL) < 0) {
+		} else if (mount(mfd >= 0 ? fdpath(mfd, p2) : src, tp, "", MS_BIND | (flags & MS_REC), NULL) < 0) {
 			fail("%s: %s", pfx, errtext(errno));
 		}
+		if (mfd >= 0)
+			close(mfd);
 		// Bind mounts ignore most flags on the first call: remount to apply.
 		unsigned long extra = flags & ~(unsigned long)(MS_BIND | MS_REC | MS_REMOUNT);
 		if (extra) {

@@ -18,11 +18,24 @@ type childError struct{ msg string }
 
 func (e *childError) Error() string { return e.msg }
 
+// mountRequestError is a mount source the runtime failed to open for init.
+type mountRequestError struct{ err error }
+
+func (e *mountRequestError) Error() string { return "failed to fulfil mount request: " + e.err.Error() }
+func (e *mountRequestError) Unwrap() error { return e.err }
+
+// handlers answer a child's requests; nil where its ladder has none.
+type handlers struct {
+	hooks   func() error
+	seccomp func(ipc.SeccompFd) error
+	sources *mountSources
+}
+
 // follow reads what a child set up by the executor sends until Ready:
-// warnings are logged, Hooks and Seccomp are answered by onHooks and
-// onSeccomp (nil where the ladder has none), an Error comes back as a
-// *childError, and a child that dies without a word as spawn.ErrInitDied.
-func (r *Runtime) follow(proc *spawn.Process, onHooks func() error, onSeccomp func(ipc.SeccompFd) error) error {
+// warnings are logged, Hooks, Seccomp and MountSource are answered by h,
+// an Error comes back as a *childError, and a child that dies without a
+// word as spawn.ErrInitDied.
+func (r *Runtime) follow(proc *spawn.Process, h handlers) error {
 	for {
 		m, err := proc.Conn.Recv()
 		if err != nil {
@@ -37,8 +50,22 @@ func (r *Runtime) follow(proc *spawn.Process, onHooks func() error, onSeccomp fu
 			r.warn("%s", m.Msg)
 		case ipc.Error:
 			return &childError{m.Error}
+		case ipc.MountSource:
+			var d ipc.MountSourceData
+			if err := json.Unmarshal(m.Data, &d); err != nil {
+				return fmt.Errorf("malformed mount source request: %w", err)
+			}
+			f, err := h.sources.Open(d.Mount)
+			if err != nil {
+				return &mountRequestError{err}
+			}
+			err = proc.Conn.SendFile(ipc.MountSourceFd, f)
+			f.Close()
+			if err != nil {
+				return err
+			}
 		case ipc.Hooks:
-			if err := onHooks(); err != nil {
+			if err := h.hooks(); err != nil {
 				return err
 			}
 			if err := proc.Conn.Send(ipc.Resume); err != nil {
@@ -49,7 +76,7 @@ func (r *Runtime) follow(proc *spawn.Process, onHooks func() error, onSeccomp fu
 			if err := json.Unmarshal(m.Data, &sf); err != nil {
 				return err
 			}
-			if err := onSeccomp(sf); err != nil {
+			if err := h.seccomp(sf); err != nil {
 				return err
 			}
 			if err := proc.Conn.Send(ipc.SeccompDone); err != nil {
@@ -111,7 +138,7 @@ func (r *Runtime) runHooks(kind string, hs []specs.Hook, st specs.State) error {
 		proc.Cmd.Wait()
 		return fmt.Errorf("running %s hooks: %w", kind, err)
 	}
-	err = r.follow(proc, nil, nil)
+	err = r.follow(proc, handlers{})
 	if proc.Cmd.ProcessState == nil { // follow reaps a child that died silently
 		if werr := proc.Cmd.Wait(); err == nil && werr != nil {
 			err = fmt.Errorf("running %s hooks: %w", kind, werr)

@@ -251,21 +251,8 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		so.Extra = append(so.Extra, sock)
 		consoleFd = so.ExtraFd(len(so.Extra) - 1)
 	}
-	idmapped, err := idmappedMounts(s, bundle, ns)
-	for _, f := range idmapped {
-		defer f.Close()
-	}
-	if err != nil {
-		return nil, err
-	}
-	var mountFds map[int]uint32
-	for i, f := range idmapped {
-		if mountFds == nil {
-			mountFds = map[int]uint32{}
-		}
-		so.Extra = append(so.Extra, f)
-		mountFds[i] = uint32(so.ExtraFd(len(so.Extra) - 1))
-	}
+	sources := newMountSources(s, bundle, ns)
+	defer sources.Close()
 
 	st.CgroupPaths = cg.Paths()
 	hasHooks := s.Hooks != nil && (len(s.Hooks.Prestart) > 0 || len(s.Hooks.CreateRuntime) > 0)
@@ -297,7 +284,7 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		CgroupNS:        ns.has(specs.CgroupNamespace),
 		UnshareCgroupNS: ns.newNS(specs.CgroupNamespace),
 		CgroupPaths:     st.CgroupPaths,
-		MountFds:        mountFds,
+		MountSources:    os.Geteuid() == 0,
 		PlacedEarly:     cg.Mode() == cgroups.ModeUnified,
 		NoPivot:         o.NoPivot, NoNewKeyring: o.NoNewKeyring,
 		ParentHooks: hasHooks,
@@ -355,7 +342,8 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 		b, err := st.Marshal()
 		enc <- encoded{b, err}
 	}()
-	if err := r.waitReady(proc, st, s); err != nil {
+	sources.pid = proc.Pid
+	if err := r.waitReady(proc, st, s, sources); err != nil {
 		return nil, err
 	}
 	ph.done("init setup until ready")
@@ -381,20 +369,20 @@ func (r *Runtime) create(id string, o CreateOptions) (cr *created, retErr error)
 	return &created{c: c, proc: proc}, nil
 }
 
-// waitReady follows the init ladder until Ready, running the prestart and
-// createRuntime hooks when init stops for them and handing a seccomp
-// listener to its agent.
-func (r *Runtime) waitReady(proc *spawn.Process, st *state.State, s *specs.Spec) error {
-	err := r.follow(proc, func() error {
+// waitReady follows the init ladder until Ready, opening the mount
+// sources init asks for, running the prestart and createRuntime hooks
+// when init stops for them and handing a seccomp listener to its agent.
+func (r *Runtime) waitReady(proc *spawn.Process, st *state.State, s *specs.Spec, sources *mountSources) error {
+	err := r.follow(proc, handlers{hooks: func() error {
 		hs := st.OCIState(state.Creating)
 		hs.Pid = proc.Pid
 		if err := r.runHooks("prestart", s.Hooks.Prestart, hs); err != nil {
 			return err
 		}
 		return r.runHooks("createRuntime", s.Hooks.CreateRuntime, hs)
-	}, func(sf ipc.SeccompFd) error {
+	}, seccomp: func(sf ipc.SeccompFd) error {
 		return handOverListener(proc, sf, s, st.OCIState(state.Creating))
-	})
+	}, sources: sources})
 	if err != nil {
 		return initError(err)
 	}
@@ -406,7 +394,8 @@ func (r *Runtime) waitReady(proc *spawn.Process, st *state.State, s *specs.Spec)
 // compiling its plan refuses: the same checks runc's init makes).
 func initError(err error) error {
 	var ce *childError
-	if errors.As(err, &ce) || errors.Is(err, spawn.ErrInitDied) {
+	var me *mountRequestError
+	if errors.As(err, &ce) || errors.As(err, &me) || errors.Is(err, spawn.ErrInitDied) {
 		return fmt.Errorf("unable to start container process: error during container init: %w", err)
 	}
 	return fmt.Errorf("unable to start container process: %w", err)

@@ -243,9 +243,9 @@ func (r *Runtime) spawnExec(c *Container, o ExecOptions) (_ *spawn.Process, mast
 			return nil, nil, fmt.Errorf("exec failed: %w", err)
 		}
 	}
-	err = r.follow(proc, nil, func(sf ipc.SeccompFd) error {
+	err = r.follow(proc, handlers{seccomp: func(sf ipc.SeccompFd) error {
 		return handOverListener(proc, sf, s, c.OCIState(state.Running))
-	})
+	}})
 	if err != nil {
 		var ce *childError
 		if errors.As(err, &ce) {

@@ -36,9 +36,10 @@ type Init struct {
 	// new UTS namespace; a user namespace (new or joined); a cgroup
 	// namespace; a new cgroup namespace init unshares once placed.
 	MountNS, NewUTSNS, UserNS, CgroupNS, UnshareCgroupNS bool
-	// MountFds are the child's fds of the detached mounts the parent made
-	// for idmapped mounts, by mount index.
-	MountFds map[int]uint32
+	// MountSources: the parent answers the executor's mount source
+	// requests (it has the host's privileges: not rootless). Without it
+	// idmapped mounts are refused.
+	MountSources bool
 	// CgroupPaths maps a v1 controller, or "" for the unified hierarchy, to
 	// the container's cgroup directory.
 	CgroupPaths map[string]string

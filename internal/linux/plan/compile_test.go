@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -143,6 +144,100 @@ func TestCompileMounts(t *testing.T) {
 				t.Fatalf("got %+v\nwant %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestCompileMountSources: which mounts ask the runtime for their source
+// (an idmapped mount always, a bind in a user namespace when the executor
+// cannot reach it and a privileged runtime can), under their index in the
+// config; destinations inside the rootfs path are stripped of it (runc).
+func TestCompileMountSources(t *testing.T) {
+	s := spec.Default(false)
+	mapping := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	s.Mounts = []specs.Mount{
+		{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs"},
+		{Destination: "/data", Type: "bind", Source: "/host", Options: []string{"bind"}},
+		{Destination: "/b/rootfs/mnt/x", Type: "bind", Source: "/b/rootfs/x", Options: []string{"rbind"}, UIDMappings: mapping, GIDMappings: mapping},
+		{Destination: "/b/rootfs", Type: "bind", Source: "/other", Options: []string{"bind"}},
+		{Destination: "/b/rootfsx/y", Type: "bind", Source: "/other", Options: []string{"bind"}},
+	}
+	type got struct {
+		Kind, MountFlags, Index uint32
+		Dest                    string
+	}
+	summary := func(res *Result) []got {
+		var out []got
+		for _, m := range find[Mount](res.Plan) {
+			out = append(out, got{m.Kind, m.MountFlags, m.Index, m.Dest})
+		}
+		return out
+	}
+	edit := func(userns, sources bool) func(*Init) {
+		return func(in *Init) { in.Rootfs, in.UserNS, in.MountSources = "/b/rootfs", userns, sources }
+	}
+	res := mustInit(t, s, edit(true, true))
+	want := []got{
+		{MountFS, MountFInheritMode, 0, "/tmp"},
+		{MountBind, MountFAskSource, 1, "/data"},
+		{MountAttach, 0, 2, "/mnt/x"},
+		{MountBind, MountFAskSource, 3, "/"},
+		{MountBind, MountFAskSource, 4, "/b/rootfsx/y"},
+	}
+	if g := summary(res); !reflect.DeepEqual(g, want) {
+		t.Errorf("userns, privileged runtime:\ngot  %+v\nwant %+v", g, want)
+	}
+	res = mustInit(t, s, edit(false, true))
+	for i := range want {
+		if want[i].Kind == MountBind {
+			want[i].MountFlags = 0
+		}
+	}
+	if g := summary(res); !reflect.DeepEqual(g, want) {
+		t.Errorf("no userns: the executor reaches every source itself:\ngot  %+v\nwant %+v", g, want)
+	}
+
+	for _, tt := range []struct {
+		name    string
+		m       specs.Mount
+		userns  string // the user namespace: "" none, "new" with mappings, or a path
+		sources bool
+		want    string
+	}{
+		{"rootless", specs.Mount{Destination: "/m", Type: "bind", Source: "/h", Options: []string{"bind"}, UIDMappings: mapping, GIDMappings: mapping},
+			"new", false, "id-mapped mounts are not supported for rootless containers"},
+		{"not a bind", specs.Mount{Destination: "/m", Type: "tmpfs", Source: "tmpfs", UIDMappings: mapping, GIDMappings: mapping},
+			"new", true, "id-mapped mounts are only supported for bind-mounts"},
+		{"uids only", specs.Mount{Destination: "/m", Type: "bind", Source: "/h", Options: []string{"bind"}, UIDMappings: mapping},
+			"new", true, "id-mapped mounts must have both uid and gid mappings specified"},
+		{"idmap without a user namespace", specs.Mount{Destination: "/m", Type: "bind", Source: "/h", Options: []string{"bind", "idmap"}},
+			"", true, "id-mapped mounts must have both uid and gid mappings specified"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := spec.Default(false)
+			s.Mounts = []specs.Mount{tt.m}
+			if tt.userns != "" {
+				s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+				s.Linux.UIDMappings, s.Linux.GIDMappings = mapping, mapping
+			}
+			in, err := testInit(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in.UserNS, in.MountSources = tt.userns != "", tt.sources
+			_, err = CompileInit(in)
+			var ce *ConfigError
+			if !errors.As(err, &ce) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("CompileInit = %v, want the config error %q", err, tt.want)
+			}
+		})
+	}
+	// idmap alone takes a joined user namespace's mapping.
+	s = spec.Default(false)
+	s.Mounts = []specs.Mount{{Destination: "/m", Type: "bind", Source: "/h", Options: []string{"bind", "idmap"}}}
+	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/proc/1/ns/user"})
+	res = mustInit(t, s, func(in *Init) { in.UserNS, in.MountSources = true, true })
+	if m := find[Mount](res.Plan); len(m) != 1 || m[0].Kind != MountAttach {
+		t.Errorf("idmap in a joined user namespace: %+v", m)
 	}
 }
 

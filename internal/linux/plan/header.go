@@ -30,7 +30,7 @@ func CHeader() string {
 		v    uint32
 	}{
 		{"MOUNT_BIND", MountBind}, {"MOUNT_FS", MountFS}, {"MOUNT_KERNEL", MountKernel}, {"MOUNT_TMPCOPYUP", MountTmpCopyUp}, {"MOUNT_ATTACH", MountAttach},
-		{"MOUNTF_MQUEUE_USERNS", MountFMqueueUserNS}, {"MOUNTF_INHERIT_MODE", MountFInheritMode},
+		{"MOUNTF_MQUEUE_USERNS", MountFMqueueUserNS}, {"MOUNTF_INHERIT_MODE", MountFInheritMode}, {"MOUNTF_ASK_SOURCE", MountFAskSource},
 		{"CGROUP_V1_BINDS", CgroupV1Binds}, {"CGROUP_V2_NS", CgroupV2NS}, {"CGROUP_V2_BIND", CgroupV2Bind},
 	} {
 		def(c.name, fmt.Sprintf("%du", c.v))
@@ -40,6 +40,7 @@ func CHeader() string {
 	def("CTL_RESUME", fmt.Sprintf("'%c'", CtlResume))
 	def("CTL_SECCOMP_DONE", fmt.Sprintf("'%c'", CtlSeccompDone))
 	def("CTL_MAPPED", fmt.Sprintf("'%c'", CtlMapped))
+	def("CTL_MOUNT_SOURCE", fmt.Sprintf("'%c'", CtlMountSource))
 	b.WriteString("\n// op_name names a step in error messages.\nstatic inline const char *op_name(unsigned op)\n{\n\tswitch (op) {\n")
 	for op := Op(1); op < opCount; op++ {
 		fmt.Fprintf(&b, "\tcase %s: return %q;\n", opMacro(op), op.String())

@@ -85,7 +85,9 @@ func (c *compiler) mount(in *Init, i int, m specs.Mount) error {
 	if err := rootfs.CheckProcMount(m); err != nil {
 		return err
 	}
-	dest := filepath.Clean(m.Destination)
+	// As runc: a destination lexically inside the rootfs path is that
+	// path in the container.
+	dest := stripRoot(in.Rootfs, m.Destination)
 	prefix := "error mounting " + strconv.Quote(m.Source) + " to rootfs at " + strconv.Quote(m.Destination)
 	po := rootfs.ParseOptions(m.Options)
 	if m.Type == "cgroup" || m.Type == "cgroup2" {
@@ -104,15 +106,18 @@ func (c *compiler) mount(in *Init, i int, m specs.Mount) error {
 		st.Source = filepath.Join(in.Bundle, st.Source)
 	}
 	idmapped, _ := rootfs.IDMapped(m)
+	st.Index = uint32(i)
 	switch {
 	case idmapped:
-		fd, ok := in.MountFds[i]
-		if !bind || !ok {
-			return &ConfigError{errors.New("id-mapped mounts are only supported for bind-mounts")}
+		if err := checkIDMapped(in, m, bind); err != nil {
+			return &ConfigError{err}
 		}
-		st.Kind, st.Fd = MountAttach, fd
+		st.Kind = MountAttach
 	case bind:
 		st.Kind = MountBind
+		if in.UserNS && in.MountSources {
+			st.MountFlags |= MountFAskSource
+		}
 	case po.TmpCopyUp && m.Type == "tmpfs":
 		st.Kind = MountTmpCopyUp
 	case m.Type == "proc" || m.Type == "sysfs":
@@ -137,6 +142,47 @@ func (c *compiler) mount(in *Init, i int, m specs.Mount) error {
 	}
 	c.add(st)
 	return nil
+}
+
+// checkIDMapped refuses an idmapped mount runc refuses: of anything but a
+// bind, from a rootless runtime (MOUNT_ATTR_IDMAP needs privileges over
+// the filesystem's user namespace, the host's), or without a mapping (its
+// own, or the container's user namespace's).
+func checkIDMapped(in *Init, m specs.Mount, bind bool) error {
+	if !bind {
+		return errors.New("id-mapped mounts are only supported for bind-mounts")
+	}
+	if !in.MountSources {
+		return errors.New("id-mapped mounts are not supported for rootless containers")
+	}
+	if len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
+		if len(m.UIDMappings) == 0 || len(m.GIDMappings) == 0 {
+			return errors.New("id-mapped mounts must have both uid and gid mappings specified")
+		}
+		return nil
+	}
+	for _, n := range in.Spec.Linux.Namespaces {
+		if n.Type == specs.UserNamespace && n.Path != "" {
+			return nil
+		}
+	}
+	if len(in.Spec.Linux.UIDMappings) == 0 || len(in.Spec.Linux.GIDMappings) == 0 {
+		return errors.New("id-mapped mounts must have both uid and gid mappings specified")
+	}
+	return nil
+}
+
+// stripRoot is runc's lexical strip of the rootfs from a destination: a
+// clean absolute path, relative to root when it lies (lexically) in it.
+func stripRoot(root, path string) string {
+	root, path = filepath.Clean("/"+root), filepath.Clean("/"+path)
+	switch {
+	case path == root:
+		return "/"
+	case root == "/":
+		return path
+	}
+	return filepath.Clean("/" + strings.TrimPrefix(path, root+"/"))
 }
 
 // hasDataOption reports whether the comma-separated data has key=.

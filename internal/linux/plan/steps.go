@@ -123,7 +123,9 @@ type Mount struct {
 	Flags              uint64
 	Propagation        []uint64
 	AttrSet, AttrClear uint64
-	Fd                 uint32 // MountAttach
+	// Index is the mount's place in the config, which a request for its
+	// source names (MountAttach, MountFAskSource).
+	Index uint32
 }
 
 func (Mount) Op() Op { return OpMount }
@@ -142,7 +144,7 @@ func (s Mount) encode(e *encoder) {
 	}
 	e.u64(s.AttrSet)
 	e.u64(s.AttrClear)
-	e.u32(s.Fd)
+	e.u32(s.Index)
 }
 
 // CgroupBind is one v1 hierarchy inside the container's /sys/fs/cgroup.

@@ -204,8 +204,9 @@ const (
 	MountKernel = 2
 	// MountTmpCopyUp: a tmpfs that starts with a copy of what it covers.
 	MountTmpCopyUp = 3
-	// MountAttach: a detached mount the parent made (an idmapped bind),
-	// attached with move_mount, then remounted for its flags as a bind.
+	// MountAttach: a detached mount the parent makes when the executor
+	// asks for it (an idmapped bind: CtlMountSource), attached with
+	// move_mount, then remounted for its flags as a bind.
 	MountAttach = 4
 )
 
@@ -218,6 +219,11 @@ const (
 	// of the directory it covers, when that was there before (runc; a
 	// target the executor had to create keeps tmpfs's default, 1777).
 	MountFInheritMode = 2
+	// MountFAskSource: a bind whose source the executor cannot stat (a user
+	// namespace's root may not reach it) asks the parent, which opens it
+	// from the container's mount namespace with the host's privileges
+	// (runc's mount source requests); the executor binds the fd it gets.
+	MountFAskSource = 4
 )
 
 // Cgroup mount modes (OpMountCgroup).
@@ -235,4 +241,8 @@ const (
 	// CtlMapped comes before the plan, to a child in a user namespace whose
 	// maps newuidmap and newgidmap wrote (see internal/spawn).
 	CtlMapped = 'M'
+	// CtlMountSource answers the executor's mount source request; its one
+	// SCM_RIGHTS fd is the source (an open_tree mount or an O_PATH file).
+	// It may come after CtlPlaced, which the executor then remembers.
+	CtlMountSource = 'F'
 )
