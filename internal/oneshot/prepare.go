@@ -105,39 +105,9 @@ func Prepare(ctx context.Context, o Options) (_ *Container, retErr error) {
 	if err := state.ValidateID(o.Name); err != nil {
 		return nil, fmt.Errorf("container name %q: %w", o.Name, err)
 	}
-	restart, err := ParseRestart(o.Restart)
+	restart, err := o.check(ctx)
 	if err != nil {
 		return nil, err
-	}
-	if o.Remove && restart.Name != "no" {
-		return nil, errors.New("--rm and --restart cannot be used together: a container that restarts is not removed when it exits")
-	}
-	if o.Network == "host" || o.Network == "none" {
-		if len(o.Publish) > 0 || o.PublishAll {
-			return nil, fmt.Errorf("publishing ports needs a bridge network, not --network %s", o.Network)
-		}
-		if o.IP != "" || o.MAC != "" || len(o.DNS) > 0 || len(o.DNSSearch) > 0 || len(o.DNSOptions) > 0 {
-			return nil, fmt.Errorf("--ip, --mac-address and --dns* need a bridge network, not --network %s", o.Network)
-		}
-	}
-	if _, err := parsePorts(o.Publish); err != nil {
-		return nil, err
-	}
-	if a, err := netip.ParseAddr(o.IP); o.IP != "" && (err != nil || !a.Is4()) {
-		return nil, fmt.Errorf("--ip %q is not an IPv4 address", o.IP)
-	}
-	if _, err := net.ParseMAC(o.MAC); o.MAC != "" && err != nil {
-		return nil, fmt.Errorf("--mac-address %q: %w", o.MAC, err)
-	}
-	if o.Network != "host" && o.Network != "none" && o.Network != network.DefaultNetwork {
-		// Only the default network is made on first use; a named one must
-		// exist (a typo would otherwise make a network nobody removes).
-		if _, err := network.New().Inspect(ctx, o.Network); err != nil {
-			if errors.Is(err, network.ErrNotExist) {
-				return nil, fmt.Errorf("network %s not found (berth network create %s makes it)", o.Network, o.Network)
-			}
-			return nil, err
-		}
 	}
 	img, err := resolveImage(ctx, o)
 	if err != nil {
@@ -166,38 +136,10 @@ func Prepare(ctx context.Context, o Options) (_ *Container, retErr error) {
 			os.RemoveAll(vdir)
 		}
 	}()
-	ic := img.Config.Config
-	m := Meta{
-		ID: id, Name: o.Name, Image: o.Image, ImageID: img.Manifest.String(), Created: time.Now().UTC(),
-		Remove: o.Remove, Detached: o.Detach, Root: o.Root, Restart: restart, Init: o.Init, Privileged: o.Privileged,
-		ReadOnly: o.ReadOnly, VolumeDir: o.VolumeDir, NetMode: "bridge",
-		DNS: o.DNS, DNSSearch: o.DNSSearch, DNSOptions: o.DNSOptions, ExtraHosts: o.AddHosts, IP: o.IP, MAC: o.MAC,
+	m, err := newMeta(o, id, img, restart)
+	if err != nil {
+		return nil, err
 	}
-	switch o.Network {
-	case "none", "host":
-		m.NetMode = o.Network
-	default:
-		m.Network = o.Network
-	}
-	m.Config.Tty, m.Config.OpenStdin = o.TTY, o.Interactive
-	m.Config.Labels = map[string]string{}
-	for k, v := range ic.Labels {
-		m.Config.Labels[k] = v
-	}
-	for k, v := range o.Labels {
-		m.Config.Labels[k] = v
-	}
-	m.Config.StopSignal = o.StopSignal
-	if m.Config.StopSignal == "" {
-		m.Config.StopSignal = ic.StopSignal
-	}
-	if m.Config.StopSignal == "" {
-		m.Config.StopSignal = "SIGTERM"
-	}
-	if _, err := runtime.ParseSignal(m.Config.StopSignal); err != nil {
-		return nil, fmt.Errorf("stop signal: %w", err)
-	}
-	m.Config.StopTimeout = o.StopTimeout
 	// The record comes first: everything made after it (the overlay bundle,
 	// volumes, the runtime state, the network endpoint) is found and
 	// removed through it by `container rm`, even when this process is
@@ -209,21 +151,8 @@ func Prepare(ctx context.Context, o Options) (_ *Container, retErr error) {
 	if err := os.Mkdir(p.Bundle, 0o700); err != nil {
 		return nil, err
 	}
-	cache, err := layercache.Open(o.LayerCache)
-	if err != nil {
+	if err := mountBundle(ctx, o.LayerCache, img, p.Bundle); err != nil {
 		return nil, err
-	}
-	unlock, err := cache.Lock(false)
-	if err != nil {
-		return nil, err
-	}
-	keys, _, err := cache.Ensure(ctx, img.Layers, unpack.Options{})
-	if err == nil {
-		err = cache.MountBundle(p.Bundle, keys)
-	}
-	unlock()
-	if err != nil {
-		return nil, fmt.Errorf("bundle: %w", err)
 	}
 	killpoint.At("container run: bundle mounted")
 	rootfs := filepath.Join(p.Bundle, "rootfs")
@@ -236,7 +165,7 @@ func Prepare(ctx context.Context, o Options) (_ *Container, retErr error) {
 	if err := writeEtc(rootfs, &m); err != nil {
 		return nil, err
 	}
-	exposed, err := exposedPorts(ic.ExposedPorts, o.Expose)
+	exposed, err := exposedPorts(img.Config.Config.ExposedPorts, o.Expose)
 	if err != nil {
 		return nil, err
 	}
@@ -273,6 +202,106 @@ func Prepare(ctx context.Context, o Options) (_ *Container, retErr error) {
 	}
 	killpoint.At("container run: config written")
 	return &Container{Home: o.Home, Paths: p, Meta: m}, nil
+}
+
+// check refuses, before anything is made, options that contradict each
+// other or name what does not exist, and returns the restart policy.
+func (o *Options) check(ctx context.Context) (RestartPolicy, error) {
+	restart, err := ParseRestart(o.Restart)
+	if err != nil {
+		return RestartPolicy{}, err
+	}
+	if o.Remove && restart.Name != "no" {
+		return RestartPolicy{}, errors.New("--rm and --restart cannot be used together: a container that restarts is not removed when it exits")
+	}
+	if o.Network == "host" || o.Network == "none" {
+		if len(o.Publish) > 0 || o.PublishAll {
+			return RestartPolicy{}, fmt.Errorf("publishing ports needs a bridge network, not --network %s", o.Network)
+		}
+		if o.IP != "" || o.MAC != "" || len(o.DNS) > 0 || len(o.DNSSearch) > 0 || len(o.DNSOptions) > 0 {
+			return RestartPolicy{}, fmt.Errorf("--ip, --mac-address and --dns* need a bridge network, not --network %s", o.Network)
+		}
+	}
+	if _, err := parsePorts(o.Publish); err != nil {
+		return RestartPolicy{}, err
+	}
+	if a, err := netip.ParseAddr(o.IP); o.IP != "" && (err != nil || !a.Is4()) {
+		return RestartPolicy{}, fmt.Errorf("--ip %q is not an IPv4 address", o.IP)
+	}
+	if _, err := net.ParseMAC(o.MAC); o.MAC != "" && err != nil {
+		return RestartPolicy{}, fmt.Errorf("--mac-address %q: %w", o.MAC, err)
+	}
+	if o.Network != "host" && o.Network != "none" && o.Network != network.DefaultNetwork {
+		// Only the default network is made on first use; a named one must
+		// exist (a typo would otherwise make a network nobody removes).
+		if _, err := network.New().Inspect(ctx, o.Network); err != nil {
+			if errors.Is(err, network.ErrNotExist) {
+				return RestartPolicy{}, fmt.Errorf("network %s not found (berth network create %s makes it)", o.Network, o.Network)
+			}
+			return RestartPolicy{}, err
+		}
+	}
+	return restart, nil
+}
+
+// newMeta is the container's first record: what it was made from and
+// with, the image's labels and stop signal under the options'.
+func newMeta(o Options, id string, img *bundle.Image, restart RestartPolicy) (Meta, error) {
+	ic := img.Config.Config
+	m := Meta{
+		ID: id, Name: o.Name, Image: o.Image, ImageID: img.Manifest.String(), Created: time.Now().UTC(),
+		Remove: o.Remove, Detached: o.Detach, Root: o.Root, Restart: restart, Init: o.Init, Privileged: o.Privileged,
+		ReadOnly: o.ReadOnly, VolumeDir: o.VolumeDir, NetMode: "bridge",
+		DNS: o.DNS, DNSSearch: o.DNSSearch, DNSOptions: o.DNSOptions, ExtraHosts: o.AddHosts, IP: o.IP, MAC: o.MAC,
+	}
+	switch o.Network {
+	case "none", "host":
+		m.NetMode = o.Network
+	default:
+		m.Network = o.Network
+	}
+	m.Config.Tty, m.Config.OpenStdin = o.TTY, o.Interactive
+	m.Config.Labels = map[string]string{}
+	for k, v := range ic.Labels {
+		m.Config.Labels[k] = v
+	}
+	for k, v := range o.Labels {
+		m.Config.Labels[k] = v
+	}
+	m.Config.StopSignal = o.StopSignal
+	if m.Config.StopSignal == "" {
+		m.Config.StopSignal = ic.StopSignal
+	}
+	if m.Config.StopSignal == "" {
+		m.Config.StopSignal = "SIGTERM"
+	}
+	if _, err := runtime.ParseSignal(m.Config.StopSignal); err != nil {
+		return Meta{}, fmt.Errorf("stop signal: %w", err)
+	}
+	m.Config.StopTimeout = o.StopTimeout
+	return m, nil
+}
+
+// mountBundle makes the overlay bundle: the image's layers unpacked once
+// into the layer cache (under its lock), mounted at bundleDir.
+func mountBundle(ctx context.Context, cacheDir string, img *bundle.Image, bundleDir string) error {
+	cache, err := layercache.Open(cacheDir)
+	if err != nil {
+		return err
+	}
+	unlock, err := cache.Lock(false)
+	if err != nil {
+		return err
+	}
+	keys, _, err := cache.Ensure(ctx, img.Layers, unpack.Options{})
+	if err == nil {
+		err = cache.MountBundle(bundleDir, keys)
+	}
+	unlock()
+	if err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	return nil
 }
 
 func resolveImage(ctx context.Context, o Options) (*bundle.Image, error) {
