@@ -82,7 +82,7 @@ var allowed = map[string][]string{
 	// Floor 2: the runtime's parts.
 	"berth/internal/spec":  {rspec},
 	"berth/internal/state": {"berth/internal/atomicfile", rspec, xsys},
-	"berth/internal/ipc":   {"berth/internal/linux/plan"},
+	"berth/internal/ipc":   {"berth/internal/linux/plan", xsys}, // SCM_RIGHTS for mount sources
 	"berth/internal/spawn": {"berth/internal/ipc", "berth/internal/linux/cgroups", "berth/internal/linux/nsutil", "berth/internal/linux/plan", rspec, xsys},
 
 	// Floor 3: the runtime (lifecycle), images and networking, side by side.
