@@ -2,7 +2,7 @@
 // go-containerregistry's internal/depcheck: every package has an
 // allow-list of what it may import (berth packages by path, third-party
 // code by module; the standard library is always allowed), and the floors
-// of docs/DESIGN.md §2 are checked over the real import graph on top:
+// of docs/DESIGN.md §1.1 are checked over the real import graph on top:
 //
 //   - the plan compiler (linux/plan) and the executor (nsenter) never reach
 //     lifecycle code, not even transitively;
